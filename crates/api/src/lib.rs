@@ -1,1 +1,63 @@
+//! Polyclinic's HTTP layer: the routers of every dialect, the admin API,
+//! health, readiness and metrics, assembled by [`app`].
+//!
+//! Handlers translate HTTP into store commands and results back into HTTP;
+//! they hold no SQL and no domain rules.
 
+pub mod admin;
+pub mod clock;
+pub mod error;
+pub mod health;
+pub mod metrics;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use polyclinic_store::Store;
+use std::sync::Arc;
+
+pub use clock::{Clock, SystemClock, TestClock};
+
+/// Largest request body accepted by the dialects.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest seed document accepted by the admin API.
+pub const MAX_SEED_BYTES: usize = 16 * 1024 * 1024;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    /// Present when the server runs with `--test-clock`: the same clock, settable.
+    pub test_clock: Option<Arc<TestClock>>,
+    /// SHA-256 of the admin token (the token itself is not kept).
+    pub admin_token_hash: Arc<[u8; 32]>,
+    pub metrics: metrics::Metrics,
+}
+
+impl AppState {
+    /// State for a store, a clock and an admin token.
+    pub fn new(store: Store, clock: Arc<dyn Clock>, test_clock: Option<Arc<TestClock>>, admin_token: &str) -> Self {
+        AppState {
+            store,
+            clock,
+            test_clock,
+            admin_token_hash: Arc::new(admin::hash_token(admin_token)),
+            metrics: metrics::Metrics::global(),
+        }
+    }
+
+    /// "Now", from the injected clock.
+    pub fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
+    }
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .nest("/admin", admin::router(state.clone()).layer(DefaultBodyLimit::max(MAX_SEED_BYTES)))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .with_state(state)
+}

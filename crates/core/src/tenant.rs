@@ -17,6 +17,16 @@ pub struct Tenant {
     /// IANA time zone for "today", reminders and printed offsets.
     pub timezone: String,
     pub settings: TenantSettings,
+    /// Solo report presets the tenant may run.
+    #[serde(default)]
+    pub report_presets: Vec<ReportPreset>,
+}
+
+/// A named report preset (Solo encounter reports).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportPreset {
+    pub key: String,
+    pub id: crate::Uuid,
 }
 
 impl Tenant {

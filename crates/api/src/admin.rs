@@ -1,0 +1,133 @@
+//! The admin API, exactly per the contract in DESIGN.md: seed, test clock,
+//! run-due, messages, deliveries, and the web UI. Every route but the UI page
+//! needs `Authorization: Bearer <admin token>`.
+
+use crate::error::{ApiError, Json};
+use crate::AppState;
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use jiff::Timestamp;
+use polyclinic_store::seed::{self, SeedDoc, SeedResult};
+use polyclinic_store::tenants;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// SHA-256 of the admin token.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The admin routes (mounted under `/admin`).
+pub fn router(state: AppState) -> Router<AppState> {
+    let protected = Router::new()
+        .route("/seed", post(seed_handler))
+        .route("/clock", post(clock_handler))
+        .route("/run-due", post(run_due))
+        .route("/messages", get(messages))
+        .route("/deliveries", get(deliveries))
+        .route("/tenants", get(tenants_handler))
+        .route_layer(middleware::from_fn_with_state(state, require_admin));
+    Router::new().route("/", get(ui)).merge(protected)
+}
+
+async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    match presented {
+        Some(token) if bool::from(hash_token(token).ct_eq(&state.admin_token_hash[..])) => next.run(req).await,
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the admin token is not valid").into_response(),
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <admin token>")
+            .into_response(),
+    }
+}
+
+async fn seed_handler(State(state): State<AppState>, Json(doc): Json<SeedDoc>) -> Result<axum::Json<SeedResult>, ApiError> {
+    Ok(axum::Json(apply_seed(&state, doc).await?))
+}
+
+/// Loads a seed document as one command.
+pub async fn apply_seed(state: &AppState, doc: SeedDoc) -> Result<SeedResult, ApiError> {
+    let now = state.now();
+    Ok(state.store.write(move |c| Box::pin(async move { seed::load(c, &doc, now).await })).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockBody {
+    now: Option<String>,
+    advance_seconds: Option<i64>,
+}
+
+async fn clock_handler(State(state): State<AppState>, Json(body): Json<ClockBody>) -> Result<axum::Json<Value>, ApiError> {
+    let clock = state.test_clock.as_ref().ok_or_else(|| ApiError::not_found("the test clock is off; start with --test-clock"))?;
+    match (body.now, body.advance_seconds) {
+        (Some(now), None) => {
+            let t: Timestamp = now.parse().map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid", format!("`now` must be an RFC 3339 instant: {e}"))
+            })?;
+            clock.set(t);
+        }
+        (None, Some(secs)) => {
+            clock.advance(secs).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid", "advance_seconds leaves the supported time range"))?;
+        }
+        _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid", "send exactly one of `now` or `advance_seconds`")),
+    }
+    Ok(axum::Json(json!({"now": state.now().to_string()})))
+}
+
+async fn run_due(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+    if state.test_clock.is_none() {
+        return Err(ApiError::not_found("the test clock is off; start with --test-clock"));
+    }
+    // Time-driven work registers here as it is built (reminders, heartbeats,
+    // delivery retries, delay estimates, report jobs); each reports how much
+    // it did. Nothing is scheduled by the foundation itself.
+    Ok(axum::Json(json!({"now": state.now().to_string(), "ran": {}})))
+}
+
+#[derive(Deserialize)]
+struct TenantQuery {
+    tenant: Option<String>,
+}
+
+async fn tenant_id(state: &AppState, q: TenantQuery) -> Result<polyclinic_core::TenantId, ApiError> {
+    let key = q.tenant.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid", "the `tenant` query parameter (a seed key) is required"))?;
+    let k = key.clone();
+    let tenant = state.store.read(move |c| Box::pin(async move { tenants::by_key(c, &k).await })).await?;
+    tenant.map(|t| t.id).ok_or_else(|| ApiError::not_found(format!("no tenant with key `{key}`")))
+}
+
+async fn messages(State(state): State<AppState>, Query(q): Query<TenantQuery>) -> Result<axum::Json<Value>, ApiError> {
+    let id = tenant_id(&state, q).await?;
+    let rows = state.store.read(move |c| Box::pin(async move { tenants::messages(c, id).await })).await?;
+    Ok(axum::Json(json!(rows)))
+}
+
+async fn deliveries(State(state): State<AppState>, Query(q): Query<TenantQuery>) -> Result<axum::Json<Value>, ApiError> {
+    let id = tenant_id(&state, q).await?;
+    let rows = state.store.read(move |c| Box::pin(async move { tenants::deliveries(c, id).await })).await?;
+    Ok(axum::Json(json!(rows)))
+}
+
+async fn tenants_handler(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+    let all = state.store.read(|c| Box::pin(async move { tenants::list(c).await })).await?;
+    Ok(axum::Json(json!(all
+        .iter()
+        .map(|t| json!({"id": t.id.to_string(), "key": t.key, "name": t.name, "country": t.country,
+                        "language": t.language, "timezone": t.timezone}))
+        .collect::<Vec<_>>())))
+}
+
+async fn ui() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-store")], Html(include_str!("admin_ui.html")))
+}

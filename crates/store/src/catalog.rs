@@ -1,0 +1,260 @@
+//! The catalogue: practitioners, healthcare services, facilities, addresses,
+//! address services, care locations, and the shared dictionaries (services,
+//! insurance providers) kept under tenant 0.
+//!
+//! These tables share one shape (`tenant_id, id, [key], ..., doc`), so one set
+//! of helpers reads and writes them; the table name always comes from the
+//! [`Table`] enum, never from input.
+
+use crate::outbox::{Seq, next_id};
+use crate::{Conn, StoreError, StoreResult};
+use polyclinic_core::facility::{Address, AddressService, Facility, InsuranceProvider, Service};
+use polyclinic_core::practitioner::Practitioner;
+use polyclinic_core::service::HealthcareService;
+use polyclinic_core::care::CareLocation;
+use polyclinic_core::{CoreError, TenantId};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::AssertSqlSafe;
+
+/// The tenant that owns the shared dictionaries.
+pub const SHARED: TenantId = TenantId(0);
+
+/// Document tables of the catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Practitioners,
+    HealthcareServices,
+    Facilities,
+    Addresses,
+    AddressServices,
+    CareLocations,
+    Services,
+    InsuranceProviders,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Practitioners => "practitioners",
+            Table::HealthcareServices => "healthcare_services",
+            Table::Facilities => "facilities",
+            Table::Addresses => "addresses",
+            Table::AddressServices => "address_services",
+            Table::CareLocations => "care_locations",
+            Table::Services => "services",
+            Table::InsuranceProviders => "insurance_providers",
+        }
+    }
+
+    fn entity(self) -> &'static str {
+        match self {
+            Table::Practitioners => "practitioner",
+            Table::HealthcareServices => "healthcare service",
+            Table::Facilities => "facility",
+            Table::Addresses => "address",
+            Table::AddressServices => "address service",
+            Table::CareLocations => "care location",
+            Table::Services => "service",
+            Table::InsuranceProviders => "insurance provider",
+        }
+    }
+}
+
+/// Reads one document by id; `None` when the tenant has no such row.
+pub async fn get<T: DeserializeOwned>(conn: &mut Conn, table: Table, tenant: TenantId, id: i64) -> StoreResult<Option<T>> {
+    let sql = format!("SELECT doc FROM {} WHERE tenant_id = $1 AND id = $2", table.name());
+    let doc: Option<String> =
+        sqlx::query_scalar(AssertSqlSafe(sql)).bind(tenant.get()).bind(id).fetch_optional(&mut *conn).await?;
+    doc.map(|d| serde_json::from_str(&d).map_err(StoreError::from)).transpose()
+}
+
+/// Reads one document by id, or the domain's not-found error.
+pub async fn require<T: DeserializeOwned>(conn: &mut Conn, table: Table, tenant: TenantId, id: i64) -> StoreResult<T> {
+    get(conn, table, tenant, id).await?.ok_or_else(|| CoreError::not_found(table.entity(), id).into())
+}
+
+/// Every document of the tenant, by id.
+pub async fn list<T: DeserializeOwned>(conn: &mut Conn, table: Table, tenant: TenantId) -> StoreResult<Vec<T>> {
+    let sql = format!("SELECT doc FROM {} WHERE tenant_id = $1 ORDER BY id", table.name());
+    let docs: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(tenant.get()).fetch_all(&mut *conn).await?;
+    docs.iter().map(|d| serde_json::from_str(d).map_err(StoreError::from)).collect()
+}
+
+/// The id of the row with seed key `key`, if any.
+pub async fn id_by_key(conn: &mut Conn, table: Table, tenant: TenantId, key: &str) -> StoreResult<Option<i64>> {
+    let sql = format!("SELECT id FROM {} WHERE tenant_id = $1 AND key = $2", table.name());
+    Ok(sqlx::query_scalar(AssertSqlSafe(sql)).bind(tenant.get()).bind(key).fetch_optional(&mut *conn).await?)
+}
+
+/// Extra indexed columns written beside the document.
+pub type Columns<'a> = &'a [(&'static str, Option<i64>)];
+
+/// Inserts or replaces a row by id.
+async fn put(conn: &mut Conn, table: Table, tenant: TenantId, id: i64, key: Option<&str>, cols: Columns<'_>, doc: String) -> StoreResult<()> {
+    let mut names = vec!["tenant_id", "id", "doc"];
+    if key.is_some() {
+        names.push("key");
+    }
+    names.extend(cols.iter().map(|(c, _)| *c));
+    let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+    let updates: Vec<String> = names[2..].iter().map(|c| format!("{c} = excluded.{c}")).collect();
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
+        table.name(),
+        names.join(", "),
+        placeholders.join(", "),
+        updates.join(", ")
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant.get()).bind(id).bind(doc);
+    if let Some(k) = key {
+        q = q.bind(k.to_owned());
+    }
+    for (_, v) in cols {
+        q = q.bind(*v);
+    }
+    q.execute(&mut *conn).await.map_err(crate::db::map_constraint)?;
+    Ok(())
+}
+
+/// Inserts or updates a keyed row (seed data): keeps the id of an existing
+/// key, draws a new one otherwise. `build` receives the id and returns the
+/// document to store.
+pub async fn upsert_keyed<T: Serialize>(
+    conn: &mut Conn,
+    table: Table,
+    tenant: TenantId,
+    key: &str,
+    cols: Columns<'_>,
+    build: impl FnOnce(i64) -> Result<T, CoreError>,
+) -> StoreResult<i64> {
+    let id = match id_by_key(conn, table, tenant, key).await? {
+        Some(id) => id,
+        None => next_id(conn, Seq::Entity).await?,
+    };
+    let doc = serde_json::to_string(&build(id)?)?;
+    put(conn, table, tenant, id, Some(key), cols, doc).await?;
+    Ok(id)
+}
+
+/// Inserts or replaces an unkeyed row by id.
+pub async fn save<T: Serialize>(conn: &mut Conn, table: Table, tenant: TenantId, id: i64, cols: Columns<'_>, value: &T) -> StoreResult<()> {
+    put(conn, table, tenant, id, None, cols, serde_json::to_string(value)?).await
+}
+
+/// Deletes a row; answers whether it existed.
+pub async fn delete(conn: &mut Conn, table: Table, tenant: TenantId, id: i64) -> StoreResult<bool> {
+    let sql = format!("DELETE FROM {} WHERE tenant_id = $1 AND id = $2", table.name());
+    let r = sqlx::query(AssertSqlSafe(sql)).bind(tenant.get()).bind(id).execute(&mut *conn).await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// A practitioner by id.
+pub async fn practitioner(conn: &mut Conn, tenant: TenantId, id: i64) -> StoreResult<Option<Practitioner>> {
+    get(conn, Table::Practitioners, tenant, id).await
+}
+
+/// A healthcare service by id.
+pub async fn healthcare_service(conn: &mut Conn, tenant: TenantId, id: i64) -> StoreResult<Option<HealthcareService>> {
+    get(conn, Table::HealthcareServices, tenant, id).await
+}
+
+/// A facility by id.
+pub async fn facility(conn: &mut Conn, tenant: TenantId, id: i64) -> StoreResult<Option<Facility>> {
+    get(conn, Table::Facilities, tenant, id).await
+}
+
+/// An address by id.
+pub async fn address(conn: &mut Conn, tenant: TenantId, id: i64) -> StoreResult<Option<Address>> {
+    get(conn, Table::Addresses, tenant, id).await
+}
+
+/// The addresses of a facility.
+pub async fn addresses_of_facility(conn: &mut Conn, tenant: TenantId, facility: i64) -> StoreResult<Vec<Address>> {
+    let docs: Vec<String> = sqlx::query_scalar("SELECT doc FROM addresses WHERE tenant_id = $1 AND facility_id = $2 ORDER BY id")
+        .bind(tenant.get())
+        .bind(facility)
+        .fetch_all(&mut *conn)
+        .await?;
+    docs.iter().map(|d| serde_json::from_str(d).map_err(StoreError::from)).collect()
+}
+
+/// The address services offered at an address.
+pub async fn address_services(conn: &mut Conn, tenant: TenantId, address: i64) -> StoreResult<Vec<AddressService>> {
+    let docs: Vec<String> =
+        sqlx::query_scalar("SELECT doc FROM address_services WHERE tenant_id = $1 AND address_id = $2 ORDER BY id")
+            .bind(tenant.get())
+            .bind(address)
+            .fetch_all(&mut *conn)
+            .await?;
+    docs.iter().map(|d| serde_json::from_str(d).map_err(StoreError::from)).collect()
+}
+
+/// A care location by id.
+pub async fn care_location(conn: &mut Conn, tenant: TenantId, id: i64) -> StoreResult<Option<CareLocation>> {
+    get(conn, Table::CareLocations, tenant, id).await
+}
+
+/// The shared service dictionary.
+pub async fn services(conn: &mut Conn) -> StoreResult<Vec<Service>> {
+    list(conn, Table::Services, SHARED).await
+}
+
+/// The shared insurance providers.
+pub async fn insurance_providers(conn: &mut Conn) -> StoreResult<Vec<InsuranceProvider>> {
+    list(conn, Table::InsuranceProviders, SHARED).await
+}
+
+/// Registers identifier `system|value` for an entity; a value already used by
+/// another entity of the same kind is refused.
+pub async fn claim_identifier(conn: &mut Conn, tenant: TenantId, entity: &'static str, system: &str, value: &str, id: i64) -> StoreResult<()> {
+    let owner: Option<i64> = sqlx::query_scalar(
+        "SELECT entity_id FROM identifiers WHERE tenant_id = $1 AND entity = $2 AND system = $3 AND value = $4",
+    )
+    .bind(tenant.get())
+    .bind(entity)
+    .bind(system)
+    .bind(value)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match owner {
+        Some(o) if o == id => Ok(()),
+        Some(_) => Err(CoreError::AlreadyExists { entity, key: format!("identifier {system}") }.into()),
+        None => {
+            sqlx::query("INSERT INTO identifiers (tenant_id, entity, system, value, entity_id) VALUES ($1, $2, $3, $4, $5)")
+                .bind(tenant.get())
+                .bind(entity)
+                .bind(system)
+                .bind(value)
+                .bind(id)
+                .execute(&mut *conn)
+                .await
+                .map_err(crate::db::map_constraint)?;
+            Ok(())
+        }
+    }
+}
+
+/// Drops every identifier of an entity (before re-registering the current set).
+pub async fn release_identifiers(conn: &mut Conn, tenant: TenantId, entity: &'static str, id: i64) -> StoreResult<()> {
+    sqlx::query("DELETE FROM identifiers WHERE tenant_id = $1 AND entity = $2 AND entity_id = $3")
+        .bind(tenant.get())
+        .bind(entity)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Finds an entity by identifier.
+pub async fn find_by_identifier(conn: &mut Conn, tenant: TenantId, entity: &'static str, system: &str, value: &str) -> StoreResult<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT entity_id FROM identifiers WHERE tenant_id = $1 AND entity = $2 AND system = $3 AND value = $4",
+    )
+    .bind(tenant.get())
+    .bind(entity)
+    .bind(system)
+    .bind(value)
+    .fetch_optional(&mut *conn)
+    .await?)
+}

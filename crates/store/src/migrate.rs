@@ -1,0 +1,72 @@
+//! Versioned migrations, one folder per engine, applied at start.
+//!
+//! Each file is applied once, in version order, inside a transaction, and
+//! recorded in `schema_migrations` (system metadata, the one table without a
+//! tenant). On PostgreSQL an advisory lock keeps two nodes starting at once
+//! from applying the same migration twice.
+
+use crate::{Engine, StoreResult};
+use sqlx::{AnyConnection, Connection};
+
+/// A migration: version, name and SQL.
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// SQLite migrations.
+pub const SQLITE: &[Migration] =
+    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") }];
+
+/// PostgreSQL migrations.
+pub const POSTGRES: &[Migration] =
+    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") }];
+
+/// Applies every migration not yet applied; answers the versions it applied.
+pub async fn run(conn: &mut AnyConnection, engine: Engine) -> StoreResult<Vec<i64>> {
+    let (migrations, create) = match engine {
+        Engine::Sqlite => (
+            SQLITE,
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        ),
+        Engine::Postgres => (
+            POSTGRES,
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        ),
+    };
+    if engine == Engine::Postgres {
+        sqlx::query("SELECT pg_advisory_lock(7301964)").execute(&mut *conn).await?;
+    }
+    let result = apply(conn, migrations, create).await;
+    if engine == Engine::Postgres {
+        sqlx::query("SELECT pg_advisory_unlock(7301964)").execute(&mut *conn).await?;
+    }
+    result
+}
+
+async fn apply(conn: &mut AnyConnection, migrations: &[Migration], create: &'static str) -> StoreResult<Vec<i64>> {
+    sqlx::query(create).execute(&mut *conn).await?;
+    let mut applied = Vec::new();
+    for m in migrations {
+        let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+            .bind(m.version)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if done.is_some() {
+            continue;
+        }
+        let mut tx = conn.begin().await?;
+        sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+            .bind(m.version)
+            .bind(m.name)
+            .bind(jiff::Timestamp::now().as_second())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+        applied.push(m.version);
+    }
+    Ok(applied)
+}

@@ -1,0 +1,89 @@
+//! Patients: create, read, update, find by identifier.
+
+use crate::catalog::{claim_identifier, find_by_identifier, release_identifiers};
+use crate::outbox::{Seq, append, next_id};
+use crate::{Conn, StoreError, StoreResult, secs};
+use jiff::Timestamp;
+use polyclinic_core::event::{EventKind, NewEvent};
+use polyclinic_core::patient::Patient;
+use polyclinic_core::{CoreError, PatientId, TenantId};
+
+const ENTITY: &str = "patient";
+
+/// Creates a patient; its identifiers must be free. Emits `PatientCreated`.
+pub async fn create(conn: &mut Conn, tenant: TenantId, mut patient: Patient, now: Timestamp) -> StoreResult<Patient> {
+    patient.validate()?;
+    let id = next_id(conn, Seq::Entity).await?;
+    patient.id = Some(PatientId(id));
+    for i in &patient.identifiers {
+        claim_identifier(conn, tenant, ENTITY, &i.system, &i.value, id).await?;
+    }
+    sqlx::query("INSERT INTO patients (tenant_id, id, version, created_at, updated_at, doc) VALUES ($1, $2, 1, $3, $3, $4)")
+        .bind(tenant.get())
+        .bind(id)
+        .bind(secs(now))
+        .bind(serde_json::to_string(&patient)?)
+        .execute(&mut *conn)
+        .await?;
+    append(conn, tenant, now, &[NewEvent::new(EventKind::PatientCreated, ENTITY, id, serde_json::json!({"patient_id": id.to_string()}))])
+        .await?;
+    Ok(patient)
+}
+
+/// Reads a patient.
+pub async fn get(conn: &mut Conn, tenant: TenantId, id: PatientId) -> StoreResult<Option<Patient>> {
+    let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM patients WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant.get())
+        .bind(id.get())
+        .fetch_optional(&mut *conn)
+        .await?;
+    doc.map(|d| serde_json::from_str(&d).map_err(StoreError::from)).transpose()
+}
+
+/// Reads a patient or answers not found.
+pub async fn require(conn: &mut Conn, tenant: TenantId, id: PatientId) -> StoreResult<Patient> {
+    get(conn, tenant, id).await?.ok_or_else(|| CoreError::not_found(ENTITY, id).into())
+}
+
+/// Replaces a patient's data (identifiers re-registered). Emits `PatientUpdated`.
+pub async fn update(conn: &mut Conn, tenant: TenantId, mut patient: Patient, now: Timestamp) -> StoreResult<Patient> {
+    patient.validate()?;
+    let id = patient.id.ok_or_else(|| CoreError::invalid("id", "an update needs the patient's id"))?;
+    require(conn, tenant, id).await?;
+    release_identifiers(conn, tenant, ENTITY, id.get()).await?;
+    for i in &patient.identifiers {
+        claim_identifier(conn, tenant, ENTITY, &i.system, &i.value, id.get()).await?;
+    }
+    sqlx::query("UPDATE patients SET doc = $1, version = version + 1, updated_at = $2 WHERE tenant_id = $3 AND id = $4")
+        .bind(serde_json::to_string(&patient)?)
+        .bind(secs(now))
+        .bind(tenant.get())
+        .bind(id.get())
+        .execute(&mut *conn)
+        .await?;
+    append(conn, tenant, now, &[NewEvent::new(EventKind::PatientUpdated, ENTITY, id, serde_json::json!({"patient_id": id.to_string()}))])
+        .await?;
+    Ok(patient)
+}
+
+/// Finds a patient by identifier `system|value`.
+pub async fn find_by(conn: &mut Conn, tenant: TenantId, system: &str, value: &str) -> StoreResult<Option<Patient>> {
+    match find_by_identifier(conn, tenant, ENTITY, system, value).await? {
+        Some(id) => get(conn, tenant, PatientId(id)).await,
+        None => Ok(None),
+    }
+}
+
+/// A page of the tenant's patients by id, and the total.
+pub async fn page(conn: &mut Conn, tenant: TenantId, offset: i64, limit: i64) -> StoreResult<(Vec<Patient>, i64)> {
+    let total: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM patients WHERE tenant_id = $1").bind(tenant.get()).fetch_one(&mut *conn).await?;
+    let docs: Vec<String> = sqlx::query_scalar("SELECT doc FROM patients WHERE tenant_id = $1 ORDER BY id LIMIT $2 OFFSET $3")
+        .bind(tenant.get())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *conn)
+        .await?;
+    let items = docs.iter().map(|d| serde_json::from_str(d).map_err(StoreError::from)).collect::<StoreResult<_>>()?;
+    Ok((items, total))
+}

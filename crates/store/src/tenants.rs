@@ -1,0 +1,263 @@
+//! Tenants, credentials, and the admin views of messages and deliveries.
+
+use crate::outbox::{Seq, next_id};
+use crate::{Conn, StoreError, StoreResult, secs};
+use jiff::Timestamp;
+use polyclinic_core::tenant::{Credential, CredentialConfig, Dialect, Tenant};
+use polyclinic_core::{CoreError, CredentialId, TenantId};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use subtle::ConstantTimeEq;
+
+/// SHA-256 of a secret, hex encoded: what the credentials table keeps.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Loads a tenant by id.
+pub async fn get(conn: &mut Conn, id: TenantId) -> StoreResult<Tenant> {
+    let doc: Option<String> =
+        sqlx::query_scalar("SELECT doc FROM tenants WHERE tenant_id = $1").bind(id.get()).fetch_optional(&mut *conn).await?;
+    let doc = doc.ok_or_else(|| CoreError::not_found("tenant", id))?;
+    Ok(serde_json::from_str(&doc)?)
+}
+
+/// Loads a tenant by its seed key.
+pub async fn by_key(conn: &mut Conn, key: &str) -> StoreResult<Option<Tenant>> {
+    let doc: Option<String> =
+        sqlx::query_scalar("SELECT doc FROM tenants WHERE key = $1").bind(key).fetch_optional(&mut *conn).await?;
+    doc.map(|d| serde_json::from_str(&d).map_err(StoreError::from)).transpose()
+}
+
+/// Every tenant, by id.
+pub async fn list(conn: &mut Conn) -> StoreResult<Vec<Tenant>> {
+    let docs: Vec<String> = sqlx::query_scalar("SELECT doc FROM tenants ORDER BY tenant_id").fetch_all(&mut *conn).await?;
+    docs.iter().map(|d| serde_json::from_str(d).map_err(StoreError::from)).collect()
+}
+
+/// Inserts or updates a tenant by key; answers its id.
+pub async fn upsert(conn: &mut Conn, tenant: &mut Tenant, now: Timestamp) -> StoreResult<TenantId> {
+    tenant.settings.validate()?;
+    if jiff::tz::TimeZone::get(&tenant.timezone).is_err() {
+        return Err(CoreError::invalid("timezone", format!("`{}` is not an IANA time zone", tenant.timezone)).into());
+    }
+    let existing: Option<i64> =
+        sqlx::query_scalar("SELECT tenant_id FROM tenants WHERE key = $1").bind(&tenant.key).fetch_optional(&mut *conn).await?;
+    match existing {
+        Some(id) => {
+            tenant.id = TenantId(id);
+            sqlx::query("UPDATE tenants SET doc = $1 WHERE tenant_id = $2")
+                .bind(serde_json::to_string(tenant)?)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        None => {
+            tenant.id = TenantId(next_id(conn, Seq::Entity).await?);
+            sqlx::query("INSERT INTO tenants (tenant_id, key, doc, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(tenant.id.get())
+                .bind(&tenant.key)
+                .bind(serde_json::to_string(tenant)?)
+                .bind(secs(now))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(tenant.id)
+}
+
+/// A credential to create: the secret is hashed before it is stored.
+pub struct NewCredential<'a> {
+    pub dialect: Dialect,
+    pub client_id: &'a str,
+    pub secret: &'a str,
+    /// A secret the protocol needs back in clear, already sealed by the caller.
+    pub sealed_secret: Option<String>,
+    pub config: CredentialConfig,
+}
+
+/// Adds a credential, or updates its configuration when the same secret is
+/// already registered to the same tenant. The same secret on another tenant
+/// is refused: a credential belongs to exactly one tenant.
+pub async fn upsert_credential(conn: &mut Conn, tenant: TenantId, c: NewCredential<'_>) -> StoreResult<CredentialId> {
+    if c.secret.len() < 8 || c.secret.len() > 512 {
+        return Err(CoreError::invalid("credentials", "a secret must be 8 to 512 characters long").into());
+    }
+    let hash = hash_secret(c.secret);
+    let row = sqlx::query("SELECT tenant_id, id FROM credentials WHERE dialect = $1 AND secret_hash = $2")
+        .bind(c.dialect.as_str())
+        .bind(&hash)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let doc = serde_json::to_string(&c.config)?;
+    if let Some(row) = row {
+        let (owner, id): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        if owner != tenant.get() {
+            return Err(CoreError::AlreadyExists { entity: "credential", key: c.dialect.as_str().into() }.into());
+        }
+        sqlx::query("UPDATE credentials SET client_id = $1, doc = $2, sealed_secret = $3 WHERE tenant_id = $4 AND id = $5")
+            .bind(c.client_id)
+            .bind(doc)
+            .bind(c.sealed_secret)
+            .bind(owner)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(CredentialId(id));
+    }
+    if c.dialect == Dialect::Docplanner {
+        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM credentials WHERE dialect = $1 AND client_id = $2")
+            .bind(c.dialect.as_str())
+            .bind(c.client_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if taken.is_some() {
+            return Err(CoreError::AlreadyExists { entity: "docplanner client", key: c.client_id.into() }.into());
+        }
+    }
+    let id = next_id(conn, Seq::Entity).await?;
+    sqlx::query(
+        "INSERT INTO credentials (tenant_id, id, dialect, client_id, secret_hash, sealed_secret, doc) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(tenant.get())
+    .bind(id)
+    .bind(c.dialect.as_str())
+    .bind(c.client_id)
+    .bind(hash)
+    .bind(c.sealed_secret)
+    .bind(doc)
+    .execute(&mut *conn)
+    .await?;
+    Ok(CredentialId(id))
+}
+
+fn credential_from_row(row: &sqlx::any::AnyRow) -> StoreResult<Credential> {
+    let dialect: String = row.try_get("dialect")?;
+    Ok(Credential {
+        id: CredentialId(row.try_get("id")?),
+        tenant_id: TenantId(row.try_get("tenant_id")?),
+        dialect: Dialect::parse(&dialect).ok_or_else(|| StoreError::Corrupt(format!("dialect {dialect}")))?,
+        client_id: row.try_get("client_id")?,
+        config: serde_json::from_str(&row.try_get::<String, _>("doc")?)?,
+    })
+}
+
+/// Finds the credential a presented secret (API key, bearer token) belongs to.
+/// The lookup is by hash; the hash comparison is repeated in constant time.
+pub async fn authenticate(conn: &mut Conn, dialect: Dialect, secret: &str) -> StoreResult<Option<Credential>> {
+    let hash = hash_secret(secret);
+    let row = sqlx::query(
+        "SELECT tenant_id, id, dialect, client_id, secret_hash, doc FROM credentials WHERE dialect = $1 AND secret_hash = $2",
+    )
+    .bind(dialect.as_str())
+    .bind(&hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(r) => {
+            let stored: String = r.try_get("secret_hash")?;
+            if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) { Ok(Some(credential_from_row(&r)?)) } else { Ok(None) }
+        }
+        None => Ok(None),
+    }
+}
+
+/// Finds an OAuth client (Docplanner) by client id and secret, in constant time.
+pub async fn authenticate_client(
+    conn: &mut Conn,
+    dialect: Dialect,
+    client_id: &str,
+    secret: &str,
+) -> StoreResult<Option<Credential>> {
+    let row = sqlx::query(
+        "SELECT tenant_id, id, dialect, client_id, secret_hash, doc FROM credentials WHERE dialect = $1 AND client_id = $2",
+    )
+    .bind(dialect.as_str())
+    .bind(client_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let hash = hash_secret(secret);
+    match row {
+        Some(r) => {
+            let stored: String = r.try_get("secret_hash")?;
+            if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) { Ok(Some(credential_from_row(&r)?)) } else { Ok(None) }
+        }
+        None => Ok(None),
+    }
+}
+
+/// A message to a patient or practitioner, as the admin API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MessageRow {
+    pub id: String,
+    pub channel: String,
+    pub to: String,
+    pub kind: String,
+    pub appointment_id: Option<String>,
+    pub subject: String,
+    pub body: String,
+    pub status: String,
+    pub created_at: String,
+}
+
+/// The tenant's messages, oldest first.
+pub async fn messages(conn: &mut Conn, tenant: TenantId) -> StoreResult<Vec<MessageRow>> {
+    let rows = sqlx::query(
+        "SELECT id, channel, to_addr, kind, appointment_id, subject, body, status, created_at FROM patient_messages WHERE tenant_id = $1 ORDER BY id",
+    )
+    .bind(tenant.get())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(MessageRow {
+                id: r.try_get::<i64, _>("id")?.to_string(),
+                channel: r.try_get("channel")?,
+                to: r.try_get("to_addr")?,
+                kind: r.try_get("kind")?,
+                appointment_id: r.try_get::<Option<i64>, _>("appointment_id")?.map(|v| v.to_string()),
+                subject: r.try_get("subject")?,
+                body: r.try_get("body")?,
+                status: r.try_get("status")?,
+                created_at: crate::ts(r.try_get("created_at")?)?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// A delivery, as the admin API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub target: String,
+    pub event: String,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub state: String,
+    pub created_at: String,
+}
+
+/// The tenant's deliveries, oldest first.
+pub async fn deliveries(conn: &mut Conn, tenant: TenantId) -> StoreResult<Vec<DeliveryRow>> {
+    let rows = sqlx::query(
+        "SELECT id, target, event, attempts, last_status, last_error, state, created_at FROM deliveries WHERE tenant_id = $1 ORDER BY id",
+    )
+    .bind(tenant.get())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DeliveryRow {
+                id: r.try_get::<i64, _>("id")?.to_string(),
+                target: r.try_get("target")?,
+                event: r.try_get("event")?,
+                attempts: r.try_get("attempts")?,
+                last_status: r.try_get("last_status")?,
+                last_error: r.try_get("last_error")?,
+                state: r.try_get("state")?,
+                created_at: crate::ts(r.try_get("created_at")?)?.to_string(),
+            })
+        })
+        .collect()
+}
