@@ -2,8 +2,8 @@
 //! run-due, messages, deliveries, and the web UI. Every route but the UI page
 //! needs `Authorization: Bearer <admin token>`.
 
-use crate::error::{ApiError, Json};
 use crate::AppState;
+use crate::error::{ApiError, Json};
 use axum::Router;
 use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
@@ -45,13 +45,18 @@ async fn require_admin(State(state): State<AppState>, req: Request, next: Next) 
         .map(str::trim);
     match presented {
         Some(token) if bool::from(hash_token(token).ct_eq(&state.admin_token_hash[..])) => next.run(req).await,
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the admin token is not valid").into_response(),
+        Some(_) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the admin token is not valid").into_response()
+        }
         None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <admin token>")
             .into_response(),
     }
 }
 
-async fn seed_handler(State(state): State<AppState>, Json(doc): Json<SeedDoc>) -> Result<axum::Json<SeedResult>, ApiError> {
+async fn seed_handler(
+    State(state): State<AppState>,
+    Json(doc): Json<SeedDoc>,
+) -> Result<axum::Json<SeedResult>, ApiError> {
     Ok(axum::Json(apply_seed(&state, doc).await?))
 }
 
@@ -68,8 +73,14 @@ struct ClockBody {
     advance_seconds: Option<i64>,
 }
 
-async fn clock_handler(State(state): State<AppState>, Json(body): Json<ClockBody>) -> Result<axum::Json<Value>, ApiError> {
-    let clock = state.test_clock.as_ref().ok_or_else(|| ApiError::not_found("the test clock is off; start with --test-clock"))?;
+async fn clock_handler(
+    State(state): State<AppState>,
+    Json(body): Json<ClockBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let clock = state
+        .test_clock
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("the test clock is off; start with --test-clock"))?;
     match (body.now, body.advance_seconds) {
         (Some(now), None) => {
             let t: Timestamp = now.parse().map_err(|e| {
@@ -78,9 +89,17 @@ async fn clock_handler(State(state): State<AppState>, Json(body): Json<ClockBody
             clock.set(t);
         }
         (None, Some(secs)) => {
-            clock.advance(secs).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid", "advance_seconds leaves the supported time range"))?;
+            clock.advance(secs).ok_or_else(|| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid", "advance_seconds leaves the supported time range")
+            })?;
         }
-        _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid", "send exactly one of `now` or `advance_seconds`")),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "send exactly one of `now` or `advance_seconds`",
+            ));
+        }
     }
     Ok(axum::Json(json!({"now": state.now().to_string()})))
 }
@@ -101,7 +120,9 @@ struct TenantQuery {
 }
 
 async fn tenant_id(state: &AppState, q: TenantQuery) -> Result<polyclinic_core::TenantId, ApiError> {
-    let key = q.tenant.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid", "the `tenant` query parameter (a seed key) is required"))?;
+    let key = q.tenant.ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid", "the `tenant` query parameter (a seed key) is required")
+    })?;
     let k = key.clone();
     let tenant = state.store.read(move |c| Box::pin(async move { tenants::by_key(c, &k).await })).await?;
     tenant.map(|t| t.id).ok_or_else(|| ApiError::not_found(format!("no tenant with key `{key}`")))
@@ -113,7 +134,10 @@ async fn messages(State(state): State<AppState>, Query(q): Query<TenantQuery>) -
     Ok(axum::Json(json!(rows)))
 }
 
-async fn deliveries(State(state): State<AppState>, Query(q): Query<TenantQuery>) -> Result<axum::Json<Value>, ApiError> {
+async fn deliveries(
+    State(state): State<AppState>,
+    Query(q): Query<TenantQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
     let id = tenant_id(&state, q).await?;
     let rows = state.store.read(move |c| Box::pin(async move { tenants::deliveries(c, id).await })).await?;
     Ok(axum::Json(json!(rows)))
@@ -121,13 +145,15 @@ async fn deliveries(State(state): State<AppState>, Query(q): Query<TenantQuery>)
 
 async fn tenants_handler(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let all = state.store.read(|c| Box::pin(async move { tenants::list(c).await })).await?;
-    Ok(axum::Json(json!(all
-        .iter()
-        .map(|t| json!({"id": t.id.to_string(), "key": t.key, "name": t.name, "country": t.country,
+    Ok(axum::Json(json!(
+        all.iter()
+            .map(|t| json!({"id": t.id.to_string(), "key": t.key, "name": t.name, "country": t.country,
                         "language": t.language, "timezone": t.timezone}))
-        .collect::<Vec<_>>())))
+            .collect::<Vec<_>>()
+    )))
 }
 
-async fn ui() -> impl IntoResponse {
+/// The admin web UI page (public: it asks for the token in the browser).
+pub async fn ui() -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-store")], Html(include_str!("admin_ui.html")))
 }

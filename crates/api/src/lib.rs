@@ -56,6 +56,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
+        .route("/admin/", axum::routing::get(admin::ui))
         .nest("/admin", admin::router(state.clone()).layer(DefaultBodyLimit::max(MAX_SEED_BYTES)))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))

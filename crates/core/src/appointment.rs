@@ -275,7 +275,11 @@ pub fn check_booking_time(
 }
 
 /// The cancel cutoff: no cancellation later than the tenant allows.
-pub fn check_cancel_allowed(appointment: &Appointment, settings: &TenantSettings, now: Timestamp) -> Result<(), CoreError> {
+pub fn check_cancel_allowed(
+    appointment: &Appointment,
+    settings: &TenantSettings,
+    now: Timestamp,
+) -> Result<(), CoreError> {
     appointment.status.transition(AppointmentStatus::Cancelled)?;
     let cutoff = appointment.interval.start - SignedDuration::from_mins(settings.cancel_cutoff_minutes);
     if settings.cancel_cutoff_minutes > 0 && now > cutoff {
@@ -288,9 +292,16 @@ pub fn check_cancel_allowed(appointment: &Appointment, settings: &TenantSettings
 }
 
 /// The reschedule cutoff and status rule.
-pub fn check_reschedule_allowed(appointment: &Appointment, settings: &TenantSettings, now: Timestamp) -> Result<(), CoreError> {
+pub fn check_reschedule_allowed(
+    appointment: &Appointment,
+    settings: &TenantSettings,
+    now: Timestamp,
+) -> Result<(), CoreError> {
     if !appointment.status.can_reschedule() {
-        return Err(CoreError::InvalidTransition { from: appointment.status.as_str().into(), to: "rescheduled".into() });
+        return Err(CoreError::InvalidTransition {
+            from: appointment.status.as_str().into(),
+            to: "rescheduled".into(),
+        });
     }
     let cutoff = appointment.interval.start - SignedDuration::from_mins(settings.reschedule_cutoff_minutes);
     if settings.reschedule_cutoff_minutes > 0 && now > cutoff {
@@ -306,11 +317,8 @@ pub fn check_reschedule_allowed(appointment: &Appointment, settings: &TenantSett
 /// most [`MAX_PARTICIPANTS`] (a representative with its patient counts once),
 /// free texts within limits.
 pub fn check_participants(appointment: &Appointment) -> Result<(), CoreError> {
-    let primaries = appointment
-        .participants
-        .iter()
-        .filter(|p| p.roles.contains(&ParticipantRole::PrimaryPerformer))
-        .count();
+    let primaries =
+        appointment.participants.iter().filter(|p| p.roles.contains(&ParticipantRole::PrimaryPerformer)).count();
     if primaries > 1 {
         return Err(CoreError::invalid("participant", "at most one primary performer"));
     }
@@ -391,7 +399,8 @@ mod tests {
 
     #[test]
     fn booking_notice_and_minimum_duration() {
-        let settings = TenantSettings { min_booking_notice_minutes: 60, min_duration_minutes: 10, ..Default::default() };
+        let settings =
+            TenantSettings { min_booking_notice_minutes: 60, min_duration_minutes: 10, ..Default::default() };
         let now = ts("2030-01-01T09:30:00Z");
         let iv = Interval { start: ts("2030-01-01T10:00:00Z"), end: ts("2030-01-01T10:15:00Z") };
         assert!(matches!(check_booking_time(&iv, &settings, now, 365), Err(CoreError::PolicyViolation(_))));

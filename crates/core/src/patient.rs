@@ -77,7 +77,8 @@ impl Patient {
 
     /// Checks the rules every dialect relies on and normalises contact points.
     pub fn validate(&mut self) -> Result<(), CoreError> {
-        if self.names.len() > 10 || self.telecom.len() > 20 || self.identifiers.len() > 20 || self.addresses.len() > 10 {
+        if self.names.len() > 10 || self.telecom.len() > 20 || self.identifiers.len() > 20 || self.addresses.len() > 10
+        {
             return Err(CoreError::invalid("patient", "too many names, contact points, identifiers or addresses"));
         }
         for n in &self.names {

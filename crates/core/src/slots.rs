@@ -68,7 +68,10 @@ pub fn free_slots(
                 .map(|svc| svc.id)
                 .collect();
             if !fits.is_empty() {
-                out.push(FreeSlot { start: Timestamp::from_second(s).unwrap_or(period.interval.start), services: fits });
+                out.push(FreeSlot {
+                    start: Timestamp::from_second(s).unwrap_or(period.interval.start),
+                    services: fits,
+                });
             }
         }
         s += step;
@@ -92,7 +95,8 @@ pub fn opening_intervals(
         for h in hours.iter().filter(|h| h.weekday.to_jiff() == day.weekday()) {
             let (from, to) = h.minutes()?;
             let at = |minutes: i64| -> Result<Timestamp, CoreError> {
-                let midnight = day.to_zoned(tz.clone()).map_err(|e| CoreError::invalid("opening_hours", e.to_string()))?;
+                let midnight =
+                    day.to_zoned(tz.clone()).map_err(|e| CoreError::invalid("opening_hours", e.to_string()))?;
                 midnight
                     .checked_add(minutes.minutes())
                     .map(|z| z.timestamp())
@@ -170,7 +174,10 @@ mod tests {
     #[test]
     fn twenty_and_sixty_minutes_give_a_twenty_minute_grid() {
         let p = period(T0, T0 + 2 * 3600, &[1, 2]);
-        let d = [ServiceDuration { id: AddressServiceId(1), minutes: 20 }, ServiceDuration { id: AddressServiceId(2), minutes: 60 }];
+        let d = [
+            ServiceDuration { id: AddressServiceId(1), minutes: 20 },
+            ServiceDuration { id: AddressServiceId(2), minutes: 60 },
+        ];
         let slots = free_slots(&p, &d, &[], &everything());
         assert_eq!(slots.len(), 6);
         assert_eq!(slots[0].services, vec![AddressServiceId(1), AddressServiceId(2)]);
@@ -181,9 +188,13 @@ mod tests {
     #[test]
     fn a_sixty_minute_booking_hides_three_grid_slots() {
         let p = period(T0, T0 + 2 * 3600, &[1, 2]);
-        let d = [ServiceDuration { id: AddressServiceId(1), minutes: 20 }, ServiceDuration { id: AddressServiceId(2), minutes: 60 }];
+        let d = [
+            ServiceDuration { id: AddressServiceId(1), minutes: 20 },
+            ServiceDuration { id: AddressServiceId(2), minutes: 60 },
+        ];
         let booking = Interval { start: ts(T0), end: ts(T0 + 3600) };
-        let starts: Vec<i64> = free_slots(&p, &d, &[booking], &everything()).iter().map(|s| s.start.as_second() - T0).collect();
+        let starts: Vec<i64> =
+            free_slots(&p, &d, &[booking], &everything()).iter().map(|s| s.start.as_second() - T0).collect();
         assert_eq!(starts, vec![3600, 4800, 6000]);
     }
 
@@ -192,7 +203,8 @@ mod tests {
         let p = period(T0, T0 + 3600, &[1]);
         let d = [ServiceDuration { id: AddressServiceId(1), minutes: 15 }];
         let brk = Interval { start: ts(T0 + 10 * 60), end: ts(T0 + 20 * 60) };
-        let starts: Vec<i64> = free_slots(&p, &d, &[brk], &everything()).iter().map(|s| (s.start.as_second() - T0) / 60).collect();
+        let starts: Vec<i64> =
+            free_slots(&p, &d, &[brk], &everything()).iter().map(|s| (s.start.as_second() - T0) / 60).collect();
         assert_eq!(starts, vec![30, 45]);
     }
 
@@ -201,12 +213,14 @@ mod tests {
         let tz = jiff::tz::TimeZone::get("Europe/Stockholm").unwrap();
         let hours = [OpeningHours { weekday: Weekday::Mon, from: "08:00".into(), to: "09:00".into() }];
         // Monday 2030-03-25 (UTC+1) and Monday 2030-04-01 (summer time since 31 March, UTC+2).
-        let window = Interval { start: "2030-03-25T00:00:00Z".parse().unwrap(), end: "2030-04-02T00:00:00Z".parse().unwrap() };
+        let window =
+            Interval { start: "2030-03-25T00:00:00Z".parse().unwrap(), end: "2030-04-02T00:00:00Z".parse().unwrap() };
         let ivs = opening_intervals(&hours, &tz, &window).unwrap();
         assert_eq!(ivs.len(), 2);
         assert_eq!(ivs[0].start.to_string(), "2030-03-25T07:00:00Z");
         assert_eq!(ivs[1].start.to_string(), "2030-04-01T06:00:00Z");
-        let slots = fixed_slots(&ivs, 900, &[Interval { start: ivs[0].start, end: ivs[0].start + 1.second() }], &window);
+        let slots =
+            fixed_slots(&ivs, 900, &[Interval { start: ivs[0].start, end: ivs[0].start + 1.second() }], &window);
         assert_eq!(slots.len(), 7);
     }
 

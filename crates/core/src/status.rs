@@ -301,9 +301,18 @@ mod tests {
     #[test]
     fn every_solo_status_round_trips() {
         for s in [
-            "scheduled", "arrived", "in progress.intake.ready", "in progress.intake.progress",
-            "in progress.exam.ready", "in progress.exam.progress", "discharge.ready",
-            "discharge.progress", "completed", "sign off", "cancelled", "not showed up",
+            "scheduled",
+            "arrived",
+            "in progress.intake.ready",
+            "in progress.intake.progress",
+            "in progress.exam.ready",
+            "in progress.exam.progress",
+            "discharge.ready",
+            "discharge.progress",
+            "completed",
+            "sign off",
+            "cancelled",
+            "not showed up",
         ] {
             assert_eq!(S::from_solo(s).unwrap().solo(), s);
         }
@@ -311,7 +320,18 @@ mod tests {
 
     #[test]
     fn every_fhir_status_round_trips() {
-        for s in ["proposed", "pending", "waitlist", "booked", "arrived", "checked-in", "fulfilled", "cancelled", "noshow", "entered-in-error"] {
+        for s in [
+            "proposed",
+            "pending",
+            "waitlist",
+            "booked",
+            "arrived",
+            "checked-in",
+            "fulfilled",
+            "cancelled",
+            "noshow",
+            "entered-in-error",
+        ] {
             assert_eq!(S::from_fhir(s).unwrap().fhir(), s);
         }
     }

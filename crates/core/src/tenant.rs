@@ -123,7 +123,8 @@ pub enum Dialect {
 
 impl Dialect {
     /// Every dialect.
-    pub const ALL: [Dialect; 5] = [Dialect::Naboto, Dialect::Embassy, Dialect::Docplanner, Dialect::Solo, Dialect::Fhir];
+    pub const ALL: [Dialect; 5] =
+        [Dialect::Naboto, Dialect::Embassy, Dialect::Docplanner, Dialect::Solo, Dialect::Fhir];
 
     /// The name used in seed documents and in the database.
     pub fn as_str(self) -> &'static str {

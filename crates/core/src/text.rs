@@ -124,7 +124,13 @@ pub fn parse_swedish_national_id(s: &str) -> Result<String, CoreError> {
         // relative to 2000-based two digit years; `+` marks 100+ years old.
         10 => {
             let yy: u32 = digits[0..2].parse().map_err(|_| bad())?;
-            let century = if s.contains('+') { 18 } else if yy <= 30 { 20 } else { 19 };
+            let century = if s.contains('+') {
+                18
+            } else if yy <= 30 {
+                20
+            } else {
+                19
+            };
             format!("{century}{digits}")
         }
         _ => return Err(bad()),

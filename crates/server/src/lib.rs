@@ -1,1 +1,110 @@
+//! The Polyclinic server as a library: configuration, wiring and the serve
+//! loop. `main.rs` only parses the command line; tests and benchmarks start
+//! the same [`Application`] on `127.0.0.1:0`.
 
+pub mod config;
+pub mod demo;
+
+use anyhow::Context;
+use polyclinic_api::{AppState, Clock, SystemClock, TestClock, app};
+use polyclinic_store::{Store, StoreOptions};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub use config::{Config, LogFormat};
+
+/// A built server: bound, migrated, seeded when asked, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    admin_token: String,
+    admin_token_generated: bool,
+}
+
+impl Application {
+    /// Opens and migrates the database, binds the listener, and loads the
+    /// demo seed with `--demo`.
+    pub async fn build(config: &Config) -> anyhow::Result<Application> {
+        let mut opts = StoreOptions::new(&config.database);
+        opts.synchronous = config.sqlite_synchronous;
+        let store = Store::open(opts).await.with_context(|| "opening the database")?;
+        let (clock, test_clock): (Arc<dyn Clock>, Option<Arc<TestClock>>) = if config.test_clock {
+            let tc = Arc::new(TestClock::new(SystemClock.now()));
+            (tc.clone(), Some(tc))
+        } else {
+            (Arc::new(SystemClock), None)
+        };
+        let (admin_token, admin_token_generated) = match &config.admin_token {
+            Some(t) if !t.is_empty() => (t.clone(), false),
+            _ => (random_token(), true),
+        };
+        let state = AppState::new(store, clock, test_clock, &admin_token);
+        if config.demo {
+            polyclinic_api::admin::apply_seed(&state, demo::seed_doc()?)
+                .await
+                .map_err(|e| anyhow::anyhow!("loading the demo seed: {}", e.message))?;
+        }
+        let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        Ok(Application { listener, state, admin_token, admin_token_generated })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The admin token in force.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// Whether the admin token was generated at start (and must be printed).
+    pub fn admin_token_generated(&self) -> bool {
+        self.admin_token_generated
+    }
+
+    /// The shared state (store, clock).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops taking connections,
+    /// finishes the requests in flight and closes the database.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let store = self.state.store.clone();
+        let router = app(self.state);
+        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// 32 random bytes, hex encoded.
+pub fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
+}

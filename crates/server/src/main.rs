@@ -1,1 +1,85 @@
-fn main() {}
+//! `polyclinic`: parses the command line and hands over to the library.
+
+use anyhow::Context;
+use clap::Parser;
+use polyclinic::config::{Cli, Command};
+use polyclinic::{Application, Config, LogFormat, demo, shutdown_signal};
+use polyclinic_store::{Store, StoreOptions};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let serve_args = match &cli.command {
+        Command::Serve(a) => Some(a),
+        _ => None,
+    };
+    let config = Config::resolve(&cli, serve_args)?;
+    init_logging(config.log_format);
+    match cli.command {
+        Command::Serve(_) => serve(config).await,
+        Command::Migrate => {
+            let store = Store::open(StoreOptions::new(&config.database)).await.context("opening the database")?;
+            store.close().await;
+            println!("migrations applied to {}", redact_url(&config.database));
+            Ok(())
+        }
+        Command::Seed { file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let doc = serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+            let app = Application::build(&Config { listen: "127.0.0.1:0".into(), ..config }).await?;
+            let result =
+                polyclinic_api::admin::apply_seed(app.state(), doc).await.map_err(|e| anyhow::anyhow!(e.message))?;
+            app.state().store.close().await;
+            println!("{}", serde_json::to_string_pretty(&result)?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(&config).await?;
+    let base = format!(
+        "http://{}",
+        config.listen.rsplit_once(':').map(|(h, _)| format!("{h}:{}", app.port())).unwrap_or_default()
+    );
+    tracing::info!(listen = %base, database = %redact_url(&config.database), test_clock = config.test_clock, "polyclinic started");
+    if app.admin_token_generated() {
+        // Printed once to the terminal, not logged.
+        println!(
+            "admin token (generated; set --admin-token or POLYCLINIC_ADMIN_TOKEN to choose one): {}",
+            app.admin_token()
+        );
+    }
+    if config.demo {
+        println!("demo data loaded; try:");
+        for (dialect, line) in demo::curl_lines(&base) {
+            println!("  {dialect:<10} {line}");
+        }
+        println!("  {:<10} curl -s -H 'Authorization: Bearer {}' '{base}/admin/tenants'", "admin", app.admin_token());
+    }
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("polyclinic stopped");
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("POLYCLINIC_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// A database URL without its password, for logs.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..scheme], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}

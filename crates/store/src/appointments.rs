@@ -170,12 +170,13 @@ pub async fn require(conn: &mut Conn, tenant: TenantId, id: AppointmentId) -> St
 
 /// Finds an appointment by the booking system's external id.
 pub async fn by_external_id(conn: &mut Conn, tenant: TenantId, external_id: &str) -> StoreResult<Option<Appointment>> {
-    let doc: Option<String> =
-        sqlx::query_scalar("SELECT doc FROM appointments WHERE tenant_id = $1 AND external_id = $2 ORDER BY id LIMIT 1")
-            .bind(tenant.get())
-            .bind(external_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let doc: Option<String> = sqlx::query_scalar(
+        "SELECT doc FROM appointments WHERE tenant_id = $1 AND external_id = $2 ORDER BY id LIMIT 1",
+    )
+    .bind(tenant.get())
+    .bind(external_id)
+    .fetch_optional(&mut *conn)
+    .await?;
     doc.map(|d| serde_json::from_str(&d).map_err(StoreError::from)).transpose()
 }
 
@@ -205,7 +206,13 @@ pub async fn cancel(
 
 /// Moves an appointment to a new time (the new time must be free); emits
 /// `AppointmentRescheduled` and `AppointmentUpdated`.
-pub async fn reschedule(conn: &mut Conn, tenant: TenantId, id: AppointmentId, to: Interval, now: Timestamp) -> StoreResult<Appointment> {
+pub async fn reschedule(
+    conn: &mut Conn,
+    tenant: TenantId,
+    id: AppointmentId,
+    to: Interval,
+    now: Timestamp,
+) -> StoreResult<Appointment> {
     let mut a = require(conn, tenant, id).await?;
     if !a.status.can_reschedule() {
         return Err(CoreError::InvalidTransition { from: a.status.as_str().into(), to: "rescheduled".into() }.into());
@@ -231,7 +238,13 @@ pub async fn reschedule(conn: &mut Conn, tenant: TenantId, id: AppointmentId, to
 /// Changes the status through the status machine; emits
 /// `AppointmentStatusChanged`, plus `AppointmentCompleted` or
 /// `AppointmentCancelled` when it reaches those.
-pub async fn set_status(conn: &mut Conn, tenant: TenantId, id: AppointmentId, to: AppointmentStatus, now: Timestamp) -> StoreResult<Appointment> {
+pub async fn set_status(
+    conn: &mut Conn,
+    tenant: TenantId,
+    id: AppointmentId,
+    to: AppointmentStatus,
+    now: Timestamp,
+) -> StoreResult<Appointment> {
     let mut a = require(conn, tenant, id).await?;
     if a.status == to {
         return Ok(a);
@@ -256,7 +269,12 @@ pub async fn set_status(conn: &mut Conn, tenant: TenantId, id: AppointmentId, to
 
 /// Replaces an appointment's details (not its time or status) with optimistic
 /// concurrency on `version`; emits `AppointmentUpdated`.
-pub async fn update_details(conn: &mut Conn, tenant: TenantId, mut a: Appointment, now: Timestamp) -> StoreResult<Appointment> {
+pub async fn update_details(
+    conn: &mut Conn,
+    tenant: TenantId,
+    mut a: Appointment,
+    now: Timestamp,
+) -> StoreResult<Appointment> {
     let current = require(conn, tenant, a.id).await?;
     if current.version != a.version {
         return Err(CoreError::Conflict { entity: ENTITY, id: a.id.to_string() }.into());
@@ -319,7 +337,8 @@ pub async fn search(conn: &mut Conn, tenant: TenantId, s: &Search) -> StoreResul
     }
     let total = count.fetch_one(&mut *conn).await?;
     let n = args.len();
-    let page_sql = format!("SELECT doc FROM appointments WHERE {filter} ORDER BY start_s, id LIMIT ${} OFFSET ${}", n + 1, n + 2);
+    let page_sql =
+        format!("SELECT doc FROM appointments WHERE {filter} ORDER BY start_s, id LIMIT ${} OFFSET ${}", n + 1, n + 2);
     let mut page = sqlx::query(sqlx::AssertSqlSafe(page_sql));
     for v in &args {
         page = page.bind(*v);
@@ -334,7 +353,13 @@ pub async fn search(conn: &mut Conn, tenant: TenantId, s: &Search) -> StoreResul
 
 /// Intervals held on a practitioner or an address overlapping `window`
 /// (bookings from every dialect), for slot computation.
-pub async fn busy_intervals(conn: &mut Conn, tenant: TenantId, practitioner: Option<i64>, address: Option<i64>, window: &Interval) -> StoreResult<Vec<Interval>> {
+pub async fn busy_intervals(
+    conn: &mut Conn,
+    tenant: TenantId,
+    practitioner: Option<i64>,
+    address: Option<i64>,
+    window: &Interval,
+) -> StoreResult<Vec<Interval>> {
     let mut out = Vec::new();
     for (kind, id) in [(PRACTITIONER, practitioner), (ADDRESS, address)] {
         let Some(id) = id else { continue };

@@ -8,10 +8,10 @@
 
 use crate::outbox::{Seq, next_id};
 use crate::{Conn, StoreError, StoreResult};
+use polyclinic_core::care::CareLocation;
 use polyclinic_core::facility::{Address, AddressService, Facility, InsuranceProvider, Service};
 use polyclinic_core::practitioner::Practitioner;
 use polyclinic_core::service::HealthcareService;
-use polyclinic_core::care::CareLocation;
 use polyclinic_core::{CoreError, TenantId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -62,7 +62,12 @@ impl Table {
 }
 
 /// Reads one document by id; `None` when the tenant has no such row.
-pub async fn get<T: DeserializeOwned>(conn: &mut Conn, table: Table, tenant: TenantId, id: i64) -> StoreResult<Option<T>> {
+pub async fn get<T: DeserializeOwned>(
+    conn: &mut Conn,
+    table: Table,
+    tenant: TenantId,
+    id: i64,
+) -> StoreResult<Option<T>> {
     let sql = format!("SELECT doc FROM {} WHERE tenant_id = $1 AND id = $2", table.name());
     let doc: Option<String> =
         sqlx::query_scalar(AssertSqlSafe(sql)).bind(tenant.get()).bind(id).fetch_optional(&mut *conn).await?;
@@ -91,7 +96,15 @@ pub async fn id_by_key(conn: &mut Conn, table: Table, tenant: TenantId, key: &st
 pub type Columns<'a> = &'a [(&'static str, Option<i64>)];
 
 /// Inserts or replaces a row by id.
-async fn put(conn: &mut Conn, table: Table, tenant: TenantId, id: i64, key: Option<&str>, cols: Columns<'_>, doc: String) -> StoreResult<()> {
+async fn put(
+    conn: &mut Conn,
+    table: Table,
+    tenant: TenantId,
+    id: i64,
+    key: Option<&str>,
+    cols: Columns<'_>,
+    doc: String,
+) -> StoreResult<()> {
     let mut names = vec!["tenant_id", "id", "doc"];
     if key.is_some() {
         names.push("key");
@@ -138,7 +151,14 @@ pub async fn upsert_keyed<T: Serialize>(
 }
 
 /// Inserts or replaces an unkeyed row by id.
-pub async fn save<T: Serialize>(conn: &mut Conn, table: Table, tenant: TenantId, id: i64, cols: Columns<'_>, value: &T) -> StoreResult<()> {
+pub async fn save<T: Serialize>(
+    conn: &mut Conn,
+    table: Table,
+    tenant: TenantId,
+    id: i64,
+    cols: Columns<'_>,
+    value: &T,
+) -> StoreResult<()> {
     put(conn, table, tenant, id, None, cols, serde_json::to_string(value)?).await
 }
 
@@ -171,11 +191,12 @@ pub async fn address(conn: &mut Conn, tenant: TenantId, id: i64) -> StoreResult<
 
 /// The addresses of a facility.
 pub async fn addresses_of_facility(conn: &mut Conn, tenant: TenantId, facility: i64) -> StoreResult<Vec<Address>> {
-    let docs: Vec<String> = sqlx::query_scalar("SELECT doc FROM addresses WHERE tenant_id = $1 AND facility_id = $2 ORDER BY id")
-        .bind(tenant.get())
-        .bind(facility)
-        .fetch_all(&mut *conn)
-        .await?;
+    let docs: Vec<String> =
+        sqlx::query_scalar("SELECT doc FROM addresses WHERE tenant_id = $1 AND facility_id = $2 ORDER BY id")
+            .bind(tenant.get())
+            .bind(facility)
+            .fetch_all(&mut *conn)
+            .await?;
     docs.iter().map(|d| serde_json::from_str(d).map_err(StoreError::from)).collect()
 }
 
@@ -207,7 +228,14 @@ pub async fn insurance_providers(conn: &mut Conn) -> StoreResult<Vec<InsurancePr
 
 /// Registers identifier `system|value` for an entity; a value already used by
 /// another entity of the same kind is refused.
-pub async fn claim_identifier(conn: &mut Conn, tenant: TenantId, entity: &'static str, system: &str, value: &str, id: i64) -> StoreResult<()> {
+pub async fn claim_identifier(
+    conn: &mut Conn,
+    tenant: TenantId,
+    entity: &'static str,
+    system: &str,
+    value: &str,
+    id: i64,
+) -> StoreResult<()> {
     let owner: Option<i64> = sqlx::query_scalar(
         "SELECT entity_id FROM identifiers WHERE tenant_id = $1 AND entity = $2 AND system = $3 AND value = $4",
     )
@@ -221,15 +249,17 @@ pub async fn claim_identifier(conn: &mut Conn, tenant: TenantId, entity: &'stati
         Some(o) if o == id => Ok(()),
         Some(_) => Err(CoreError::AlreadyExists { entity, key: format!("identifier {system}") }.into()),
         None => {
-            sqlx::query("INSERT INTO identifiers (tenant_id, entity, system, value, entity_id) VALUES ($1, $2, $3, $4, $5)")
-                .bind(tenant.get())
-                .bind(entity)
-                .bind(system)
-                .bind(value)
-                .bind(id)
-                .execute(&mut *conn)
-                .await
-                .map_err(crate::db::map_constraint)?;
+            sqlx::query(
+                "INSERT INTO identifiers (tenant_id, entity, system, value, entity_id) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(tenant.get())
+            .bind(entity)
+            .bind(system)
+            .bind(value)
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(crate::db::map_constraint)?;
             Ok(())
         }
     }
@@ -247,7 +277,13 @@ pub async fn release_identifiers(conn: &mut Conn, tenant: TenantId, entity: &'st
 }
 
 /// Finds an entity by identifier.
-pub async fn find_by_identifier(conn: &mut Conn, tenant: TenantId, entity: &'static str, system: &str, value: &str) -> StoreResult<Option<i64>> {
+pub async fn find_by_identifier(
+    conn: &mut Conn,
+    tenant: TenantId,
+    entity: &'static str,
+    system: &str,
+    value: &str,
+) -> StoreResult<Option<i64>> {
     Ok(sqlx::query_scalar(
         "SELECT entity_id FROM identifiers WHERE tenant_id = $1 AND entity = $2 AND system = $3 AND value = $4",
     )

@@ -45,7 +45,13 @@ pub struct StoreOptions {
 impl StoreOptions {
     /// Defaults for `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        StoreOptions { url: url.into(), synchronous: Synchronous::Full, max_connections: 16, max_batch: 128, migrate: true }
+        StoreOptions {
+            url: url.into(),
+            synchronous: Synchronous::Full,
+            max_connections: 16,
+            max_batch: 128,
+            migrate: true,
+        }
     }
 }
 
@@ -155,7 +161,10 @@ impl Store {
                                     }));
                                 }),
                             },
-                            Err(e) => JobDone { ok: false, reply: Box::new(move |_| drop(tx.send(Err(map_store_constraint(e))))) },
+                            Err(e) => JobDone {
+                                ok: false,
+                                reply: Box::new(move |_| drop(tx.send(Err(map_store_constraint(e))))),
+                            },
                         }
                     })
                 });

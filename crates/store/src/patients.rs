@@ -18,15 +18,22 @@ pub async fn create(conn: &mut Conn, tenant: TenantId, mut patient: Patient, now
     for i in &patient.identifiers {
         claim_identifier(conn, tenant, ENTITY, &i.system, &i.value, id).await?;
     }
-    sqlx::query("INSERT INTO patients (tenant_id, id, version, created_at, updated_at, doc) VALUES ($1, $2, 1, $3, $3, $4)")
-        .bind(tenant.get())
-        .bind(id)
-        .bind(secs(now))
-        .bind(serde_json::to_string(&patient)?)
-        .execute(&mut *conn)
-        .await?;
-    append(conn, tenant, now, &[NewEvent::new(EventKind::PatientCreated, ENTITY, id, serde_json::json!({"patient_id": id.to_string()}))])
-        .await?;
+    sqlx::query(
+        "INSERT INTO patients (tenant_id, id, version, created_at, updated_at, doc) VALUES ($1, $2, 1, $3, $3, $4)",
+    )
+    .bind(tenant.get())
+    .bind(id)
+    .bind(secs(now))
+    .bind(serde_json::to_string(&patient)?)
+    .execute(&mut *conn)
+    .await?;
+    append(
+        conn,
+        tenant,
+        now,
+        &[NewEvent::new(EventKind::PatientCreated, ENTITY, id, serde_json::json!({"patient_id": id.to_string()}))],
+    )
+    .await?;
     Ok(patient)
 }
 
@@ -54,15 +61,22 @@ pub async fn update(conn: &mut Conn, tenant: TenantId, mut patient: Patient, now
     for i in &patient.identifiers {
         claim_identifier(conn, tenant, ENTITY, &i.system, &i.value, id.get()).await?;
     }
-    sqlx::query("UPDATE patients SET doc = $1, version = version + 1, updated_at = $2 WHERE tenant_id = $3 AND id = $4")
-        .bind(serde_json::to_string(&patient)?)
-        .bind(secs(now))
-        .bind(tenant.get())
-        .bind(id.get())
-        .execute(&mut *conn)
-        .await?;
-    append(conn, tenant, now, &[NewEvent::new(EventKind::PatientUpdated, ENTITY, id, serde_json::json!({"patient_id": id.to_string()}))])
-        .await?;
+    sqlx::query(
+        "UPDATE patients SET doc = $1, version = version + 1, updated_at = $2 WHERE tenant_id = $3 AND id = $4",
+    )
+    .bind(serde_json::to_string(&patient)?)
+    .bind(secs(now))
+    .bind(tenant.get())
+    .bind(id.get())
+    .execute(&mut *conn)
+    .await?;
+    append(
+        conn,
+        tenant,
+        now,
+        &[NewEvent::new(EventKind::PatientUpdated, ENTITY, id, serde_json::json!({"patient_id": id.to_string()}))],
+    )
+    .await?;
     Ok(patient)
 }
 
@@ -76,14 +90,17 @@ pub async fn find_by(conn: &mut Conn, tenant: TenantId, system: &str, value: &st
 
 /// A page of the tenant's patients by id, and the total.
 pub async fn page(conn: &mut Conn, tenant: TenantId, offset: i64, limit: i64) -> StoreResult<(Vec<Patient>, i64)> {
-    let total: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM patients WHERE tenant_id = $1").bind(tenant.get()).fetch_one(&mut *conn).await?;
-    let docs: Vec<String> = sqlx::query_scalar("SELECT doc FROM patients WHERE tenant_id = $1 ORDER BY id LIMIT $2 OFFSET $3")
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patients WHERE tenant_id = $1")
         .bind(tenant.get())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut *conn)
+        .fetch_one(&mut *conn)
         .await?;
+    let docs: Vec<String> =
+        sqlx::query_scalar("SELECT doc FROM patients WHERE tenant_id = $1 ORDER BY id LIMIT $2 OFFSET $3")
+            .bind(tenant.get())
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&mut *conn)
+            .await?;
     let items = docs.iter().map(|d| serde_json::from_str(d).map_err(StoreError::from)).collect::<StoreResult<_>>()?;
     Ok((items, total))
 }

@@ -43,7 +43,10 @@ impl LooseId {
     fn parse(&self, field: &str) -> Result<i64, CoreError> {
         match self {
             LooseId::Number(n) if *n > 0 => Ok(*n),
-            LooseId::Text(s) => s.parse::<ServiceId>().map(|v| v.get()).map_err(|_| CoreError::invalid(field, format!("`{s}` is not a positive integer id"))),
+            LooseId::Text(s) => s
+                .parse::<ServiceId>()
+                .map(|v| v.get())
+                .map_err(|_| CoreError::invalid(field, format!("`{s}` is not a positive integer id"))),
             LooseId::Number(n) => Err(CoreError::invalid(field, format!("`{n}` is not a positive integer id"))),
         }
     }
@@ -251,14 +254,20 @@ pub async fn load(conn: &mut Conn, doc: &SeedDoc, now: Timestamp) -> StoreResult
     for s in &doc.services {
         let id = s.id.parse("services.id")?;
         polyclinic_core::text::check_len("services.name", &s.name, 256)?;
-        catalog::save(conn, Table::Services, SHARED, id, &[], &Service { id: ServiceId(id), name: s.name.clone() }).await?;
+        catalog::save(conn, Table::Services, SHARED, id, &[], &Service { id: ServiceId(id), name: s.name.clone() })
+            .await?;
     }
     for p in &doc.insurance_providers {
         let id = p.id.parse("insurance_providers.id")?;
         let plans = p
             .plans
             .iter()
-            .map(|pl| Ok(InsurancePlan { id: InsurancePlanId(pl.id.parse("insurance_providers.plans.id")?), name: pl.name.clone() }))
+            .map(|pl| {
+                Ok(InsurancePlan {
+                    id: InsurancePlanId(pl.id.parse("insurance_providers.plans.id")?),
+                    name: pl.name.clone(),
+                })
+            })
             .collect::<Result<Vec<_>, CoreError>>()?;
         let provider = InsuranceProvider { id: InsuranceProviderId(id), name: p.name.clone(), plans };
         catalog::save(conn, Table::InsuranceProviders, SHARED, id, &[], &provider).await?;
@@ -292,7 +301,9 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp) -> StoreRe
         .report_presets
         .iter()
         .map(|p| {
-            let id = p.id.parse::<Uuid>().map_err(|_| CoreError::invalid("report_presets.id", format!("`{}` is not a UUID", p.id)))?;
+            let id =
+                p.id.parse::<Uuid>()
+                    .map_err(|_| CoreError::invalid("report_presets.id", format!("`{}` is not a UUID", p.id)))?;
             Ok(ReportPreset { key: p.key.clone(), id })
         })
         .collect::<Result<Vec<_>, CoreError>>()?;
@@ -351,11 +362,9 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp) -> StoreRe
             .practitioners
             .iter()
             .map(|k| {
-                ids.practitioners
-                    .get(k)
-                    .and_then(|v| v.parse().ok())
-                    .map(PractitionerId)
-                    .ok_or_else(|| CoreError::invalid("healthcare_services.practitioners", format!("unknown practitioner key `{k}`")))
+                ids.practitioners.get(k).and_then(|v| v.parse().ok()).map(PractitionerId).ok_or_else(|| {
+                    CoreError::invalid("healthcare_services.practitioners", format!("unknown practitioner key `{k}`"))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let list_price = h
@@ -369,7 +378,10 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp) -> StoreRe
                     .ok()
                     .filter(|b: &[u8; 3]| b.iter().all(u8::is_ascii_uppercase))
                     .ok_or_else(|| CoreError::invalid("list_price.currency", "must be an ISO 4217 code"))?;
-                Ok::<_, CoreError>(Price { minor_units: polyclinic_core::facility::parse_price_minor_units(p.amount)?, currency: bytes })
+                Ok::<_, CoreError>(Price {
+                    minor_units: polyclinic_core::facility::parse_price_minor_units(p.amount)?,
+                    currency: bytes,
+                })
             })
             .transpose()?;
         let id = upsert_keyed(conn, Table::HealthcareServices, tid, &h.key, &[], |id| {
@@ -404,18 +416,17 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp) -> StoreRe
         ids.facilities.insert(f.key.clone(), fid.to_string());
         for a in &f.addresses {
             check_key("address", &a.key)?;
-            let doctor: i64 = ids
-                .practitioners
-                .get(&a.doctor)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| CoreError::invalid("addresses.doctor", format!("unknown practitioner key `{}`", a.doctor)))?;
+            let doctor: i64 = ids.practitioners.get(&a.doctor).and_then(|v| v.parse().ok()).ok_or_else(|| {
+                CoreError::invalid("addresses.doctor", format!("unknown practitioner key `{}`", a.doctor))
+            })?;
             let service: Option<i64> = match &a.healthcare_service {
                 Some(k) => Some(ids.healthcare_services.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| {
                     CoreError::invalid("addresses.healthcare_service", format!("unknown healthcare service key `{k}`"))
                 })?),
                 None => None,
             };
-            let cols = [("facility_id", Some(fid)), ("practitioner_id", Some(doctor)), ("healthcare_service_id", service)];
+            let cols =
+                [("facility_id", Some(fid)), ("practitioner_id", Some(doctor)), ("healthcare_service_id", service)];
             let aid = upsert_keyed(conn, Table::Addresses, tid, &a.key, &cols, |id| {
                 Ok(Address {
                     id: AddressId(id),
@@ -461,17 +472,15 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp) -> StoreRe
     for c in &t.credentials {
         let dialect = Dialect::parse(&c.dialect)
             .ok_or_else(|| CoreError::invalid("credentials.dialect", format!("unknown dialect `{}`", c.dialect)))?;
-        let facilities = c
-            .facilities
-            .iter()
-            .map(|k| {
-                ids.facilities
-                    .get(k)
-                    .and_then(|v| v.parse().ok())
-                    .map(FacilityId)
-                    .ok_or_else(|| CoreError::invalid("credentials.facilities", format!("unknown facility key `{k}`")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let facilities =
+            c.facilities
+                .iter()
+                .map(|k| {
+                    ids.facilities.get(k).and_then(|v| v.parse().ok()).map(FacilityId).ok_or_else(|| {
+                        CoreError::invalid("credentials.facilities", format!("unknown facility key `{k}`"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
         if let Some(url) = &c.push_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(CoreError::invalid("credentials.push_url", "must be an http or https URL").into());
@@ -483,7 +492,10 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp) -> StoreRe
             Dialect::Docplanner => (c.client_id.as_deref().unwrap_or(""), c.client_secret.as_deref()),
         };
         let secret = secret.ok_or_else(|| {
-            CoreError::invalid("credentials", format!("a {} credential needs its secret (api_key, token or client_secret)", dialect.as_str()))
+            CoreError::invalid(
+                "credentials",
+                format!("a {} credential needs its secret (api_key, token or client_secret)", dialect.as_str()),
+            )
         })?;
         if dialect == Dialect::Docplanner && client_id.is_empty() {
             return Err(CoreError::invalid("credentials.client_id", "a docplanner credential needs a client_id").into());
@@ -493,7 +505,12 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp) -> StoreRe
             push_url: c.push_url.clone(),
             has_webhook_secret: c.webhook_secret.is_some(),
         };
-        tenants::upsert_credential(conn, tid, NewCredential { dialect, client_id, secret, sealed_secret: None, config }).await?;
+        tenants::upsert_credential(
+            conn,
+            tid,
+            NewCredential { dialect, client_id, secret, sealed_secret: None, config },
+        )
+        .await?;
     }
     Ok(ids)
 }

@@ -16,8 +16,10 @@ pub fn hash_secret(secret: &str) -> String {
 
 /// Loads a tenant by id.
 pub async fn get(conn: &mut Conn, id: TenantId) -> StoreResult<Tenant> {
-    let doc: Option<String> =
-        sqlx::query_scalar("SELECT doc FROM tenants WHERE tenant_id = $1").bind(id.get()).fetch_optional(&mut *conn).await?;
+    let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM tenants WHERE tenant_id = $1")
+        .bind(id.get())
+        .fetch_optional(&mut *conn)
+        .await?;
     let doc = doc.ok_or_else(|| CoreError::not_found("tenant", id))?;
     Ok(serde_json::from_str(&doc)?)
 }
@@ -31,7 +33,8 @@ pub async fn by_key(conn: &mut Conn, key: &str) -> StoreResult<Option<Tenant>> {
 
 /// Every tenant, by id.
 pub async fn list(conn: &mut Conn) -> StoreResult<Vec<Tenant>> {
-    let docs: Vec<String> = sqlx::query_scalar("SELECT doc FROM tenants ORDER BY tenant_id").fetch_all(&mut *conn).await?;
+    let docs: Vec<String> =
+        sqlx::query_scalar("SELECT doc FROM tenants ORDER BY tenant_id").fetch_all(&mut *conn).await?;
     docs.iter().map(|d| serde_json::from_str(d).map_err(StoreError::from)).collect()
 }
 
@@ -41,8 +44,10 @@ pub async fn upsert(conn: &mut Conn, tenant: &mut Tenant, now: Timestamp) -> Sto
     if jiff::tz::TimeZone::get(&tenant.timezone).is_err() {
         return Err(CoreError::invalid("timezone", format!("`{}` is not an IANA time zone", tenant.timezone)).into());
     }
-    let existing: Option<i64> =
-        sqlx::query_scalar("SELECT tenant_id FROM tenants WHERE key = $1").bind(&tenant.key).fetch_optional(&mut *conn).await?;
+    let existing: Option<i64> = sqlx::query_scalar("SELECT tenant_id FROM tenants WHERE key = $1")
+        .bind(&tenant.key)
+        .fetch_optional(&mut *conn)
+        .await?;
     match existing {
         Some(id) => {
             tenant.id = TenantId(id);
@@ -76,44 +81,51 @@ pub struct NewCredential<'a> {
     pub config: CredentialConfig,
 }
 
-/// Adds a credential, or updates its configuration when the same secret is
-/// already registered to the same tenant. The same secret on another tenant
-/// is refused: a credential belongs to exactly one tenant.
+/// Adds a credential, or updates it when the same credential (same client id,
+/// or for dialects without client ids the same secret) is already registered
+/// to the same tenant. The same credential on another tenant is refused: a
+/// credential belongs to exactly one tenant.
 pub async fn upsert_credential(conn: &mut Conn, tenant: TenantId, c: NewCredential<'_>) -> StoreResult<CredentialId> {
-    if c.secret.len() < 8 || c.secret.len() > 512 {
-        return Err(CoreError::invalid("credentials", "a secret must be 8 to 512 characters long").into());
+    if c.secret.is_empty() || c.secret.len() > 512 {
+        return Err(CoreError::invalid("credentials", "a secret must be 1 to 512 characters long").into());
     }
     let hash = hash_secret(c.secret);
-    let row = sqlx::query("SELECT tenant_id, id FROM credentials WHERE dialect = $1 AND secret_hash = $2")
-        .bind(c.dialect.as_str())
-        .bind(&hash)
-        .fetch_optional(&mut *conn)
-        .await?;
+    // Identity: the client id where the dialect has one, else the secret.
+    let row = if c.client_id.is_empty() {
+        sqlx::query("SELECT tenant_id, id FROM credentials WHERE dialect = $1 AND client_id = '' AND secret_hash = $2")
+            .bind(c.dialect.as_str())
+            .bind(&hash)
+            .fetch_optional(&mut *conn)
+            .await?
+    } else {
+        sqlx::query("SELECT tenant_id, id FROM credentials WHERE dialect = $1 AND client_id = $2")
+            .bind(c.dialect.as_str())
+            .bind(c.client_id)
+            .fetch_optional(&mut *conn)
+            .await?
+    };
     let doc = serde_json::to_string(&c.config)?;
     if let Some(row) = row {
         let (owner, id): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
         if owner != tenant.get() {
-            return Err(CoreError::AlreadyExists { entity: "credential", key: c.dialect.as_str().into() }.into());
+            let what = if c.client_id.is_empty() {
+                c.dialect.as_str().to_owned()
+            } else {
+                format!("{} client {}", c.dialect.as_str(), c.client_id)
+            };
+            return Err(CoreError::AlreadyExists { entity: "credential", key: what }.into());
         }
-        sqlx::query("UPDATE credentials SET client_id = $1, doc = $2, sealed_secret = $3 WHERE tenant_id = $4 AND id = $5")
-            .bind(c.client_id)
-            .bind(doc)
-            .bind(c.sealed_secret)
-            .bind(owner)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "UPDATE credentials SET secret_hash = $1, doc = $2, sealed_secret = $3 WHERE tenant_id = $4 AND id = $5",
+        )
+        .bind(&hash)
+        .bind(doc)
+        .bind(c.sealed_secret)
+        .bind(owner)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
         return Ok(CredentialId(id));
-    }
-    if c.dialect == Dialect::Docplanner {
-        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM credentials WHERE dialect = $1 AND client_id = $2")
-            .bind(c.dialect.as_str())
-            .bind(c.client_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if taken.is_some() {
-            return Err(CoreError::AlreadyExists { entity: "docplanner client", key: c.client_id.into() }.into());
-        }
     }
     let id = next_id(conn, Seq::Entity).await?;
     sqlx::query(
@@ -147,7 +159,7 @@ fn credential_from_row(row: &sqlx::any::AnyRow) -> StoreResult<Credential> {
 pub async fn authenticate(conn: &mut Conn, dialect: Dialect, secret: &str) -> StoreResult<Option<Credential>> {
     let hash = hash_secret(secret);
     let row = sqlx::query(
-        "SELECT tenant_id, id, dialect, client_id, secret_hash, doc FROM credentials WHERE dialect = $1 AND secret_hash = $2",
+        "SELECT tenant_id, id, dialect, client_id, secret_hash, doc FROM credentials WHERE dialect = $1 AND client_id = '' AND secret_hash = $2",
     )
     .bind(dialect.as_str())
     .bind(&hash)
@@ -156,7 +168,11 @@ pub async fn authenticate(conn: &mut Conn, dialect: Dialect, secret: &str) -> St
     match row {
         Some(r) => {
             let stored: String = r.try_get("secret_hash")?;
-            if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) { Ok(Some(credential_from_row(&r)?)) } else { Ok(None) }
+            if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
+                Ok(Some(credential_from_row(&r)?))
+            } else {
+                Ok(None)
+            }
         }
         None => Ok(None),
     }
@@ -180,7 +196,11 @@ pub async fn authenticate_client(
     match row {
         Some(r) => {
             let stored: String = r.try_get("secret_hash")?;
-            if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) { Ok(Some(credential_from_row(&r)?)) } else { Ok(None) }
+            if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
+                Ok(Some(credential_from_row(&r)?))
+            } else {
+                Ok(None)
+            }
         }
         None => Ok(None),
     }

@@ -26,8 +26,10 @@ CREATE TABLE credentials (
     PRIMARY KEY (tenant_id, id)
 );
 -- Routing lookups from a presented credential to its tenant: the only way in.
-CREATE UNIQUE INDEX credentials_secret ON credentials (dialect, secret_hash);
-CREATE INDEX credentials_client ON credentials (dialect, client_id);
+-- A credential is identified by its client id where the dialect has one
+-- (Docplanner), otherwise by its secret (client_id is then empty).
+CREATE UNIQUE INDEX credentials_identity ON credentials (dialect, client_id, secret_hash);
+CREATE INDEX credentials_secret ON credentials (dialect, secret_hash);
 
 CREATE TABLE practitioners (
     tenant_id BIGINT NOT NULL,

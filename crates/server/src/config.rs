@@ -1,0 +1,155 @@
+//! Configuration: command-line flags, each with a `POLYCLINIC_*` environment
+//! twin, over an optional TOML file (`--config`), over defaults.
+//! Precedence: flag, then environment, then file, then default.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use polyclinic_store::Synchronous;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default database: an SQLite file in the working directory.
+pub const DEFAULT_DATABASE: &str = "sqlite://polyclinic.db";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "polyclinic",
+    version,
+    about = "Self-hosted telehealth scheduling server speaking several partner API dialects"
+)]
+pub struct Cli {
+    /// A TOML configuration file (keys as the long flags, with `_` for `-`).
+    #[arg(long, global = true, env = "POLYCLINIC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database URL: `sqlite://FILE` (default `sqlite://polyclinic.db`) or `postgres://...`.
+    #[arg(long, global = true, env = "POLYCLINIC_DATABASE")]
+    pub database: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, env = "POLYCLINIC_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// SQLite `synchronous`: `full` (every commit durable) or `normal`.
+    #[arg(long, global = true, env = "POLYCLINIC_SQLITE_SYNCHRONOUS", value_enum)]
+    pub sqlite_synchronous: Option<SyncArg>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Load a seed document (JSON, as `POST /admin/seed` takes) and print the ids.
+    Seed {
+        /// The seed file.
+        file: PathBuf,
+    },
+}
+
+/// Flags of `polyclinic serve`.
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "POLYCLINIC_LISTEN")]
+    pub listen: Option<String>,
+    /// Admin API token; generated and printed at start when unset.
+    #[arg(long, env = "POLYCLINIC_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Run on a settable clock (`POST /admin/clock`, `POST /admin/run-due`).
+    #[arg(long, env = "POLYCLINIC_TEST_CLOCK")]
+    pub test_clock: bool,
+    /// Load the demo seed and print a ready-to-paste curl line per dialect.
+    #[arg(long, env = "POLYCLINIC_DEMO")]
+    pub demo: bool,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `--sqlite-synchronous` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncArg {
+    Full,
+    Normal,
+}
+
+/// The configuration file's keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub database: Option<String>,
+    pub admin_token: Option<String>,
+    pub test_clock: Option<bool>,
+    pub demo: Option<bool>,
+    pub log_format: Option<LogFormat>,
+    pub sqlite_synchronous: Option<SyncArg>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub database: String,
+    pub admin_token: Option<String>,
+    pub test_clock: bool,
+    pub demo: bool,
+    pub log_format: LogFormat,
+    pub sqlite_synchronous: Synchronous,
+}
+
+impl Config {
+    /// Defaults for a database URL: listen on an ephemeral local port, test
+    /// clock off. Handy for tests and benchmarks.
+    pub fn for_database(database: impl Into<String>) -> Self {
+        Config {
+            listen: "127.0.0.1:0".into(),
+            database: database.into(),
+            admin_token: None,
+            test_clock: false,
+            demo: false,
+            log_format: LogFormat::Human,
+            sqlite_synchronous: Synchronous::Full,
+        }
+    }
+
+    /// Resolves flags and environment (already merged by clap) over the file.
+    pub fn resolve(cli: &Cli, serve: Option<&ServeArgs>) -> anyhow::Result<Config> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let default_serve = ServeArgs::default();
+        let serve = serve.unwrap_or(&default_serve);
+        let sync = cli.sqlite_synchronous.or(file.sqlite_synchronous).unwrap_or(SyncArg::Full);
+        Ok(Config {
+            listen: serve.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into()),
+            database: cli.database.clone().or(file.database).unwrap_or_else(|| DEFAULT_DATABASE.into()),
+            admin_token: serve.admin_token.clone().or(file.admin_token),
+            test_clock: serve.test_clock || file.test_clock.unwrap_or(false),
+            demo: serve.demo || file.demo.unwrap_or(false),
+            log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+            sqlite_synchronous: match sync {
+                SyncArg::Full => Synchronous::Full,
+                SyncArg::Normal => Synchronous::Normal,
+            },
+        })
+    }
+}

@@ -1,0 +1,201 @@
+//! Test harness: starts the real server in-process on port 0 against a fresh
+//! SQLite file or a fresh PostgreSQL database, seeds it through the admin API
+//! and hands back an HTTP client.
+//!
+//! PostgreSQL tests use `POLYCLINIC_TEST_POSTGRES_URL` (a server URL whose
+//! user may create databases, e.g. `postgres://postgres@127.0.0.1:5432/postgres`).
+//! Without it they skip with a note, except under `CI=true`, where they fail.
+
+use polyclinic::{Application, Config};
+use polyclinic_store::Store;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// The engines a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one `#[tokio::test]` per engine for an `async fn(Engine)`.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Engine::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::helpers::postgres_url().is_some() {
+                    super::$name($crate::helpers::Engine::Postgres).await;
+                }
+            }
+        }
+    )*};
+}
+
+/// The PostgreSQL server URL for tests; `None` skips (and fails under CI).
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("POLYCLINIC_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("POLYCLINIC_TEST_POSTGRES_URL must be set under CI: PostgreSQL tests may not be skipped");
+            }
+            eprintln!("note: POLYCLINIC_TEST_POSTGRES_URL unset; PostgreSQL test skipped");
+            None
+        }
+    }
+}
+
+/// A fresh, empty database URL for `engine`.
+pub async fn fresh_database(engine: Engine) -> String {
+    let name = format!("polyclinic_test_{}", uuid::Uuid::new_v4().simple());
+    match engine {
+        Engine::Sqlite => {
+            let dir: PathBuf = std::env::temp_dir().join("polyclinic-tests");
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            format!("sqlite://{}", dir.join(format!("{name}.db")).display())
+        }
+        Engine::Postgres => {
+            let server = postgres_url().expect("postgres url");
+            sqlx::any::install_default_drivers();
+            let mut conn =
+                <sqlx::AnyConnection as sqlx::Connection>::connect(&server).await.expect("connect to postgres");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let base = server.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(server);
+            format!("{base}/{name}")
+        }
+    }
+}
+
+/// A running server.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub admin_token: String,
+    pub store: Store,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Options for [`spawn_app_with`].
+#[derive(Clone, Default)]
+pub struct Spawn {
+    pub test_clock: bool,
+    pub database: Option<String>,
+}
+
+/// Starts a server with the test clock on a fresh database.
+pub async fn spawn_app(engine: Engine) -> TestApp {
+    spawn_app_with(engine, Spawn { test_clock: true, database: None }).await
+}
+
+/// Starts a server with explicit options.
+pub async fn spawn_app_with(engine: Engine, opts: Spawn) -> TestApp {
+    let database = match opts.database {
+        Some(d) => d,
+        None => fresh_database(engine).await,
+    };
+    let mut config = Config::for_database(&database);
+    config.test_clock = opts.test_clock;
+    config.admin_token = Some("test-admin-token".into());
+    let app = Application::build(&config).await.expect("build application");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let store = app.state().store.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        admin_token: "test-admin-token".into(),
+        store,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    /// Full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// An admin request with the token.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(&self.admin_token)
+    }
+
+    /// Loads a seed document; answers the admin API's result.
+    pub async fn seed(&self, doc: &Value) -> Value {
+        let r = self.admin(reqwest::Method::POST, "/admin/seed").json(doc).send().await.expect("seed request");
+        let status = r.status();
+        let body: Value = r.json().await.expect("seed answer is JSON");
+        assert_eq!(status, 200, "seed failed: {body}");
+        body
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task").expect("server stopped cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The admin contract's example seed, with one tenant under `key`.
+pub fn acme_seed(key: &str) -> Value {
+    json!({
+        "services": [{"id": "1", "name": "ablacja"}],
+        "insurance_providers": [{"id": "3", "name": "NFZ"}],
+        "tenants": [{
+            "key": key, "name": "Acme Clinic",
+            "country": "SE", "language": "sv", "timezone": "Europe/Stockholm",
+            "settings": {"national_id_required": false, "phone_is_identifier": false,
+                         "min_booking_notice_minutes": 0, "cancel_cutoff_minutes": 0,
+                         "reschedule_cutoff_minutes": 0},
+            "credentials": [
+                {"dialect": "embassy", "api_key": format!("emb-{key}-1")},
+                {"dialect": "naboto", "token": format!("nab-{key}-1")},
+                {"dialect": "solo", "api_key": format!("solo-{key}-1"), "webhook_secret": "optional"},
+                {"dialect": "docplanner", "client_id": format!("dp-{key}"), "client_secret": "dp-secret",
+                 "facilities": ["hosp"], "push_url": "http://127.0.0.1:9/push", "push_api_key": "optional"},
+                {"dialect": "fhir", "token": format!("fhir-{key}-1")}
+            ],
+            "practitioners": [{"key": "ann", "given": "Ann", "family": "Berg",
+                "email": "ann@acme.test", "hsa_id": "SE2321000016-0001",
+                "national_ids": {"se": "197001011233"}, "communication_privileges": true}],
+            "healthcare_services": [{"key": "gp", "name": "GP online",
+                "practitioners": ["ann"], "reason_codes": [{"code": "1", "display": "Cough"}],
+                "slot_seconds": 900, "service_line": "Demo", "service_type": "Demo",
+                "opening_hours": [{"weekday": "mon", "from": "08:00", "to": "16:00"}]}],
+            "facilities": [{"key": "hosp", "name": "Test Hospital",
+                "addresses": [{"key": "obrzezna", "doctor": "ann", "name": "Test Hospital",
+                               "street": "Obrzezna", "city": "Warszawa",
+                               "healthcare_service": "gp"}]}],
+            "care_locations": [{"key": "cl1", "name": "ICC-CL-01-02", "building": "hospital",
+                "floor": "floor 2", "room": "431", "bed": "bed 2",
+                "department": "emergency department", "device_serial": "123457"}],
+            "report_presets": [{"key": "visits", "id": "a2c6e3fc-c2f7-4a24-a0d6-eb2343a15469"}]
+        }]
+    })
+}

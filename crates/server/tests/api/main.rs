@@ -1,0 +1,8 @@
+//! Integration tests: the real server on 127.0.0.1:0, spoken to over HTTP,
+//! on SQLite and on PostgreSQL. One binary; see `helpers.rs`.
+
+mod helpers;
+
+mod admin;
+mod booking;
+mod server;

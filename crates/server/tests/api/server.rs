@@ -1,0 +1,43 @@
+//! The binary's behaviour: health, readiness, metrics, restarts, durability.
+
+use crate::helpers::{Engine, Spawn, acme_seed, fresh_database, spawn_app, spawn_app_with};
+use crate::on_both_engines;
+use reqwest::Method;
+use serde_json::Value;
+
+async fn health_readiness_and_metrics(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let h = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!((h.status().as_u16(), h.text().await.unwrap()), (200, "ok".to_string()));
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    app.admin(Method::GET, "/admin/tenants").send().await.unwrap();
+    let m = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(m.status(), 200);
+    let text = m.text().await.unwrap();
+    assert!(text.contains("http_requests_total{method=\"GET\",route=\"/admin/tenants\",status=\"200\"}"), "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    app.stop().await;
+}
+
+async fn data_survives_a_restart_on_the_same_database(engine: Engine) {
+    let database = fresh_database(engine).await;
+    let app = spawn_app_with(engine, Spawn { test_clock: true, database: Some(database.clone()) }).await;
+    let first = app.seed(&acme_seed("acme")).await;
+    app.stop().await;
+    // Migrations are applied once; the second start finds them done.
+    let again = spawn_app_with(engine, Spawn { test_clock: true, database: Some(database) }).await;
+    let tenants: Value = again.admin(Method::GET, "/admin/tenants").send().await.unwrap().json().await.unwrap();
+    assert_eq!(tenants[0]["id"], first["tenants"]["acme"]["id"]);
+    assert_eq!(again.seed(&acme_seed("acme")).await, first);
+    again.stop().await;
+}
+
+async fn unknown_routes_are_404(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let r = app.client.get(app.url("/no/such/thing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    app.stop().await;
+}
+
+on_both_engines!(health_readiness_and_metrics, data_survives_a_restart_on_the_same_database, unknown_routes_are_404);
