@@ -87,15 +87,15 @@ impl AddressService {
 
     /// Checks the documented limits.
     pub fn validate(&self) -> Result<(), CoreError> {
-        if let Some(d) = self.default_duration {
-            if !(1..=24 * 60).contains(&d) {
-                return Err(CoreError::invalid("default_duration", "must be between 1 and 1440 minutes"));
-            }
+        if let Some(d) = self.default_duration
+            && !(1..=24 * 60).contains(&d)
+        {
+            return Err(CoreError::invalid("default_duration", "must be between 1 and 1440 minutes"));
         }
-        if let Some(p) = &self.price {
-            if p.minor_units < 0 {
-                return Err(CoreError::invalid("price", "must not be negative"));
-            }
+        if let Some(p) = &self.price
+            && p.minor_units < 0
+        {
+            return Err(CoreError::invalid("price", "must not be negative"));
         }
         if let Some(n) = &self.custom_name {
             check_len("custom_name", n, MAX_SHORT)?;
@@ -103,12 +103,11 @@ impl AddressService {
         if let Some(d) = &self.description {
             check_len("description", d, MAX_TEXT)?;
         }
-        if let Some(a) = &self.allowed_patients {
-            if let (Some(min), Some(max)) = (a.minimum_age, a.maximum_age) {
-                if min > max {
-                    return Err(CoreError::invalid("allowed_patients", "minimum_age must not exceed maximum_age"));
-                }
-            }
+        if let Some(a) = &self.allowed_patients
+            && let (Some(min), Some(max)) = (a.minimum_age, a.maximum_age)
+            && min > max
+        {
+            return Err(CoreError::invalid("allowed_patients", "minimum_age must not exceed maximum_age"));
         }
         Ok(())
     }
@@ -148,7 +147,7 @@ pub struct AddressInsuranceProvider {
 /// (Docplanner: "price with at most 2 decimals").
 pub fn parse_price_minor_units(value: f64) -> Result<i64, CoreError> {
     let bad = || CoreError::invalid("price", "must be a non-negative number with at most 2 decimals");
-    if !value.is_finite() || value < 0.0 || value > 1e12 {
+    if !value.is_finite() || !(0.0..=1e12).contains(&value) {
         return Err(bad());
     }
     let cents = (value * 100.0).round();

@@ -53,10 +53,10 @@ impl Practitioner {
         if self.given.trim().is_empty() && self.family.trim().is_empty() {
             return Err(CoreError::invalid("name", "a practitioner needs a given or a family name"));
         }
-        if let Some(hsa) = &self.hsa_id {
-            if !is_hsa_id(hsa) {
-                return Err(CoreError::invalid("hsa_id", format!("`{hsa}` is not an HSA id")));
-            }
+        if let Some(hsa) = &self.hsa_id
+            && !is_hsa_id(hsa)
+        {
+            return Err(CoreError::invalid("hsa_id", format!("`{hsa}` is not an HSA id")));
         }
         Ok(())
     }

@@ -152,7 +152,7 @@ pub fn parse_swedish_national_id(s: &str) -> Result<String, CoreError> {
             if v > 9 { v - 9 } else { v }
         })
         .sum();
-    if sum % 10 != 0 {
+    if !sum.is_multiple_of(10) {
         return Err(bad());
     }
     Ok(full)

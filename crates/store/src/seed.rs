@@ -481,10 +481,10 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp) -> StoreRe
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-        if let Some(url) = &c.push_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(CoreError::invalid("credentials.push_url", "must be an http or https URL").into());
-            }
+        if let Some(url) = &c.push_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(CoreError::invalid("credentials.push_url", "must be an http or https URL").into());
         }
         let (client_id, secret) = match dialect {
             Dialect::Embassy | Dialect::Solo => ("", c.api_key.as_deref()),
