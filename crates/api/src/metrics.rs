@@ -1,4 +1,4 @@
-//! Request metrics: a count and a latency histogram per route template and
+//! Request metrics and the access log: a count and a latency histogram per route template and
 //! status, exported in Prometheus format. Routes are labelled by their
 //! template (`/admin/messages`), never by the concrete URI, so ids and query
 //! strings (which may carry patient data) never become labels.
@@ -56,6 +56,9 @@ pub async fn track(State(_state): State<AppState>, req: Request, next: Next) -> 
     let elapsed = started.elapsed().as_secs_f64();
     metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.clone())
         .increment(1);
+    // The access log names the route template, never the URI: paths and
+    // query strings may carry identifiers and other patient data.
+    tracing::info!(method = %method, route = %route, status = %status, ms = elapsed * 1000.0, "request");
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
         .record(elapsed);
     response

@@ -153,3 +153,59 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> (Cli, Config) {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let serve = match &cli.command {
+            Command::Serve(s) => Some(s),
+            _ => None,
+        };
+        let config = Config::resolve(&cli, serve).unwrap();
+        (cli, config)
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_sqlite_on_localhost() {
+        let (_, c) = parse(&["polyclinic", "serve"]);
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.database, "sqlite://polyclinic.db");
+        assert!(!c.test_clock && !c.demo && c.admin_token.is_none());
+        assert_eq!(c.sqlite_synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let path = std::env::temp_dir().join(format!("polyclinic-config-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\ndatabase = \"sqlite://file.db\"\ntest_clock = true\nlog_format = \"json\"\nsqlite_synchronous = \"normal\"\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let (_, from_file) = parse(&["polyclinic", "--config", p, "serve"]);
+        assert_eq!(from_file.listen, "0.0.0.0:9000");
+        assert_eq!(from_file.database, "sqlite://file.db");
+        assert!(from_file.test_clock);
+        assert_eq!(from_file.log_format, LogFormat::Json);
+        assert_eq!(from_file.sqlite_synchronous, Synchronous::Normal);
+        let (_, flags) =
+            parse(&["polyclinic", "--config", p, "serve", "--listen", "127.0.0.1:1", "--database", "sqlite://flag.db"]);
+        assert_eq!(flags.listen, "127.0.0.1:1");
+        assert_eq!(flags.database, "sqlite://flag.db");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let path = std::env::temp_dir().join(format!("polyclinic-config-bad-{}.toml", std::process::id()));
+        std::fs::write(&path, "lisen = \"0.0.0.0:9000\"\n").unwrap();
+        let cli = Cli::try_parse_from(["polyclinic", "--config", path.to_str().unwrap(), "migrate"]).unwrap();
+        let err = Config::resolve(&cli, None).unwrap_err();
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+        std::fs::remove_file(path).unwrap();
+    }
+}

@@ -5,4 +5,5 @@ mod helpers;
 
 mod admin;
 mod booking;
+mod cli;
 mod server;
