@@ -3,8 +3,9 @@
 //! and hands back an HTTP client.
 //!
 //! PostgreSQL tests use `POLYCLINIC_TEST_POSTGRES_URL` (a server URL whose
-//! user may create databases, e.g. `postgres://postgres@127.0.0.1:5432/postgres`).
-//! Without it they skip with a note, except under `CI=true`, where they fail.
+//! user may create databases), else `postgres://postgres@127.0.0.1:5432/postgres`
+//! when a server listens there. Without either they skip with a note, except
+//! under `CI=true`, where they fail.
 
 use polyclinic::{Application, Config};
 use polyclinic_store::Store;
@@ -37,18 +38,30 @@ macro_rules! on_both_engines {
     )*};
 }
 
-/// The PostgreSQL server URL for tests; `None` skips (and fails under CI).
+/// Where the PostgreSQL tests look when `POLYCLINIC_TEST_POSTGRES_URL` is unset.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The PostgreSQL server URL for tests: `POLYCLINIC_TEST_POSTGRES_URL`, else
+/// the local default when something listens on 127.0.0.1:5432. `None` skips
+/// the test with a note, except under `CI=true`, where it fails.
 pub fn postgres_url() -> Option<String> {
-    match std::env::var("POLYCLINIC_TEST_POSTGRES_URL") {
+    static URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let url = URL.get_or_init(|| match std::env::var("POLYCLINIC_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!("POLYCLINIC_TEST_POSTGRES_URL must be set under CI: PostgreSQL tests may not be skipped");
-            }
-            eprintln!("note: POLYCLINIC_TEST_POSTGRES_URL unset; PostgreSQL test skipped");
-            None
+            let addr: std::net::SocketAddr = "127.0.0.1:5432".parse().expect("address");
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1))
+                .ok()
+                .map(|_| DEFAULT_POSTGRES_URL.to_owned())
         }
+    });
+    if url.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!("no PostgreSQL for the tests under CI: set POLYCLINIC_TEST_POSTGRES_URL; PostgreSQL tests may not be skipped");
+        }
+        eprintln!("note: no PostgreSQL (set POLYCLINIC_TEST_POSTGRES_URL); PostgreSQL test skipped");
     }
+    url.clone()
 }
 
 /// A fresh, empty database URL for `engine`.
