@@ -63,7 +63,8 @@ async fn seed_handler(
 /// Loads a seed document as one command.
 pub async fn apply_seed(state: &AppState, doc: SeedDoc) -> Result<SeedResult, ApiError> {
     let now = state.now();
-    Ok(state.store.write(move |c| Box::pin(async move { seed::load(c, &doc, now).await })).await?)
+    let key = state.store.secret_key().clone();
+    Ok(state.store.write(move |c| Box::pin(async move { seed::load(c, &doc, now, &key).await })).await?)
 }
 
 #[derive(Deserialize)]

@@ -165,6 +165,8 @@ pub struct CredentialConfig {
     pub facilities: Vec<FacilityId>,
     /// Docplanner: where PUSH notifications go; none means PULL.
     pub push_url: Option<String>,
-    /// Solo: whether a webhook secret is set (the key itself is stored encrypted apart).
+    /// Solo: whether a webhook secret is set (the key itself is sealed apart).
     pub has_webhook_secret: bool,
+    /// Docplanner: whether PUSH requests carry an API key (sealed apart).
+    pub has_push_api_key: bool,
 }

@@ -30,6 +30,14 @@ pub struct Cli {
     /// Log format.
     #[arg(long, global = true, env = "POLYCLINIC_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Key (64 hex characters) that seals the secrets protocols need back
+    /// (webhook keys, PUSH API keys). Every node on one database needs the same.
+    #[arg(long, global = true, env = "POLYCLINIC_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// File holding the secret key; created when missing. Default: beside the
+    /// SQLite file (`polyclinic.db.key`), or `polyclinic.key` for PostgreSQL.
+    #[arg(long, global = true, env = "POLYCLINIC_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
     /// SQLite `synchronous`: `full` (every commit durable) or `normal`.
     #[arg(long, global = true, env = "POLYCLINIC_SQLITE_SYNCHRONOUS", value_enum)]
     pub sqlite_synchronous: Option<SyncArg>,
@@ -98,6 +106,8 @@ pub struct FileConfig {
     pub demo: Option<bool>,
     pub log_format: Option<LogFormat>,
     pub sqlite_synchronous: Option<SyncArg>,
+    pub secret_key: Option<String>,
+    pub secret_key_file: Option<PathBuf>,
 }
 
 /// The resolved configuration.
@@ -110,6 +120,10 @@ pub struct Config {
     pub demo: bool,
     pub log_format: LogFormat,
     pub sqlite_synchronous: Synchronous,
+    /// The secret key given directly (hex); takes precedence over the file.
+    pub secret_key: Option<String>,
+    /// Where the secret key is kept when not given directly.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -124,7 +138,24 @@ impl Config {
             demo: false,
             log_format: LogFormat::Human,
             sqlite_synchronous: Synchronous::Full,
+            secret_key: None,
+            secret_key_file: None,
         }
+    }
+
+    /// The key file in force: the configured one, else beside the SQLite
+    /// file, else `polyclinic.key` in the working directory.
+    pub fn key_file(&self) -> PathBuf {
+        if let Some(f) = &self.secret_key_file {
+            return f.clone();
+        }
+        let db = &self.database;
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            return PathBuf::from("polyclinic.key");
+        }
+        let path = db.strip_prefix("sqlite://").or_else(|| db.strip_prefix("sqlite:")).unwrap_or(db);
+        let path = path.split('?').next().unwrap_or(path);
+        PathBuf::from(format!("{path}.key"))
     }
 
     /// Resolves flags and environment (already merged by clap) over the file.
@@ -150,6 +181,8 @@ impl Config {
                 SyncArg::Full => Synchronous::Full,
                 SyncArg::Normal => Synchronous::Normal,
             },
+            secret_key: cli.secret_key.clone().or(file.secret_key),
+            secret_key_file: cli.secret_key_file.clone().or(file.secret_key_file),
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod demo;
 
 use anyhow::Context;
 use polyclinic_api::{AppState, Clock, SystemClock, TestClock, app};
+use polyclinic_store::seal::SecretKey;
 use polyclinic_store::{Store, StoreOptions};
 use std::future::Future;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Application> {
         let mut opts = StoreOptions::new(&config.database);
         opts.synchronous = config.sqlite_synchronous;
+        opts.secret_key = secret_key(config)?;
         let store = Store::open(opts).await.with_context(|| "opening the database")?;
         let (clock, test_clock): (Arc<dyn Clock>, Option<Arc<TestClock>>) = if config.test_clock {
             let tc = Arc::new(TestClock::new(SystemClock.now()));
@@ -78,6 +80,42 @@ impl Application {
         store.close().await;
         Ok(())
     }
+}
+
+/// The secret key: given directly, else read from the key file, else
+/// generated and written there (mode 0600).
+pub fn secret_key(config: &Config) -> anyhow::Result<SecretKey> {
+    if let Some(hex) = &config.secret_key {
+        return SecretKey::from_hex(hex).context("--secret-key / POLYCLINIC_SECRET_KEY");
+    }
+    let path = config.key_file();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            SecretKey::from_hex(&text).with_context(|| format!("reading the secret key from {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SecretKey::generate();
+            write_private(&path, &key.to_hex())
+                .with_context(|| format!("writing a new secret key to {}", path.display()))?;
+            tracing::warn!(path = %path.display(), "generated a new secret key; back it up, and give every node the same one");
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading the secret key from {}", path.display())),
+    }
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 /// 32 random bytes, hex encoded.

@@ -19,7 +19,9 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(_) => serve(config).await,
         Command::Migrate => {
-            let store = Store::open(StoreOptions::new(&config.database)).await.context("opening the database")?;
+            let mut opts = StoreOptions::new(&config.database);
+            opts.secret_key = polyclinic::secret_key(&config)?;
+            let store = Store::open(opts).await.context("opening the database")?;
             store.close().await;
             println!("migrations applied to {}", redact_url(&config.database));
             Ok(())

@@ -1,5 +1,6 @@
 //! Connections, the SQLite group-commit writer and transaction helpers.
 
+use crate::seal::SecretKey;
 use crate::{StoreError, StoreResult, migrate};
 use futures_util::future::BoxFuture;
 use polyclinic_core::CoreError;
@@ -40,6 +41,9 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// Apply migrations on open.
     pub migrate: bool,
+    /// Key that seals secrets stored for the protocols (see [`crate::seal`]).
+    /// Must be the same for every node and every start on one database.
+    pub secret_key: SecretKey,
 }
 
 impl StoreOptions {
@@ -51,6 +55,7 @@ impl StoreOptions {
             max_connections: 16,
             max_batch: 128,
             migrate: true,
+            secret_key: SecretKey::generate(),
         }
     }
 }
@@ -67,6 +72,7 @@ struct Inner {
     pool: AnyPool,
     /// SQLite only: the writer task's queue.
     writer: Option<mpsc::Sender<Job>>,
+    secret_key: SecretKey,
 }
 
 /// A unit of work for the SQLite writer: runs on the writer's connection
@@ -92,7 +98,7 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(&url)
                     .await?;
-                Store { inner: Arc::new(Inner { engine, pool, writer: None }) }
+                Store { inner: Arc::new(Inner { engine, pool, writer: None, secret_key: opts.secret_key.clone() }) }
             }
             Engine::Sqlite => {
                 let sync = match opts.synchronous {
@@ -125,7 +131,9 @@ impl Store {
                     .await?;
                 let (tx, rx) = mpsc::channel::<Job>(4096);
                 tokio::spawn(writer_loop(writer, rx, opts.max_batch.max(1)));
-                return Ok(Store { inner: Arc::new(Inner { engine, pool, writer: Some(tx) }) });
+                return Ok(Store {
+                    inner: Arc::new(Inner { engine, pool, writer: Some(tx), secret_key: opts.secret_key }),
+                });
             }
         };
         if opts.migrate {
@@ -133,6 +141,11 @@ impl Store {
             migrate::run(&mut conn, Engine::Postgres).await?;
         }
         Ok(store)
+    }
+
+    /// The key that seals protocol secrets.
+    pub fn secret_key(&self) -> &SecretKey {
+        &self.inner.secret_key
     }
 
     /// The engine behind this store.

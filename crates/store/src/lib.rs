@@ -25,6 +25,7 @@ mod db;
 pub mod migrate;
 pub mod outbox;
 pub mod patients;
+pub mod seal;
 pub mod seed;
 pub mod tenants;
 

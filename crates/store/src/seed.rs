@@ -6,6 +6,7 @@
 //! is one command: it commits entirely or not at all.
 
 use crate::catalog::{self, SHARED, Table, upsert_keyed};
+use crate::seal::SecretKey;
 use crate::tenants::{self, NewCredential};
 use crate::{Conn, StoreResult};
 use jiff::Timestamp;
@@ -247,7 +248,9 @@ fn check_count(kind: &str, n: usize) -> Result<(), CoreError> {
 }
 
 /// Loads a seed document inside the caller's transaction.
-pub async fn load(conn: &mut Conn, doc: &SeedDoc, now: Timestamp) -> StoreResult<SeedResult> {
+/// Secrets the protocols need back (webhook key, PUSH API key) are sealed
+/// under `key`; API keys, tokens and client secrets are stored as hashes.
+pub async fn load(conn: &mut Conn, doc: &SeedDoc, now: Timestamp, key: &SecretKey) -> StoreResult<SeedResult> {
     check_count("services", doc.services.len())?;
     check_count("insurance_providers", doc.insurance_providers.len())?;
     check_count("tenants", doc.tenants.len())?;
@@ -274,13 +277,13 @@ pub async fn load(conn: &mut Conn, doc: &SeedDoc, now: Timestamp) -> StoreResult
     }
     let mut result = SeedResult::default();
     for t in &doc.tenants {
-        let ids = load_tenant(conn, t, now).await?;
+        let ids = load_tenant(conn, t, now, key).await?;
         result.tenants.insert(t.key.clone(), ids);
     }
     Ok(result)
 }
 
-async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp) -> StoreResult<TenantIds> {
+async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp, key: &SecretKey) -> StoreResult<TenantIds> {
     check_key("tenant", &t.key)?;
     for (kind, n) in [
         ("practitioners", t.practitioners.len()),
@@ -504,13 +507,13 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp) -> StoreRe
             facilities,
             push_url: c.push_url.clone(),
             has_webhook_secret: c.webhook_secret.is_some(),
+            has_push_api_key: c.push_api_key.is_some(),
         };
-        tenants::upsert_credential(
-            conn,
-            tid,
-            NewCredential { dialect, client_id, secret, sealed_secret: None, config },
-        )
-        .await?;
+        let protocol_secrets =
+            tenants::ProtocolSecrets { webhook_secret: c.webhook_secret.clone(), push_api_key: c.push_api_key.clone() };
+        let sealed_secret = protocol_secrets.seal(key)?;
+        tenants::upsert_credential(conn, tid, NewCredential { dialect, client_id, secret, sealed_secret, config })
+            .await?;
     }
     Ok(ids)
 }

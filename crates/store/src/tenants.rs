@@ -1,6 +1,7 @@
 //! Tenants, credentials, and the admin views of messages and deliveries.
 
 use crate::outbox::{Seq, next_id};
+use crate::seal::SecretKey;
 use crate::{Conn, StoreError, StoreResult, secs};
 use jiff::Timestamp;
 use polyclinic_core::tenant::{Credential, CredentialConfig, Dialect, Tenant};
@@ -69,6 +70,47 @@ pub async fn upsert(conn: &mut Conn, tenant: &mut Tenant, now: Timestamp) -> Sto
         }
     }
     Ok(tenant.id)
+}
+
+/// Secrets a protocol needs back in clear, stored sealed with the credential.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProtocolSecrets {
+    /// Solo: the key that encrypts webhook payloads.
+    pub webhook_secret: Option<String>,
+    /// Docplanner: the API key sent with PUSH notifications.
+    pub push_api_key: Option<String>,
+}
+
+impl ProtocolSecrets {
+    /// The sealed form to store, or `None` when there is nothing to keep.
+    pub fn seal(&self, key: &SecretKey) -> StoreResult<Option<String>> {
+        if self.webhook_secret.is_none() && self.push_api_key.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(key.seal(&serde_json::to_string(self)?)))
+    }
+}
+
+/// Opens the protocol secrets stored with a credential.
+pub async fn protocol_secrets(
+    conn: &mut Conn,
+    tenant: TenantId,
+    credential: CredentialId,
+    key: &SecretKey,
+) -> StoreResult<ProtocolSecrets> {
+    let sealed: Option<Option<String>> =
+        sqlx::query_scalar("SELECT sealed_secret FROM credentials WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.get())
+            .bind(credential.get())
+            .fetch_optional(&mut *conn)
+            .await?;
+    match sealed.flatten() {
+        None => Ok(ProtocolSecrets::default()),
+        Some(s) => {
+            let plain = key.open(&s).map_err(|e| StoreError::Corrupt(format!("credential {credential}: {e}")))?;
+            Ok(serde_json::from_str(&plain)?)
+        }
+    }
 }
 
 /// A credential to create: the secret is hashed before it is stored.

@@ -57,7 +57,9 @@ pub fn postgres_url() -> Option<String> {
     });
     if url.is_none() {
         if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-            panic!("no PostgreSQL for the tests under CI: set POLYCLINIC_TEST_POSTGRES_URL; PostgreSQL tests may not be skipped");
+            panic!(
+                "no PostgreSQL for the tests under CI: set POLYCLINIC_TEST_POSTGRES_URL; PostgreSQL tests may not be skipped"
+            );
         }
         eprintln!("note: no PostgreSQL (set POLYCLINIC_TEST_POSTGRES_URL); PostgreSQL test skipped");
     }
@@ -86,6 +88,12 @@ pub async fn fresh_database(engine: Engine) -> String {
             format!("{base}/{name}")
         }
     }
+}
+
+fn key_file_stem(database: &str) -> String {
+    let name = database.rsplit('/').next().unwrap_or("db");
+    std::fs::create_dir_all(std::env::temp_dir().join("polyclinic-tests")).expect("temp dir");
+    std::env::temp_dir().join("polyclinic-tests").join(name).display().to_string()
 }
 
 /// A running server.
@@ -119,6 +127,8 @@ pub async fn spawn_app_with(engine: Engine, opts: Spawn) -> TestApp {
     let mut config = Config::for_database(&database);
     config.test_clock = opts.test_clock;
     config.admin_token = Some("test-admin-token".into());
+    // One key per database, as a deployment would keep it.
+    config.secret_key_file = Some(std::path::PathBuf::from(format!("{}.key", key_file_stem(&database))));
     let app = Application::build(&config).await.expect("build application");
     let base = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();

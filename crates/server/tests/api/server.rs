@@ -41,3 +41,48 @@ async fn unknown_routes_are_404(engine: Engine) {
 }
 
 on_both_engines!(health_readiness_and_metrics, data_survives_a_restart_on_the_same_database, unknown_routes_are_404);
+
+async fn protocol_secrets_are_sealed_at_rest_and_survive_a_restart(engine: Engine) {
+    use polyclinic_core::tenant::Dialect;
+    use polyclinic_store::tenants;
+    let database = fresh_database(engine).await;
+    let app = spawn_app_with(engine, Spawn { test_clock: true, database: Some(database.clone()) }).await;
+    app.seed(&acme_seed("acme")).await;
+    // Nothing secret is stored in clear: not the API keys, not the webhook key.
+    let dump: Vec<String> = app
+        .store
+        .read(|c| {
+            Box::pin(async move {
+                Ok(sqlx::query_scalar::<_, String>(
+                    "SELECT client_id || '|' || secret_hash || '|' || COALESCE(sealed_secret, '') || '|' || doc FROM credentials",
+                )
+                .fetch_all(&mut *c)
+                .await?)
+            })
+        })
+        .await
+        .unwrap();
+    let all = dump.join("\n");
+    for secret in ["emb-acme-1", "nab-acme-1", "solo-acme-1", "dp-secret", "fhir-acme-1", "optional"] {
+        assert!(!all.contains(secret), "{secret} stored in clear");
+    }
+    app.stop().await;
+    let again = spawn_app_with(engine, Spawn { test_clock: true, database: Some(database) }).await;
+    let key = again.store.secret_key().clone();
+    let solo = again
+        .store
+        .read(|c| Box::pin(async move { tenants::authenticate(c, Dialect::Solo, "solo-acme-1").await }))
+        .await
+        .unwrap()
+        .expect("solo credential");
+    assert!(solo.config.has_webhook_secret);
+    let secrets = again
+        .store
+        .read(move |c| Box::pin(async move { tenants::protocol_secrets(c, solo.tenant_id, solo.id, &key).await }))
+        .await
+        .unwrap();
+    assert_eq!(secrets.webhook_secret.as_deref(), Some("optional"));
+    again.stop().await;
+}
+
+on_both_engines!(protocol_secrets_are_sealed_at_rest_and_survive_a_restart);
