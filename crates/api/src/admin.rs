@@ -109,10 +109,10 @@ async fn run_due(State(state): State<AppState>) -> Result<axum::Json<Value>, Api
     if state.test_clock.is_none() {
         return Err(ApiError::not_found("the test clock is off; start with --test-clock"));
     }
-    // Time-driven work registers here as it is built (reminders, heartbeats,
-    // delivery retries, delay estimates, report jobs); each reports how much
-    // it did. Nothing is scheduled by the foundation itself.
-    Ok(axum::Json(json!({"now": state.now().to_string(), "ran": {}})))
+    // Every piece of time-driven work runs here and reports what it did.
+    // Deliveries: fan-out of new events, heartbeats, first sends and retries due now.
+    let deliveries = state.engine.run_due().await?;
+    Ok(axum::Json(json!({"now": state.now().to_string(), "ran": {"deliveries": deliveries}})))
 }
 
 #[derive(Deserialize)]

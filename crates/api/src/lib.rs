@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod clock;
+pub mod embassy;
 pub mod error;
 pub mod health;
 pub mod metrics;
@@ -32,17 +33,37 @@ pub struct AppState {
     /// SHA-256 of the admin token (the token itself is not kept).
     pub admin_token_hash: Arc<[u8; 32]>,
     pub metrics: metrics::Metrics,
+    /// The delivery engine (dispatch, sends, handshakes).
+    pub engine: Arc<polyclinic_delivery::Engine>,
+    /// How clients reach this server (`http://host:port`), the base of full URLs.
+    pub public_url: Arc<str>,
+    /// The port the server listens on (a subscription may not point back at it).
+    pub local_port: u16,
+    /// Default heartbeat period of new subscriptions, in seconds (0: none).
+    pub heartbeat_seconds: i64,
 }
 
 impl AppState {
-    /// State for a store, a clock and an admin token.
-    pub fn new(store: Store, clock: Arc<dyn Clock>, test_clock: Option<Arc<TestClock>>, admin_token: &str) -> Self {
+    /// State for a store, a clock, an admin token and a delivery engine.
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        test_clock: Option<Arc<TestClock>>,
+        admin_token: &str,
+        engine: Arc<polyclinic_delivery::Engine>,
+        public_url: &str,
+        local_port: u16,
+    ) -> Self {
         AppState {
             store,
             clock,
             test_clock,
             admin_token_hash: Arc::new(admin::hash_token(admin_token)),
             metrics: metrics::Metrics::global(),
+            engine,
+            public_url: Arc::from(public_url.trim_end_matches('/')),
+            local_port,
+            heartbeat_seconds: 3600,
         }
     }
 
@@ -58,6 +79,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .route("/admin/", axum::routing::get(admin::ui))
         .nest("/admin", admin::router(state.clone()).layer(DefaultBodyLimit::max(MAX_SEED_BYTES)))
+        .nest("/embassy", embassy::router(state.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)

@@ -15,10 +15,12 @@
 //! - [`care`]: episodes of care, visit notes, attachments, documents, conversations,
 //!   care locations, assistance requests and report jobs;
 //! - [`event`]: the domain events written to the outbox;
+//! - [`clock`]: the injected source of "now" (system or settable test clock);
 //! - [`error`]: the domain errors every dialect maps to its own wire format.
 
 pub mod appointment;
 pub mod care;
+pub mod clock;
 pub mod error;
 pub mod event;
 pub mod facility;

@@ -74,6 +74,41 @@ pub struct ServeArgs {
     /// Load the demo seed and print a ready-to-paste curl line per dialect.
     #[arg(long, env = "POLYCLINIC_DEMO")]
     pub demo: bool,
+    /// How clients reach this server (`https://polyclinic.example`); the base of
+    /// the full URLs in notifications. Default: `http://` + the listen address.
+    #[arg(long, env = "POLYCLINIC_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+}
+
+/// Delivery engine settings.
+#[derive(Debug, Args, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryArgs {
+    /// Seconds before an outgoing HTTP request gives up.
+    #[arg(long, env = "POLYCLINIC_DELIVERY_TIMEOUT_SECONDS")]
+    pub delivery_timeout_seconds: Option<u64>,
+    /// Attempts before a delivery is dead.
+    #[arg(long, env = "POLYCLINIC_DELIVERY_MAX_ATTEMPTS")]
+    pub delivery_max_attempts: Option<i64>,
+    /// First retry delay in seconds (doubled after each failure, with jitter).
+    #[arg(long, env = "POLYCLINIC_DELIVERY_BACKOFF_SECONDS")]
+    pub delivery_backoff_seconds: Option<i64>,
+    /// Longest retry delay in seconds.
+    #[arg(long, env = "POLYCLINIC_DELIVERY_BACKOFF_CAP_SECONDS")]
+    pub delivery_backoff_cap_seconds: Option<i64>,
+    /// Seconds a worker holds a delivery it is sending; after a crash, another
+    /// worker sends it again once this has passed. At least the timeout + 5.
+    #[arg(long, env = "POLYCLINIC_DELIVERY_LEASE_SECONDS")]
+    pub delivery_lease_seconds: Option<i64>,
+    /// Default heartbeat period of FHIR subscriptions, in seconds (0: none).
+    #[arg(long, env = "POLYCLINIC_HEARTBEAT_SECONDS")]
+    pub heartbeat_seconds: Option<i64>,
+    /// HTTP gateway that sends text messages (POST `{"to", "body"}`); without
+    /// it, messages stay local.
+    #[arg(long, env = "POLYCLINIC_SMS_GATEWAY_URL")]
+    pub sms_gateway_url: Option<String>,
 }
 
 /// Log output format.
@@ -108,6 +143,9 @@ pub struct FileConfig {
     pub sqlite_synchronous: Option<SyncArg>,
     pub secret_key: Option<String>,
     pub secret_key_file: Option<PathBuf>,
+    pub public_url: Option<String>,
+    #[serde(flatten)]
+    pub delivery: Option<DeliveryArgs>,
 }
 
 /// The resolved configuration.
@@ -124,6 +162,34 @@ pub struct Config {
     pub secret_key: Option<String>,
     /// Where the secret key is kept when not given directly.
     pub secret_key_file: Option<PathBuf>,
+    pub public_url: Option<String>,
+    pub delivery: Delivery,
+}
+
+/// Resolved delivery settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub timeout_seconds: u64,
+    pub max_attempts: i64,
+    pub backoff_seconds: i64,
+    pub backoff_cap_seconds: i64,
+    pub lease_seconds: i64,
+    pub heartbeat_seconds: i64,
+    pub sms_gateway_url: Option<String>,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            timeout_seconds: 10,
+            max_attempts: 8,
+            backoff_seconds: 30,
+            backoff_cap_seconds: 3600,
+            lease_seconds: 120,
+            heartbeat_seconds: 3600,
+            sms_gateway_url: None,
+        }
+    }
 }
 
 impl Config {
@@ -140,6 +206,8 @@ impl Config {
             sqlite_synchronous: Synchronous::Full,
             secret_key: None,
             secret_key_file: None,
+            public_url: None,
+            delivery: Delivery::default(),
         }
     }
 
@@ -183,6 +251,45 @@ impl Config {
             },
             secret_key: cli.secret_key.clone().or(file.secret_key),
             secret_key_file: cli.secret_key_file.clone().or(file.secret_key_file),
+            public_url: serve.public_url.clone().or(file.public_url),
+            delivery: {
+                let d = Delivery::default();
+                let f = file.delivery.unwrap_or_default();
+                let a = &serve.delivery;
+                Delivery {
+                    timeout_seconds: a
+                        .delivery_timeout_seconds
+                        .or(f.delivery_timeout_seconds)
+                        .unwrap_or(d.timeout_seconds)
+                        .max(1),
+                    max_attempts: a.delivery_max_attempts.or(f.delivery_max_attempts).unwrap_or(d.max_attempts).max(1),
+                    backoff_seconds: a
+                        .delivery_backoff_seconds
+                        .or(f.delivery_backoff_seconds)
+                        .unwrap_or(d.backoff_seconds)
+                        .max(1),
+                    backoff_cap_seconds: a
+                        .delivery_backoff_cap_seconds
+                        .or(f.delivery_backoff_cap_seconds)
+                        .unwrap_or(d.backoff_cap_seconds)
+                        .max(1),
+                    lease_seconds: {
+                        let timeout = a
+                            .delivery_timeout_seconds
+                            .or(f.delivery_timeout_seconds)
+                            .unwrap_or(d.timeout_seconds)
+                            .max(1);
+                        let lease = a.delivery_lease_seconds.or(f.delivery_lease_seconds).unwrap_or(d.lease_seconds);
+                        lease.max(i64::try_from(timeout).unwrap_or(i64::MAX).saturating_add(5))
+                    },
+                    heartbeat_seconds: a
+                        .heartbeat_seconds
+                        .or(f.heartbeat_seconds)
+                        .unwrap_or(d.heartbeat_seconds)
+                        .max(0),
+                    sms_gateway_url: a.sms_gateway_url.clone().or(f.sms_gateway_url),
+                }
+            },
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod demo;
 
 use anyhow::Context;
 use polyclinic_api::{AppState, Clock, SystemClock, TestClock, app};
+use polyclinic_delivery::{Engine, EngineConfig, Router, Senders, SmsGateway};
 use polyclinic_store::seal::SecretKey;
 use polyclinic_store::{Store, StoreOptions};
 use std::future::Future;
@@ -41,13 +42,36 @@ impl Application {
             Some(t) if !t.is_empty() => (t.clone(), false),
             _ => (random_token(), true),
         };
-        let state = AppState::new(store, clock, test_clock, &admin_token);
+        let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let local = listener.local_addr().context("reading the bound address")?;
+        let public_url = match &config.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None if local.ip().is_unspecified() => format!("http://localhost:{}", local.port()),
+            None => format!("http://{local}"),
+        };
+        let d = &config.delivery;
+        let mut senders = Senders::local(std::time::Duration::from_secs(d.timeout_seconds));
+        if let Some(url) = &d.sms_gateway_url {
+            senders.sms = Arc::new(SmsGateway { url: url.clone(), http: senders.http.clone() });
+        }
+        let routers: Vec<Arc<dyn Router>> = vec![Arc::new(polyclinic_api::embassy::notify::SubscriptionRouter {
+            base: format!("{public_url}/embassy"),
+        })];
+        let engine_config = EngineConfig {
+            max_attempts: d.max_attempts,
+            backoff_base_seconds: d.backoff_seconds,
+            backoff_cap_seconds: d.backoff_cap_seconds,
+            lease_seconds: d.lease_seconds,
+            ..EngineConfig::default()
+        };
+        let engine = Arc::new(Engine::new(store.clone(), clock.clone(), routers, senders, engine_config));
+        let mut state = AppState::new(store, clock, test_clock, &admin_token, engine, &public_url, local.port());
+        state.heartbeat_seconds = d.heartbeat_seconds;
         if config.demo {
             polyclinic_api::admin::apply_seed(&state, demo::seed_doc()?)
                 .await
                 .map_err(|e| anyhow::anyhow!("loading the demo seed: {}", e.message))?;
         }
-        let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         Ok(Application { listener, state, admin_token, admin_token_generated })
     }
 
@@ -71,14 +95,28 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then stops taking connections,
-    /// finishes the requests in flight and closes the database.
+    /// The public base URL (`http://host:port`).
+    pub fn public_url(&self) -> &str {
+        &self.state.public_url
+    }
+
+    /// Serves HTTP and runs the delivery engine until `shutdown` completes,
+    /// then stops taking connections, finishes the requests and sends in
+    /// flight, and closes the database.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let store = self.state.store.clone();
+        let engine = self.state.engine.clone();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let delivery = tokio::spawn(engine.run(async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|stop| *stop).await;
+        }));
         let router = app(self.state);
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP");
+        let _ = stop_tx.send(true);
+        let _ = delivery.await;
         store.close().await;
-        Ok(())
+        served
     }
 }
 

@@ -22,11 +22,13 @@
 pub mod appointments;
 pub mod catalog;
 mod db;
+pub mod deliveries;
 pub mod migrate;
 pub mod outbox;
 pub mod patients;
 pub mod seal;
 pub mod seed;
+pub mod subscriptions;
 pub mod tenants;
 
 pub use db::{Conn, Engine, Store, StoreOptions, Synchronous};

@@ -16,12 +16,16 @@ pub struct Migration {
 }
 
 /// SQLite migrations.
-pub const SQLITE: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") }];
+pub const SQLITE: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") },
+    Migration { version: 2, name: "delivery", sql: include_str!("../migrations/sqlite/0002_delivery.sql") },
+];
 
 /// PostgreSQL migrations.
-pub const POSTGRES: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") }];
+pub const POSTGRES: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") },
+    Migration { version: 2, name: "delivery", sql: include_str!("../migrations/postgres/0002_delivery.sql") },
+];
 
 /// Applies every migration not yet applied; answers the versions it applied.
 pub async fn run(conn: &mut AnyConnection, engine: Engine) -> StoreResult<Vec<i64>> {

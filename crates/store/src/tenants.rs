@@ -298,9 +298,11 @@ pub struct DeliveryRow {
     pub last_error: Option<String>,
     pub state: String,
     pub created_at: String,
+    /// Every attempt, in order.
+    pub history: Vec<crate::deliveries::AttemptRow>,
 }
 
-/// The tenant's deliveries, oldest first.
+/// The tenant's deliveries, oldest first, each with its attempts.
 pub async fn deliveries(conn: &mut Conn, tenant: TenantId) -> StoreResult<Vec<DeliveryRow>> {
     let rows = sqlx::query(
         "SELECT id, target, event, attempts, last_status, last_error, state, created_at FROM deliveries WHERE tenant_id = $1 ORDER BY id",
@@ -308,7 +310,8 @@ pub async fn deliveries(conn: &mut Conn, tenant: TenantId) -> StoreResult<Vec<De
     .bind(tenant.get())
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
+    let mut list = rows
+        .iter()
         .map(|r| {
             Ok(DeliveryRow {
                 id: r.try_get::<i64, _>("id")?.to_string(),
@@ -319,7 +322,29 @@ pub async fn deliveries(conn: &mut Conn, tenant: TenantId) -> StoreResult<Vec<De
                 last_error: r.try_get("last_error")?,
                 state: r.try_get("state")?,
                 created_at: crate::ts(r.try_get("created_at")?)?.to_string(),
+                history: Vec::new(),
             })
         })
-        .collect()
+        .collect::<StoreResult<Vec<DeliveryRow>>>()?;
+    let index: std::collections::HashMap<String, usize> =
+        list.iter().enumerate().map(|(i, d)| (d.id.clone(), i)).collect();
+    let attempts = sqlx::query(
+        "SELECT delivery_id, attempt, at, status, error, duration_ms FROM delivery_attempts WHERE tenant_id = $1 ORDER BY delivery_id, attempt",
+    )
+    .bind(tenant.get())
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in &attempts {
+        let id = r.try_get::<i64, _>("delivery_id")?.to_string();
+        if let Some(i) = index.get(&id) {
+            list[*i].history.push(crate::deliveries::AttemptRow {
+                attempt: r.try_get("attempt")?,
+                at: crate::ts(r.try_get("at")?)?.to_string(),
+                status: r.try_get("status")?,
+                error: r.try_get("error")?,
+                duration_ms: r.try_get("duration_ms")?,
+            });
+        }
+    }
+    Ok(list)
 }

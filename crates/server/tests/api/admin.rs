@@ -177,7 +177,7 @@ async fn clock_sets_and_advances_now(engine: Engine) {
 }
 
 async fn clock_and_run_due_are_404_without_test_clock(engine: Engine) {
-    let app = spawn_app_with(engine, Spawn { test_clock: false, database: None }).await;
+    let app = spawn_app_with(engine, Spawn { test_clock: false, ..Default::default() }).await;
     let r = app.admin(Method::POST, "/admin/clock").json(&json!({"advance_seconds": 1})).send().await.unwrap();
     assert_eq!(r.status(), 404);
     let r = app.admin(Method::POST, "/admin/run-due").send().await.unwrap();

@@ -13,14 +13,14 @@ use polyclinic_core::{AddressId, AppointmentId, CoreError, HealthcareServiceId, 
 use polyclinic_store::{StoreError, appointments, outbox, tenants};
 use serde_json::Value;
 
-struct Seeded {
-    tenant: TenantId,
-    ann: PractitionerId,
-    gp: HealthcareServiceId,
-    address: AddressId,
+pub(crate) struct Seeded {
+    pub tenant: TenantId,
+    pub ann: PractitionerId,
+    pub gp: HealthcareServiceId,
+    pub address: AddressId,
 }
 
-async fn seeded(app: &TestApp, key: &str) -> Seeded {
+pub(crate) async fn seeded(app: &TestApp, key: &str) -> Seeded {
     let ids = app.seed(&acme_seed(key)).await;
     let t = &ids["tenants"][key];
     let id = |v: &Value| v.as_str().unwrap().parse::<i64>().unwrap();
@@ -32,11 +32,17 @@ async fn seeded(app: &TestApp, key: &str) -> Seeded {
     }
 }
 
-fn ts(s: &str) -> Timestamp {
+pub(crate) fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-fn draft(s: &Seeded, practitioner: PractitionerId, address: Option<AddressId>, start: &str, end: &str) -> Appointment {
+pub(crate) fn draft(
+    s: &Seeded,
+    practitioner: PractitionerId,
+    address: Option<AddressId>,
+    start: &str,
+    end: &str,
+) -> Appointment {
     let now = ts("2030-01-01T00:00:00Z");
     Appointment {
         id: AppointmentId(0),
@@ -80,7 +86,7 @@ fn draft(s: &Seeded, practitioner: PractitionerId, address: Option<AddressId>, s
     }
 }
 
-async fn book(app: &TestApp, tenant: TenantId, a: Appointment) -> Result<Appointment, StoreError> {
+pub(crate) async fn book(app: &TestApp, tenant: TenantId, a: Appointment) -> Result<Appointment, StoreError> {
     let now = ts("2030-01-01T00:00:00Z");
     app.store
         .write(move |c| {

@@ -111,11 +111,13 @@ pub struct TestApp {
 pub struct Spawn {
     pub test_clock: bool,
     pub database: Option<String>,
+    /// Delivery settings; default: the server's defaults.
+    pub delivery: Option<polyclinic::config::Delivery>,
 }
 
 /// Starts a server with the test clock on a fresh database.
 pub async fn spawn_app(engine: Engine) -> TestApp {
-    spawn_app_with(engine, Spawn { test_clock: true, database: None }).await
+    spawn_app_with(engine, Spawn { test_clock: true, ..Default::default() }).await
 }
 
 /// Starts a server with explicit options.
@@ -126,6 +128,9 @@ pub async fn spawn_app_with(engine: Engine, opts: Spawn) -> TestApp {
     };
     let mut config = Config::for_database(&database);
     config.test_clock = opts.test_clock;
+    if let Some(d) = opts.delivery {
+        config.delivery = d;
+    }
     config.admin_token = Some("test-admin-token".into());
     // One key per database, as a deployment would keep it.
     config.secret_key_file = Some(std::path::PathBuf::from(format!("{}.key", key_file_stem(&database))));
@@ -155,6 +160,46 @@ impl TestApp {
     /// An admin request with the token.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client.request(method, self.url(path)).bearer_auth(&self.admin_token)
+    }
+
+    /// An Embassy request with the `acme` tenant's API key.
+    pub fn embassy(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(&format!("/embassy{path}"))).header("X-Visiba-Care-API-Key", "emb-acme-1")
+    }
+
+    /// Runs all due work (`POST /admin/run-due`) and answers its summary.
+    pub async fn run_due(&self) -> Value {
+        let r = self.admin(reqwest::Method::POST, "/admin/run-due").send().await.expect("run-due");
+        assert_eq!(r.status(), 200);
+        r.json().await.expect("run-due answers JSON")
+    }
+
+    /// Moves the test clock.
+    pub async fn advance(&self, seconds: i64) {
+        let r = self
+            .admin(reqwest::Method::POST, "/admin/clock")
+            .json(&json!({"advance_seconds": seconds}))
+            .send()
+            .await
+            .expect("clock");
+        assert_eq!(r.status(), 200);
+    }
+
+    /// Sets the test clock.
+    pub async fn set_clock(&self, now: &str) {
+        let r =
+            self.admin(reqwest::Method::POST, "/admin/clock").json(&json!({"now": now})).send().await.expect("clock");
+        assert_eq!(r.status(), 200);
+    }
+
+    /// The tenant's deliveries (`GET /admin/deliveries`).
+    pub async fn deliveries(&self, tenant: &str) -> Vec<Value> {
+        let r = self
+            .admin(reqwest::Method::GET, &format!("/admin/deliveries?tenant={tenant}"))
+            .send()
+            .await
+            .expect("deliveries");
+        r.json().await.expect("deliveries JSON")
     }
 
     /// Loads a seed document; answers the admin API's result.

@@ -2,8 +2,11 @@
 //! on SQLite and on PostgreSQL. One binary; see `helpers.rs`.
 
 mod helpers;
+mod nodes;
+mod receiver;
 
 mod admin;
 mod booking;
 mod cli;
+mod embassy_subscriptions;
 mod server;

@@ -22,11 +22,14 @@ async fn health_readiness_and_metrics(engine: Engine) {
 
 async fn data_survives_a_restart_on_the_same_database(engine: Engine) {
     let database = fresh_database(engine).await;
-    let app = spawn_app_with(engine, Spawn { test_clock: true, database: Some(database.clone()) }).await;
+    let app =
+        spawn_app_with(engine, Spawn { test_clock: true, database: Some(database.clone()), ..Default::default() })
+            .await;
     let first = app.seed(&acme_seed("acme")).await;
     app.stop().await;
     // Migrations are applied once; the second start finds them done.
-    let again = spawn_app_with(engine, Spawn { test_clock: true, database: Some(database) }).await;
+    let again =
+        spawn_app_with(engine, Spawn { test_clock: true, database: Some(database), ..Default::default() }).await;
     let tenants: Value = again.admin(Method::GET, "/admin/tenants").send().await.unwrap().json().await.unwrap();
     assert_eq!(tenants[0]["id"], first["tenants"]["acme"]["id"]);
     assert_eq!(again.seed(&acme_seed("acme")).await, first);
@@ -46,7 +49,9 @@ async fn protocol_secrets_are_sealed_at_rest_and_survive_a_restart(engine: Engin
     use polyclinic_core::tenant::Dialect;
     use polyclinic_store::tenants;
     let database = fresh_database(engine).await;
-    let app = spawn_app_with(engine, Spawn { test_clock: true, database: Some(database.clone()) }).await;
+    let app =
+        spawn_app_with(engine, Spawn { test_clock: true, database: Some(database.clone()), ..Default::default() })
+            .await;
     app.seed(&acme_seed("acme")).await;
     // Nothing secret is stored in clear: not the API keys, not the webhook key.
     let dump: Vec<String> = app
@@ -67,7 +72,8 @@ async fn protocol_secrets_are_sealed_at_rest_and_survive_a_restart(engine: Engin
         assert!(!all.contains(secret), "{secret} stored in clear");
     }
     app.stop().await;
-    let again = spawn_app_with(engine, Spawn { test_clock: true, database: Some(database) }).await;
+    let again =
+        spawn_app_with(engine, Spawn { test_clock: true, database: Some(database), ..Default::default() }).await;
     let key = again.store.secret_key().clone();
     let solo = again
         .store

@@ -1,0 +1,230 @@
+//! The Embassy dialect (Visiba Care's FHIR R4 API), mounted at `/embassy`.
+//!
+//! Every response carries `X-Request-Id`. Requests authenticate with
+//! `X-Visiba-Care-API-Key` (missing: 401, unknown: 403). Errors are FHIR
+//! OperationOutcomes whose `issue[0].details.coding[0].code` is the spec's
+//! error code. Responses are FHIR JSON, or FHIR XML when `Accept` (or
+//! `_format`) asks for `application/fhir+xml`.
+//!
+//! Error statuses, decided where the spec is silent (see docs/dialects/embassy.md):
+//! 400 when the body is not a valid FHIR resource of the expected type or a
+//! value is not a valid FHIR code; 401/403 for the key; 404 when the addressed
+//! resource does not exist for the customer; 422 for every other listed code.
+
+pub mod notify;
+pub mod subscriptions;
+
+use crate::AppState;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use polyclinic_core::tenant::{Credential, Dialect, Tenant};
+use polyclinic_fhir::{FHIR_JSON, Format, operation_outcome};
+use polyclinic_store::tenants;
+use serde_json::Value;
+
+/// The API key header.
+pub const API_KEY_HEADER: &str = "x-visiba-care-api-key";
+
+/// The Embassy routes (mounted under `/embassy`).
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .merge(subscriptions::routes())
+        .fallback(|| async { EmbassyError::new(StatusCode::NOT_FOUND, "not-found", "NotFound", "no such endpoint") })
+        .layer(middleware::from_fn_with_state(state, authenticate))
+        .layer(middleware::from_fn(request_id_and_format))
+}
+
+/// The authenticated caller: its tenant and the API key's credential.
+#[derive(Clone)]
+pub struct Caller {
+    pub tenant: Tenant,
+    pub credential: Credential,
+}
+
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let key = req.headers().get(API_KEY_HEADER).and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
+    if key.is_empty() {
+        return EmbassyError::new(
+            StatusCode::UNAUTHORIZED,
+            "login",
+            "MissingApiKey",
+            "the X-Visiba-Care-API-Key header is missing",
+        )
+        .into_response();
+    }
+    let key = key.to_owned();
+    let found = state
+        .store
+        .read(move |c| {
+            Box::pin(async move {
+                match tenants::authenticate(c, Dialect::Embassy, &key).await? {
+                    Some(cred) => Ok(Some((tenants::get(c, cred.tenant_id).await?, cred))),
+                    None => Ok(None),
+                }
+            })
+        })
+        .await;
+    match found {
+        Ok(Some((tenant, credential))) => {
+            req.extensions_mut().insert(Caller { tenant, credential });
+            next.run(req).await
+        }
+        Ok(None) => EmbassyError::new(StatusCode::FORBIDDEN, "forbidden", "InvalidApiKey", "the API key is not valid")
+            .into_response(),
+        Err(e) => EmbassyError::from(crate::error::ApiError::from(e)).into_response(),
+    }
+}
+
+/// Sets `X-Request-Id` on every response and renders FHIR JSON bodies as FHIR
+/// XML when the client asked for XML.
+async fn request_id_and_format(req: Request, next: Next) -> Response {
+    let wants = response_format(&req);
+    let mut response = next.run(req).await;
+    if wants == Format::Xml && is_fhir_json(&response) {
+        response = to_xml_response(response).await;
+    }
+    let id = request_id();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+fn request_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// The format the client asked for: `_format` first, then `Accept`; JSON when
+/// neither names a FHIR format.
+fn response_format(req: &Request) -> Format {
+    let from_query = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("_format="))
+            .and_then(|v| Format::from_media_type(&v.replace("%2B", "+").replace("%2b", "+")))
+    });
+    from_query
+        .or_else(|| {
+            let accept = req.headers().get(header::ACCEPT)?.to_str().ok()?;
+            accept.split(',').find_map(Format::from_media_type)
+        })
+        .unwrap_or(Format::Json)
+}
+
+fn is_fhir_json(r: &Response) -> bool {
+    r.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with(FHIR_JSON))
+}
+
+async fn to_xml_response(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, crate::MAX_BODY_BYTES * 16).await {
+        Ok(b) => b,
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "response too large").into_response(),
+    };
+    let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+xml; charset=utf-8"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(Format::Xml.render(&value)))
+}
+
+/// A FHIR JSON response (rendered as XML by the middleware when asked).
+pub fn fhir(status: StatusCode, body: Value) -> Response {
+    (status, [(header::CONTENT_TYPE, Format::Json.content_type())], body.to_string()).into_response()
+}
+
+/// An Embassy error: an OperationOutcome with the spec's error code.
+#[derive(Debug)]
+pub struct EmbassyError {
+    pub status: StatusCode,
+    /// FHIR IssueType (`invalid`, `not-found`, `processing`, ...).
+    pub issue: &'static str,
+    /// The spec's error code.
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl EmbassyError {
+    /// An error with status, FHIR issue type, spec code and message.
+    pub fn new(status: StatusCode, issue: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        EmbassyError { status, issue, code, message: message.into() }
+    }
+
+    /// 400: the body failed FHIR validation.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        EmbassyError::new(StatusCode::BAD_REQUEST, "invalid", code, message)
+    }
+
+    /// 404: not found on the customer.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        EmbassyError::new(StatusCode::NOT_FOUND, "not-found", code, message)
+    }
+
+    /// 422: the input could not be processed.
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        EmbassyError::new(StatusCode::UNPROCESSABLE_ENTITY, "processing", code, message)
+    }
+}
+
+impl From<crate::error::ApiError> for EmbassyError {
+    fn from(e: crate::error::ApiError) -> Self {
+        let (issue, code) = match e.status {
+            StatusCode::NOT_FOUND => ("not-found", "NotFound"),
+            StatusCode::BAD_REQUEST => ("invalid", "InvalidInput"),
+            StatusCode::CONFLICT => ("conflict", "Conflict"),
+            StatusCode::INTERNAL_SERVER_ERROR => ("exception", "InternalError"),
+            _ => ("processing", "ProcessingError"),
+        };
+        EmbassyError { status: e.status, issue, code, message: e.message }
+    }
+}
+
+impl From<polyclinic_store::StoreError> for EmbassyError {
+    fn from(e: polyclinic_store::StoreError) -> Self {
+        crate::error::ApiError::from(e).into()
+    }
+}
+
+impl IntoResponse for EmbassyError {
+    fn into_response(self) -> Response {
+        fhir(self.status, operation_outcome("error", self.issue, self.code, &self.message))
+    }
+}
+
+/// A FHIR JSON body; anything else answers 400 with an OperationOutcome.
+pub struct FhirJson(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for FhirJson {
+    type Rejection = EmbassyError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type =
+            req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|_| {
+            EmbassyError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-costly", "BodyTooLarge", "the body is too large")
+        })?;
+        match Format::from_media_type(&content_type) {
+            Some(Format::Xml) => {
+                return Err(EmbassyError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "not-supported",
+                    "UnsupportedMediaType",
+                    "this endpoint takes application/fhir+json",
+                ));
+            }
+            Some(Format::Json) | None if bytes.is_empty() => {
+                return Err(EmbassyError::invalid("InvalidFhirResource", "the request body is empty"));
+            }
+            _ => {}
+        }
+        serde_json::from_slice::<Value>(&bytes)
+            .map(FhirJson)
+            .map_err(|e| EmbassyError::invalid("InvalidFhirResource", format!("the body is not valid FHIR JSON: {e}")))
+    }
+}

@@ -1,0 +1,200 @@
+//! Embassy notifications: the subscription topics, the notification bundles
+//! (handshake, heartbeat, event-notification, query-status, query-event), and
+//! the delivery [`Router`] that turns domain events into notifications for
+//! every listening subscription of the tenant.
+
+use futures_util::future::BoxFuture;
+use jiff::Timestamp;
+use polyclinic_core::TenantId;
+use polyclinic_delivery::Router;
+use polyclinic_fhir::Format;
+use polyclinic_store::deliveries::{Channel, Delivery, NewDelivery};
+use polyclinic_store::outbox::StoredEvent;
+use polyclinic_store::subscriptions::{self, NotifiedEvent, Subscription};
+use polyclinic_store::{Conn, StoreResult};
+use serde_json::{Value, json};
+
+/// The topics: number, title, the domain event that fires it, and the
+/// resource type its focus points at.
+pub const TOPICS: [(i64, &str, &str, &str); 5] = [
+    (1, "AppointmentCreated", "AppointmentCreated", "Appointment"),
+    (2, "AppointmentCancelled", "AppointmentCancelled", "Appointment"),
+    (3, "AppointmentUpdated", "AppointmentUpdated", "Appointment"),
+    (4, "AppointmentCompleted", "AppointmentCompleted", "Appointment"),
+    (5, "MessageConversationCreated", "ConversationCreated", "CommunicationRequest"),
+];
+
+/// Title of a topic number.
+pub fn topic_title(topic: i64) -> Option<&'static str> {
+    TOPICS.iter().find(|t| t.0 == topic).map(|t| t.1)
+}
+
+/// The SubscriptionTopic resource of a topic number.
+pub fn topic_resource(base: &str, topic: i64) -> Option<Value> {
+    let (n, title, _, resource) = TOPICS.iter().find(|t| t.0 == topic)?;
+    Some(json!({
+        "resourceType": "SubscriptionTopic",
+        "id": n.to_string(),
+        "url": format!("{base}/SubscriptionTopic/{n}"),
+        "title": title,
+        "status": "active",
+        "description": format!("Notifies when the event {title} happens to a {resource}."),
+        "resourceTrigger": [{"resource": resource}]
+    }))
+}
+
+/// The queue key of a subscription's deliveries.
+pub fn target_key(subscription: i64) -> String {
+    format!("embassy-subscription:{subscription}")
+}
+
+/// A SubscriptionStatus of `kind` for `s`.
+pub fn status_resource(base: &str, s: &Subscription, kind: &str, events: &[NotifiedEvent], content: &str) -> Value {
+    let mut status = json!({
+        "resourceType": "SubscriptionStatus",
+        "status": s.status,
+        "type": kind,
+        "eventsSinceSubscriptionStart": s.events_since_start.to_string(),
+    });
+    if !events.is_empty() {
+        status["notificationEvent"] = Value::Array(
+            events
+                .iter()
+                .map(|e| {
+                    let mut ne = json!({"eventNumber": e.number.to_string(), "timestamp": e.at.to_string()});
+                    if content != "empty" {
+                        ne["focus"] = json!({"reference": e.focus});
+                    }
+                    ne
+                })
+                .collect(),
+        );
+    }
+    status["subscription"] = json!({"reference": format!("{base}/Subscription/{}", s.id)});
+    status["topic"] = json!(format!("{base}/SubscriptionTopic/{}", s.topic));
+    if s.error_count > 0 && s.status == "error" {
+        status["error"] = json!([{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/subscription-error",
+            "code": "no-response",
+            "display": "No Response"
+        }]}]);
+    }
+    status
+}
+
+/// A `history` Bundle around a SubscriptionStatus, as notifications are sent.
+pub fn notification_bundle(
+    base: &str,
+    s: &Subscription,
+    kind: &str,
+    events: &[NotifiedEvent],
+    now: Timestamp,
+) -> Value {
+    json!({
+        "resourceType": "Bundle",
+        "type": "history",
+        "timestamp": now.to_string(),
+        "entry": [{
+            "resource": status_resource(base, s, kind, events, "id-only"),
+            "request": {"method": "GET", "url": format!("{base}/Subscription/{}/$status", s.id)},
+            "response": {"status": "200"}
+        }]
+    })
+}
+
+/// The delivery that carries `bundle` to the subscription's endpoint.
+pub fn delivery_for(s: &Subscription, event: &str, bundle: &Value) -> NewDelivery {
+    let format = Format::from_media_type(&s.payload).unwrap_or(Format::Json);
+    let body = format.render(bundle);
+    let channel = if s.channel_type == "email" {
+        Channel::Email {
+            to: s.endpoint.trim_start_matches("mailto:").to_owned(),
+            subject: format!("Subscription {} notification: {event}", s.id),
+            body,
+        }
+    } else {
+        Channel::Http {
+            url: s.endpoint.clone(),
+            headers: s.headers.clone(),
+            content_type: match format {
+                Format::Json => "application/fhir+json".into(),
+                Format::Xml => "application/fhir+xml".into(),
+            },
+            body,
+        }
+    };
+    NewDelivery { target_key: target_key(s.id), event: event.to_owned(), channel, retry_schedule: None }
+}
+
+/// Turns domain events into Embassy notifications.
+pub struct SubscriptionRouter {
+    /// `https://host/embassy`: the base of full resource URLs.
+    pub base: String,
+}
+
+impl Router for SubscriptionRouter {
+    fn route<'a>(
+        &'a self,
+        conn: &'a mut Conn,
+        tenant: TenantId,
+        event: &'a StoredEvent,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
+        Box::pin(async move {
+            let Some((topic, title, _, resource)) = TOPICS.iter().find(|t| t.2 == event.kind) else {
+                return Ok(Vec::new());
+            };
+            let focus = format!("{}/{resource}/{}", self.base, event.aggregate_id);
+            let mut out = Vec::new();
+            for mut s in subscriptions::listening(conn, tenant, *topic).await? {
+                let number = subscriptions::record_event(conn, tenant, s.id, event.seq, &focus, now).await?;
+                s.events_since_start = number;
+                let notified = [NotifiedEvent { number, focus: focus.clone(), at: now }];
+                let bundle = notification_bundle(&self.base, &s, "event-notification", &notified, now);
+                out.push(delivery_for(&s, title, &bundle));
+            }
+            Ok(out)
+        })
+    }
+
+    fn scheduled<'a>(
+        &'a self,
+        conn: &'a mut Conn,
+        tenant: TenantId,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for s in subscriptions::heartbeat_due(conn, tenant, now).await? {
+                subscriptions::touch(conn, tenant, s.id, now).await?;
+                let bundle = notification_bundle(&self.base, &s, "heartbeat", &[], now);
+                out.push(delivery_for(&s, "heartbeat", &bundle));
+            }
+            Ok(out)
+        })
+    }
+
+    fn on_outcome<'a>(
+        &'a self,
+        conn: &'a mut Conn,
+        tenant: TenantId,
+        delivery: &'a Delivery,
+        state: &'a str,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let Some(id) = delivery.target_key.strip_prefix("embassy-subscription:").and_then(|v| v.parse().ok())
+            else {
+                return Ok(());
+            };
+            match state {
+                "delivered" => subscriptions::note_delivery(conn, tenant, id, true).await,
+                "failed" | "dead" => subscriptions::note_delivery(conn, tenant, id, false).await,
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn owns(&self, target_key: &str) -> bool {
+        target_key.starts_with("embassy-subscription:")
+    }
+}

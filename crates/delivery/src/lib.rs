@@ -1,0 +1,26 @@
+//! Polyclinic's delivery engine: every change reaches every party that asked
+//! for it.
+//!
+//! Commands write domain events to the outbox in their own transaction. The
+//! engine then, in a loop (and at once on `POST /admin/run-due`):
+//!
+//! 1. **dispatches**: for each tenant, takes the events not yet fanned out,
+//!    asks every [`Router`] (one per dialect that has targets) which
+//!    deliveries each event causes, queues them, and marks the event
+//!    dispatched, all in one transaction. Routers also add deliveries due by
+//!    time alone (heartbeats);
+//! 2. **sends**: claims due deliveries under a lease, sends each through its
+//!    channel's sender with bounded concurrency and a timeout, and records
+//!    the attempt: delivered, failed with a retry scheduled (exponential
+//!    backoff with jitter, or the target's own schedule), or dead when
+//!    attempts are exhausted.
+//!
+//! Guarantees: at-least-once (a crash between send and record means a resend
+//! once the lease expires); in order per target queue; a failing or slow
+//! target delays only its own queue.
+
+pub mod engine;
+pub mod senders;
+
+pub use engine::{Engine, EngineConfig, Router, RunSummary};
+pub use senders::{HttpSender, LocalMailer, LocalSms, Mailer, ReqwestSender, Senders, SmsGateway, SmsSender};

@@ -1,0 +1,132 @@
+//! Senders: how a delivery leaves the machine. Each is a trait so that tests
+//! and deployments plug in their own.
+
+use futures_util::future::BoxFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The outcome of a send: the HTTP status when the target answered (any
+/// status; the engine decides what counts as success), or a transport error.
+pub type SendResult = Result<Option<u16>, String>;
+
+/// HTTP POST sender.
+pub trait HttpSender: Send + Sync + 'static {
+    /// POSTs `body` to `url`.
+    fn post<'a>(
+        &'a self,
+        url: &'a str,
+        headers: &'a [(String, String)],
+        content_type: &'a str,
+        body: &'a str,
+    ) -> BoxFuture<'a, SendResult>;
+}
+
+/// E-mail sender.
+pub trait Mailer: Send + Sync + 'static {
+    /// Sends one message; `Ok(None)` when accepted.
+    fn send<'a>(&'a self, to: &'a str, subject: &'a str, body: &'a str) -> BoxFuture<'a, SendResult>;
+}
+
+/// Text-message sender.
+pub trait SmsSender: Send + Sync + 'static {
+    /// Sends one message; `Ok(None)` when accepted.
+    fn send<'a>(&'a self, to: &'a str, body: &'a str) -> BoxFuture<'a, SendResult>;
+}
+
+/// The senders in force.
+#[derive(Clone)]
+pub struct Senders {
+    pub http: Arc<dyn HttpSender>,
+    pub mail: Arc<dyn Mailer>,
+    pub sms: Arc<dyn SmsSender>,
+}
+
+impl Senders {
+    /// HTTP through reqwest with `timeout`; e-mail and SMS kept local.
+    pub fn local(timeout: Duration) -> Self {
+        Senders { http: Arc::new(ReqwestSender::new(timeout)), mail: Arc::new(LocalMailer), sms: Arc::new(LocalSms) }
+    }
+}
+
+/// HTTP sender over reqwest. Redirects are not followed: a webhook endpoint
+/// answers for itself.
+pub struct ReqwestSender {
+    client: reqwest::Client,
+}
+
+impl ReqwestSender {
+    /// A sender whose every request gives up after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("polyclinic/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        ReqwestSender { client }
+    }
+}
+
+impl HttpSender for ReqwestSender {
+    fn post<'a>(
+        &'a self,
+        url: &'a str,
+        headers: &'a [(String, String)],
+        content_type: &'a str,
+        body: &'a str,
+    ) -> BoxFuture<'a, SendResult> {
+        Box::pin(async move {
+            let mut req =
+                self.client.post(url).header(reqwest::header::CONTENT_TYPE, content_type).body(body.to_owned());
+            for (k, v) in headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            match req.send().await {
+                Ok(resp) => Ok(Some(resp.status().as_u16())),
+                Err(e) if e.is_timeout() => Err("timed out".into()),
+                Err(e) if e.is_connect() => Err("connection failed".into()),
+                Err(e) => Err(format!("request failed: {}", e.without_url())),
+            }
+        })
+    }
+}
+
+/// The default mailer: nothing leaves the machine. The message stays in its
+/// delivery record (`GET /admin/deliveries`), which is where it can be read.
+pub struct LocalMailer;
+
+impl Mailer for LocalMailer {
+    fn send<'a>(&'a self, _to: &'a str, _subject: &'a str, _body: &'a str) -> BoxFuture<'a, SendResult> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// The default SMS sender: nothing leaves the machine (see [`LocalMailer`]).
+pub struct LocalSms;
+
+impl SmsSender for LocalSms {
+    fn send<'a>(&'a self, _to: &'a str, _body: &'a str) -> BoxFuture<'a, SendResult> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// SMS through an HTTP gateway: POSTs `{"to": ..., "body": ...}` as JSON to a
+/// configured URL; a 2xx means accepted.
+pub struct SmsGateway {
+    pub url: String,
+    pub http: Arc<dyn HttpSender>,
+}
+
+impl SmsSender for SmsGateway {
+    fn send<'a>(&'a self, to: &'a str, body: &'a str) -> BoxFuture<'a, SendResult> {
+        Box::pin(async move {
+            let payload = serde_json::json!({"to": to, "body": body}).to_string();
+            let status = self.http.post(&self.url, &[], "application/json", &payload).await?;
+            match status {
+                Some(s) if (200..300).contains(&s) => Ok(None),
+                other => Ok(other),
+            }
+        })
+    }
+}

@@ -1,0 +1,331 @@
+//! Deliveries: one row per (event, target), sent by the delivery engine.
+//!
+//! States: `pending` (not yet attempted), `failed` (last attempt failed, a
+//! retry is scheduled), `delivered`, `dead` (attempts exhausted). A target's
+//! deliveries form a queue (`target_key`) sent in order: a delivery is only
+//! due when no earlier delivery of its queue is still pending or failed, so a
+//! failing target holds back only itself.
+//!
+//! Claiming sets a lease in wall-clock seconds; a worker that dies mid-send
+//! leaves a lease that expires, and another worker sends again
+//! (at-least-once). PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, so
+//! several nodes never claim the same row.
+
+use crate::outbox::{Seq, StoredEvent, is_postgres, next_id};
+use crate::{Conn, StoreError, StoreResult, secs, ts};
+use jiff::Timestamp;
+use polyclinic_core::TenantId;
+use serde::{Deserialize, Serialize};
+use sqlx::{AssertSqlSafe, Row};
+
+/// How a delivery reaches its target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "channel", rename_all = "lowercase")]
+pub enum Channel {
+    /// An HTTP POST with these headers and body.
+    Http { url: String, headers: Vec<(String, String)>, content_type: String, body: String },
+    /// An e-mail.
+    Email { to: String, subject: String, body: String },
+    /// A text message.
+    Sms { to: String, body: String },
+}
+
+impl Channel {
+    /// The address shown as the delivery's target.
+    pub fn target(&self) -> String {
+        match self {
+            Channel::Http { url, .. } => url.clone(),
+            Channel::Email { to, .. } => format!("mailto:{to}"),
+            Channel::Sms { to, .. } => format!("sms:{to}"),
+        }
+    }
+}
+
+/// A delivery to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewDelivery {
+    /// The queue: deliveries with the same key are sent in order.
+    pub target_key: String,
+    /// What is being delivered (`AppointmentCreated`, `handshake`, ...).
+    pub event: String,
+    pub channel: Channel,
+    /// Retry delays in seconds after each failed attempt; `None` uses the
+    /// engine's exponential backoff. The number of attempts is then one more
+    /// than the schedule's length.
+    pub retry_schedule: Option<Vec<i64>>,
+}
+
+/// A delivery as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub tenant_id: TenantId,
+    pub id: i64,
+    pub event_seq: i64,
+    pub target_key: String,
+    pub event: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: Timestamp,
+    pub spec: NewDelivery,
+}
+
+const COLUMNS: &str = "tenant_id, id, event_seq, target_key, event, state, attempts, next_attempt_at, doc";
+
+fn from_row(r: &sqlx::any::AnyRow) -> StoreResult<Delivery> {
+    Ok(Delivery {
+        tenant_id: TenantId(r.try_get("tenant_id")?),
+        id: r.try_get("id")?,
+        event_seq: r.try_get("event_seq")?,
+        target_key: r.try_get("target_key")?,
+        event: r.try_get("event")?,
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: ts(r.try_get("next_attempt_at")?)?,
+        spec: serde_json::from_str(&r.try_get::<String, _>("doc")?)?,
+    })
+}
+
+/// Queues a delivery, due at `now`.
+pub async fn enqueue(
+    conn: &mut Conn,
+    tenant: TenantId,
+    event_seq: i64,
+    d: &NewDelivery,
+    now: Timestamp,
+) -> StoreResult<i64> {
+    let id = next_id(conn, Seq::Delivery).await?;
+    sqlx::query(
+        "INSERT INTO deliveries (tenant_id, id, event_seq, target, target_key, event, state, attempts, next_attempt_at, created_at, doc) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $8)",
+    )
+    .bind(tenant.get())
+    .bind(id)
+    .bind(event_seq)
+    .bind(d.channel.target())
+    .bind(&d.target_key)
+    .bind(&d.event)
+    .bind(secs(now))
+    .bind(serde_json::to_string(d)?)
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+/// Every tenant id (the engine walks tenants: every query stays tenant-first).
+pub async fn tenant_ids(conn: &mut Conn) -> StoreResult<Vec<TenantId>> {
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id").fetch_all(&mut *conn).await?;
+    Ok(ids.into_iter().map(TenantId).collect())
+}
+
+/// Locks the tenant for dispatching (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
+/// one node dispatches a tenant's events at a time and keeps their order);
+/// `false` when another node holds it.
+pub async fn lock_tenant_for_dispatch(conn: &mut Conn, tenant: TenantId) -> StoreResult<bool> {
+    if !is_postgres(conn) {
+        return Ok(true);
+    }
+    let row: Option<i64> =
+        sqlx::query_scalar("SELECT tenant_id FROM tenants WHERE tenant_id = $1 FOR UPDATE SKIP LOCKED")
+            .bind(tenant.get())
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(row.is_some())
+}
+
+/// The tenant's events not yet fanned out, oldest first.
+pub async fn undispatched(conn: &mut Conn, tenant: TenantId, limit: i64) -> StoreResult<Vec<StoredEvent>> {
+    let rows = sqlx::query(
+        "SELECT seq, kind, aggregate, aggregate_id, data, created_at FROM outbox \
+         WHERE tenant_id = $1 AND dispatched = 0 ORDER BY seq LIMIT $2",
+    )
+    .bind(tenant.get())
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StoredEvent {
+                seq: r.try_get("seq")?,
+                kind: r.try_get("kind")?,
+                aggregate: r.try_get("aggregate")?,
+                aggregate_id: r.try_get("aggregate_id")?,
+                data: serde_json::from_str(&r.try_get::<String, _>("data")?)?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Whether the tenant has events not yet fanned out (a cheap read before the
+/// dispatch transaction).
+pub async fn has_undispatched(conn: &mut Conn, tenant: TenantId) -> StoreResult<bool> {
+    let row: Option<i64> = sqlx::query_scalar("SELECT seq FROM outbox WHERE tenant_id = $1 AND dispatched = 0 LIMIT 1")
+        .bind(tenant.get())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Whether the tenant has a delivery that may be due (a cheap read before
+/// the claiming transaction).
+pub async fn has_due(conn: &mut Conn, tenant: TenantId, now: Timestamp, wall_now: i64) -> StoreResult<bool> {
+    let row: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM deliveries WHERE tenant_id = $1 AND state IN ('pending', 'failed') AND next_attempt_at <= $2          AND (lease_until IS NULL OR lease_until <= $3) LIMIT 1",
+    )
+    .bind(tenant.get())
+    .bind(secs(now))
+    .bind(wall_now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Marks an event fanned out.
+pub async fn mark_dispatched(conn: &mut Conn, tenant: TenantId, seq: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE outbox SET dispatched = 1 WHERE tenant_id = $1 AND seq = $2")
+        .bind(tenant.get())
+        .bind(seq)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` due deliveries of a tenant: due by the domain clock
+/// (`now`), not leased (by the wall clock, `wall_now`), and first in their
+/// queue. Sets their lease to `wall_now + lease_seconds`.
+pub async fn claim_due(
+    conn: &mut Conn,
+    tenant: TenantId,
+    now: Timestamp,
+    wall_now: i64,
+    lease_seconds: i64,
+    limit: i64,
+) -> StoreResult<Vec<Delivery>> {
+    let lock = if is_postgres(conn) { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM deliveries d WHERE d.tenant_id = $1 AND d.state IN ('pending', 'failed') \
+         AND d.next_attempt_at <= $2 AND (d.lease_until IS NULL OR d.lease_until <= $3) \
+         AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.tenant_id = d.tenant_id AND e.target_key = d.target_key \
+                         AND e.id < d.id AND e.state IN ('pending', 'failed')) \
+         ORDER BY d.id LIMIT $4{lock}"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(tenant.get())
+        .bind(secs(now))
+        .bind(wall_now)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    let claimed = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+    for d in &claimed {
+        sqlx::query("UPDATE deliveries SET lease_until = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(wall_now + lease_seconds)
+            .bind(tenant.get())
+            .bind(d.id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(claimed)
+}
+
+/// The outcome of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// HTTP status, when the target answered.
+    pub status: Option<i64>,
+    /// Why the attempt failed (connection refused, timeout, non-2xx).
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    pub ok: bool,
+}
+
+/// Records an attempt; `retry_at` is when to try again after a failure, or
+/// `None` when attempts are exhausted (the delivery goes `dead`). Answers the
+/// new state.
+pub async fn record_attempt(
+    conn: &mut Conn,
+    tenant: TenantId,
+    id: i64,
+    attempt: &Attempt,
+    now: Timestamp,
+    retry_at: Option<Timestamp>,
+) -> StoreResult<String> {
+    let attempts: Option<i64> = sqlx::query_scalar("SELECT attempts FROM deliveries WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant.get())
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let number = attempts.ok_or_else(|| StoreError::Corrupt(format!("delivery {id} vanished")))? + 1;
+    sqlx::query(
+        "INSERT INTO delivery_attempts (tenant_id, delivery_id, attempt, at, status, error, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(tenant.get())
+    .bind(id)
+    .bind(number)
+    .bind(secs(now))
+    .bind(attempt.status)
+    .bind(attempt.error.clone())
+    .bind(attempt.duration_ms)
+    .execute(&mut *conn)
+    .await?;
+    let (state, next, delivered_at) = match (attempt.ok, retry_at) {
+        (true, _) => ("delivered", now, Some(secs(now))),
+        (false, Some(at)) => ("failed", at, None),
+        (false, None) => ("dead", now, None),
+    };
+    sqlx::query(
+        "UPDATE deliveries SET attempts = $1, state = $2, last_status = $3, last_error = $4, next_attempt_at = $5, \
+         lease_until = NULL, delivered_at = $6 WHERE tenant_id = $7 AND id = $8",
+    )
+    .bind(number)
+    .bind(state)
+    .bind(attempt.status)
+    .bind(attempt.error.clone())
+    .bind(secs(next))
+    .bind(delivered_at)
+    .bind(tenant.get())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(state.to_owned())
+}
+
+/// One recorded attempt, for the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptRow {
+    pub attempt: i64,
+    pub at: String,
+    pub status: Option<i64>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// The attempts of a delivery, in order.
+pub async fn attempts(conn: &mut Conn, tenant: TenantId, id: i64) -> StoreResult<Vec<AttemptRow>> {
+    let rows = sqlx::query(
+        "SELECT attempt, at, status, error, duration_ms FROM delivery_attempts WHERE tenant_id = $1 AND delivery_id = $2 ORDER BY attempt",
+    )
+    .bind(tenant.get())
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AttemptRow {
+                attempt: r.try_get("attempt")?,
+                at: ts(r.try_get("at")?)?.to_string(),
+                status: r.try_get("status")?,
+                error: r.try_get("error")?,
+                duration_ms: r.try_get("duration_ms")?,
+            })
+        })
+        .collect()
+}
+
+/// Reads one delivery.
+pub async fn get(conn: &mut Conn, tenant: TenantId, id: i64) -> StoreResult<Option<Delivery>> {
+    let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE tenant_id = $1 AND id = $2");
+    let row = sqlx::query(AssertSqlSafe(sql)).bind(tenant.get()).bind(id).fetch_optional(&mut *conn).await?;
+    row.as_ref().map(from_row).transpose()
+}
