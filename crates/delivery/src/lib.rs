@@ -23,4 +23,7 @@ pub mod engine;
 pub mod senders;
 
 pub use engine::{Engine, EngineConfig, Router, RunSummary};
-pub use senders::{HttpSender, LocalMailer, LocalSms, Mailer, ReqwestSender, Senders, SmsGateway, SmsSender};
+pub use senders::{
+    HttpSender, LocalMailer, LocalSms, Mailer, ReqwestSender, Senders, SmsGateway, SmsSender, SmtpMailer,
+    install_tls_provider,
+};

@@ -48,6 +48,15 @@ impl Senders {
     }
 }
 
+/// Installs rustls's ring provider as the process default, once: every TLS
+/// client here (reqwest, lettre) uses the one rustls stack.
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// HTTP sender over reqwest. Redirects are not followed: a webhook endpoint
 /// answers for itself.
 pub struct ReqwestSender {
@@ -57,6 +66,7 @@ pub struct ReqwestSender {
 impl ReqwestSender {
     /// A sender whose every request gives up after `timeout`.
     pub fn new(timeout: Duration) -> Self {
+        install_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -99,6 +109,48 @@ pub struct LocalMailer;
 impl Mailer for LocalMailer {
     fn send<'a>(&'a self, _to: &'a str, _subject: &'a str, _body: &'a str) -> BoxFuture<'a, SendResult> {
         Box::pin(async { Ok(None) })
+    }
+}
+
+/// E-mail over SMTP (lettre, rustls). Configured by a URL:
+/// `smtp://host:25` (plain), `smtp://user:pass@host:587?tls=required`
+/// (STARTTLS) or `smtps://user:pass@host:465` (implicit TLS).
+pub struct SmtpMailer {
+    transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    from: lettre::message::Mailbox,
+}
+
+impl SmtpMailer {
+    /// A mailer for `url`, sending as `from`.
+    pub fn new(url: &str, from: &str, timeout: Duration) -> Result<Self, String> {
+        install_tls_provider();
+        let from = from.parse().map_err(|e| format!("the sender address `{from}` is invalid: {e}"))?;
+        let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+            .map_err(|e| format!("the SMTP URL is invalid: {e}"))?
+            .timeout(Some(timeout))
+            .build();
+        Ok(SmtpMailer { transport, from })
+    }
+}
+
+impl Mailer for SmtpMailer {
+    fn send<'a>(&'a self, to: &'a str, subject: &'a str, body: &'a str) -> BoxFuture<'a, SendResult> {
+        use lettre::AsyncTransport;
+        Box::pin(async move {
+            let to = to.parse().map_err(|e| format!("invalid recipient: {e}"))?;
+            let message = lettre::Message::builder()
+                .from(self.from.clone())
+                .to(to)
+                .subject(subject)
+                .header(lettre::message::header::ContentType::TEXT_PLAIN)
+                .body(body.to_owned())
+                .map_err(|e| format!("cannot build the message: {e}"))?;
+            match self.transport.send(message).await {
+                Ok(_) => Ok(None),
+                Err(e) if e.is_permanent() => Err(format!("rejected by the SMTP server: {e}")),
+                Err(e) => Err(format!("SMTP failed: {e}")),
+            }
+        })
     }
 }
 

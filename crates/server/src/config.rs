@@ -49,7 +49,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate,
     /// Load a seed document (JSON, as `POST /admin/seed` takes) and print the ids.
@@ -105,6 +105,13 @@ pub struct DeliveryArgs {
     /// Default heartbeat period of FHIR subscriptions, in seconds (0: none).
     #[arg(long, env = "POLYCLINIC_HEARTBEAT_SECONDS")]
     pub heartbeat_seconds: Option<i64>,
+    /// SMTP server for e-mail (`smtp://host:25`, `smtp://user:pass@host:587?tls=required`,
+    /// `smtps://user:pass@host:465`); without it, e-mail stays local.
+    #[arg(long, env = "POLYCLINIC_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender address of e-mail.
+    #[arg(long, env = "POLYCLINIC_MAIL_FROM")]
+    pub mail_from: Option<String>,
     /// HTTP gateway that sends text messages (POST `{"to", "body"}`); without
     /// it, messages stay local.
     #[arg(long, env = "POLYCLINIC_SMS_GATEWAY_URL")]
@@ -176,6 +183,8 @@ pub struct Delivery {
     pub lease_seconds: i64,
     pub heartbeat_seconds: i64,
     pub sms_gateway_url: Option<String>,
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
 }
 
 impl Default for Delivery {
@@ -188,6 +197,8 @@ impl Default for Delivery {
             lease_seconds: 120,
             heartbeat_seconds: 3600,
             sms_gateway_url: None,
+            smtp_url: None,
+            mail_from: "Polyclinic <polyclinic@localhost>".into(),
         }
     }
 }
@@ -288,6 +299,8 @@ impl Config {
                         .unwrap_or(d.heartbeat_seconds)
                         .max(0),
                     sms_gateway_url: a.sms_gateway_url.clone().or(f.sms_gateway_url),
+                    smtp_url: a.smtp_url.clone().or(f.smtp_url),
+                    mail_from: a.mail_from.clone().or(f.mail_from).unwrap_or(d.mail_from),
                 }
             },
         })
@@ -301,7 +314,7 @@ mod tests {
     fn parse(args: &[&str]) -> (Cli, Config) {
         let cli = Cli::try_parse_from(args).unwrap();
         let serve = match &cli.command {
-            Command::Serve(s) => Some(s),
+            Command::Serve(s) => Some(s.as_ref()),
             _ => None,
         };
         let config = Config::resolve(&cli, serve).unwrap();

@@ -51,6 +51,15 @@ impl Application {
         };
         let d = &config.delivery;
         let mut senders = Senders::local(std::time::Duration::from_secs(d.timeout_seconds));
+        if let Some(url) = &d.smtp_url {
+            let mailer = polyclinic_delivery::SmtpMailer::new(
+                url,
+                &d.mail_from,
+                std::time::Duration::from_secs(d.timeout_seconds),
+            )
+            .map_err(|e| anyhow::anyhow!("--smtp-url: {e}"))?;
+            senders.mail = Arc::new(mailer);
+        }
         if let Some(url) = &d.sms_gateway_url {
             senders.sms = Arc::new(SmsGateway { url: url.clone(), http: senders.http.clone() });
         }

@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let serve_args = match &cli.command {
-        Command::Serve(a) => Some(a),
+        Command::Serve(a) => Some(a.as_ref()),
         _ => None,
     };
     let config = Config::resolve(&cli, serve_args)?;

@@ -9,4 +9,5 @@ mod admin;
 mod booking;
 mod cli;
 mod embassy_subscriptions;
+mod senders;
 mod server;
