@@ -88,6 +88,26 @@ pub async fn find_by(conn: &mut Conn, tenant: TenantId, system: &str, value: &st
     }
 }
 
+/// Patients whose phone (any phone or SMS contact point) is `phone`, already
+/// normalised. Used when phone numbers are not unique identifiers; narrows by
+/// a text match on the stored documents, then checks each.
+pub async fn find_by_contact(conn: &mut Conn, tenant: TenantId, phone: &str) -> StoreResult<Vec<Patient>> {
+    use polyclinic_core::patient::ContactSystem;
+    let docs: Vec<String> = sqlx::query_scalar("SELECT doc FROM patients WHERE tenant_id = $1 AND doc LIKE $2 ORDER BY id")
+        .bind(tenant.get())
+        .bind(format!("%{phone}%"))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = Vec::new();
+    for d in docs {
+        let p: Patient = serde_json::from_str(&d)?;
+        if p.telecom.iter().any(|c| matches!(c.system, ContactSystem::Phone | ContactSystem::Sms) && c.value == phone) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
 /// A page of the tenant's patients by id, and the total.
 pub async fn page(conn: &mut Conn, tenant: TenantId, offset: i64, limit: i64) -> StoreResult<(Vec<Patient>, i64)> {
     let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patients WHERE tenant_id = $1")

@@ -11,18 +11,23 @@
 //! value is not a valid FHIR code; 401/403 for the key; 404 when the addressed
 //! resource does not exist for the customer; 422 for every other listed code.
 
+pub mod catalog;
 pub mod notify;
+pub mod patients;
+pub mod search;
 pub mod subscriptions;
+pub mod systems;
 
 use crate::AppState;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use polyclinic_core::tenant::{Credential, Dialect, Tenant};
-use polyclinic_fhir::{FHIR_JSON, Format, operation_outcome};
+use polyclinic_fhir::{FHIR_JSON, Format, ParametersError, PatchOperation, operation_outcome, patch_operations};
 use polyclinic_store::tenants;
 use serde_json::Value;
 
@@ -33,6 +38,8 @@ pub const API_KEY_HEADER: &str = "x-visiba-care-api-key";
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .merge(subscriptions::routes())
+        .merge(catalog::routes())
+        .merge(patients::routes())
         .fallback(|| async { EmbassyError::new(StatusCode::NOT_FOUND, "not-found", "NotFound", "no such endpoint") })
         .layer(middleware::from_fn_with_state(state, authenticate))
         .layer(middleware::from_fn(request_id_and_format))
@@ -137,6 +144,66 @@ async fn to_xml_response(response: Response) -> Response {
 /// A FHIR JSON response (rendered as XML by the middleware when asked).
 pub fn fhir(status: StatusCode, body: Value) -> Response {
     (status, [(header::CONTENT_TYPE, Format::Json.content_type())], body.to_string()).into_response()
+}
+
+/// The client's `Prefer: return=...` choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Prefer {
+    /// `minimal`: no body.
+    Minimal,
+    /// `representation` (the default): the resource.
+    #[default]
+    Representation,
+    /// `OperationOutcome`: an informational OperationOutcome.
+    OperationOutcome,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Prefer {
+    type Rejection = std::convert::Infallible;
+
+    /// Accepts `return=minimal`, `return=representation`,
+    /// `return=OperationOutcome`, and the spec's bare `minimal`,
+    /// `representation`, `operationOutcome`, in any case.
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let raw = parts.headers.get("prefer").and_then(|v| v.to_str().ok()).unwrap_or("");
+        for item in raw.split([',', ';']) {
+            let v = item.trim();
+            let v = v.strip_prefix("return=").unwrap_or(v).trim_matches('"').to_ascii_lowercase();
+            match v.as_str() {
+                "minimal" => return Ok(Prefer::Minimal),
+                "representation" => return Ok(Prefer::Representation),
+                "operationoutcome" => return Ok(Prefer::OperationOutcome),
+                _ => {}
+            }
+        }
+        Ok(Prefer::Representation)
+    }
+}
+
+/// Answers a created or changed resource as the client preferred. `Location`
+/// is set when given.
+pub fn respond(prefer: Prefer, status: StatusCode, resource: Value, location: Option<String>, what: &str) -> Response {
+    let mut response = match prefer {
+        Prefer::Representation => fhir(status, resource),
+        Prefer::Minimal => status.into_response(),
+        Prefer::OperationOutcome => fhir(status, operation_outcome("information", "informational", "Success", what)),
+    };
+    if let Some(l) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LOCATION, l);
+    }
+    response
+}
+
+/// Reads the operations of a PATCH `Parameters` body, with the spec's codes.
+pub fn patch_ops(body: &Value) -> Result<Vec<PatchOperation>, EmbassyError> {
+    patch_operations(body).map_err(|e| match e {
+        ParametersError::NotParameters => EmbassyError::invalid("InvalidFhirResource", "the body must be a Parameters resource"),
+        ParametersError::Empty => EmbassyError::unprocessable("ParametersCannotBeEmpty", "the patch did not include any parameter"),
+        ParametersError::NotOperation(name) => EmbassyError::unprocessable(
+            "OnlyOperationParametersSupported",
+            format!("only parameters named `operation` are supported, not `{name}`"),
+        ),
+    })
 }
 
 /// An Embassy error: an OperationOutcome with the spec's error code.

@@ -9,7 +9,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
-use polyclinic_fhir::{ParametersError, operation_outcome, patch_operations, searchset};
+use polyclinic_fhir::{operation_outcome, searchset};
 use polyclinic_store::subscriptions::{self, Subscription};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -506,18 +506,7 @@ async fn patch(
     Path(id): Path<String>,
     FhirJson(body): FhirJson,
 ) -> Result<Response, EmbassyError> {
-    let ops = patch_operations(&body).map_err(|e| match e {
-        ParametersError::NotParameters => {
-            EmbassyError::invalid("InvalidFhirResource", "the body must be a Parameters resource")
-        }
-        ParametersError::Empty => {
-            EmbassyError::unprocessable("ParametersCannotBeEmpty", "the patch did not include any parameter")
-        }
-        ParametersError::NotOperation(name) => EmbassyError::unprocessable(
-            "OnlyOperationParametersSupported",
-            format!("only parameters named `operation` are supported, not `{name}`"),
-        ),
-    })?;
+    let ops = super::patch_ops(&body)?;
     let mut s = load(&state, &caller, &id).await?;
     let mut target: Option<String> = None;
     for op in &ops {
