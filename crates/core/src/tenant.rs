@@ -67,7 +67,7 @@ impl Default for TenantSettings {
             min_booking_notice_minutes: 0,
             cancel_cutoff_minutes: 0,
             reschedule_cutoff_minutes: 0,
-            min_duration_minutes: 5,
+            min_duration_minutes: 1,
             languages: Vec::new(),
             countries: Vec::new(),
         }

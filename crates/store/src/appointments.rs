@@ -302,6 +302,8 @@ pub struct Search {
     /// Appointments starting in `[from, to)`.
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
+    /// Appointments ending at or before this instant.
+    pub ends_by: Option<Timestamp>,
     pub offset: i64,
     pub limit: i64,
 }
@@ -328,6 +330,9 @@ pub async fn search(conn: &mut Conn, tenant: TenantId, s: &Search) -> StoreResul
     }
     if let Some(t) = s.to {
         add("start_s <", secs(t));
+    }
+    if let Some(t) = s.ends_by {
+        add("end_s <=", secs(t));
     }
     let filter = clauses.join(" AND ");
     let count_sql = format!("SELECT COUNT(*) FROM appointments WHERE {filter}");

@@ -93,11 +93,12 @@ pub async fn find_by(conn: &mut Conn, tenant: TenantId, system: &str, value: &st
 /// a text match on the stored documents, then checks each.
 pub async fn find_by_contact(conn: &mut Conn, tenant: TenantId, phone: &str) -> StoreResult<Vec<Patient>> {
     use polyclinic_core::patient::ContactSystem;
-    let docs: Vec<String> = sqlx::query_scalar("SELECT doc FROM patients WHERE tenant_id = $1 AND doc LIKE $2 ORDER BY id")
-        .bind(tenant.get())
-        .bind(format!("%{phone}%"))
-        .fetch_all(&mut *conn)
-        .await?;
+    let docs: Vec<String> =
+        sqlx::query_scalar("SELECT doc FROM patients WHERE tenant_id = $1 AND doc LIKE $2 ORDER BY id")
+            .bind(tenant.get())
+            .bind(format!("%{phone}%"))
+            .fetch_all(&mut *conn)
+            .await?;
     let mut out = Vec::new();
     for d in docs {
         let p: Patient = serde_json::from_str(&d)?;

@@ -63,7 +63,10 @@ fn positive_id(id: &str) -> Option<i64> {
 
 async fn services(state: &AppState, caller: &Caller) -> Result<Vec<HealthcareService>, EmbassyError> {
     let tenant = caller.tenant.id;
-    Ok(state.store.read(move |c| Box::pin(async move { catalog::list(c, Table::HealthcareServices, tenant).await })).await?)
+    Ok(state
+        .store
+        .read(move |c| Box::pin(async move { catalog::list(c, Table::HealthcareServices, tenant).await }))
+        .await?)
 }
 
 async fn practitioners(state: &AppState, caller: &Caller) -> Result<Vec<Practitioner>, EmbassyError> {
@@ -71,15 +74,32 @@ async fn practitioners(state: &AppState, caller: &Caller) -> Result<Vec<Practiti
     Ok(state.store.read(move |c| Box::pin(async move { catalog::list(c, Table::Practitioners, tenant).await })).await?)
 }
 
-async fn read_service(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, EmbassyError> {
-    let not_found = || EmbassyError::not_found("HealthcareServiceNotFound", format!("healthcare service with id {id} was not found on the customer"));
+async fn read_service(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, EmbassyError> {
+    let not_found = || {
+        EmbassyError::not_found(
+            "HealthcareServiceNotFound",
+            format!("healthcare service with id {id} was not found on the customer"),
+        )
+    };
     let n = positive_id(&id).ok_or_else(not_found)?;
     let tenant = caller.tenant.id;
-    let s = state.store.read(move |c| Box::pin(async move { catalog::healthcare_service(c, tenant, n).await })).await?.ok_or_else(not_found)?;
+    let s = state
+        .store
+        .read(move |c| Box::pin(async move { catalog::healthcare_service(c, tenant, n).await }))
+        .await?
+        .ok_or_else(not_found)?;
     Ok(fhir(StatusCode::OK, service_resource(&s)))
 }
 
-async fn search_services(State(state): State<AppState>, Extension(caller): Extension<Caller>, params: SearchParams) -> Result<Response, EmbassyError> {
+async fn search_services(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    params: SearchParams,
+) -> Result<Response, EmbassyError> {
     let page = Page::parse(&params)?;
     let mut all = services(&state, &caller).await?;
     if let Some(id) = params.get("_id") {
@@ -90,18 +110,35 @@ async fn search_services(State(state): State<AppState>, Extension(caller): Exten
     Ok(fhir(StatusCode::OK, bundle(&format!("{}/HealthcareService", base(&state)), items, total, page, &params)))
 }
 
-async fn read_practitioner(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, EmbassyError> {
-    let not_found = || EmbassyError::not_found("PractitionerNotFound", format!("practitioner with id {id} was not found on the customer"));
+async fn read_practitioner(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, EmbassyError> {
+    let not_found = || {
+        EmbassyError::not_found(
+            "PractitionerNotFound",
+            format!("practitioner with id {id} was not found on the customer"),
+        )
+    };
     let n = positive_id(&id).ok_or_else(not_found)?;
     let tenant = caller.tenant.id;
-    let p = state.store.read(move |c| Box::pin(async move { catalog::practitioner(c, tenant, n).await })).await?.ok_or_else(not_found)?;
+    let p = state
+        .store
+        .read(move |c| Box::pin(async move { catalog::practitioner(c, tenant, n).await }))
+        .await?
+        .ok_or_else(not_found)?;
     Ok(fhir(StatusCode::OK, practitioner_resource(&p)))
 }
 
 /// Practitioners are those who perform on at least one healthcare service;
 /// `healthcareServiceId` narrows to one service, `hasCommunicationPrivileges`
 /// to those with (or without) conversation privileges, `_id` to one.
-async fn search_practitioners(State(state): State<AppState>, Extension(caller): Extension<Caller>, params: SearchParams) -> Result<Response, EmbassyError> {
+async fn search_practitioners(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    params: SearchParams,
+) -> Result<Response, EmbassyError> {
     let page = Page::parse(&params)?;
     let services = services(&state, &caller).await?;
     let mut all = practitioners(&state, &caller).await?;
@@ -111,7 +148,10 @@ async fn search_practitioners(State(state): State<AppState>, Extension(caller): 
         match params.get("healthcareServiceId") {
             Some(sid) => {
                 let service = services.iter().find(|s| s.id.to_string() == sid).ok_or_else(|| {
-                    EmbassyError::unprocessable("HealthcareServiceIdNotFound", format!("healthcare service {sid} was not found on the customer"))
+                    EmbassyError::unprocessable(
+                        "HealthcareServiceIdNotFound",
+                        format!("healthcare service {sid} was not found on the customer"),
+                    )
                 })?;
                 all.retain(|p| service.has_practitioner(p.id));
             }
@@ -121,7 +161,12 @@ async fn search_practitioners(State(state): State<AppState>, Extension(caller): 
             let want = match flag.to_ascii_lowercase().as_str() {
                 "true" => true,
                 "false" => false,
-                _ => return Err(EmbassyError::unprocessable("InvalidParameter", format!("hasCommunicationPrivileges must be true or false, not `{flag}`"))),
+                _ => {
+                    return Err(EmbassyError::unprocessable(
+                        "InvalidParameter",
+                        format!("hasCommunicationPrivileges must be true or false, not `{flag}`"),
+                    ));
+                }
             };
             all.retain(|p| p.communication_privileges == want);
         }
@@ -132,15 +177,24 @@ async fn search_practitioners(State(state): State<AppState>, Extension(caller): 
 }
 
 /// `CodeSystem/HealthcareService.{id}.ReasonCode`: the reason codes of a service.
-async fn read_code_system(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, EmbassyError> {
-    let not_found = || EmbassyError::not_found("CodeSystemNotFound", format!("code system {id} was not found on the customer"));
+async fn read_code_system(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, EmbassyError> {
+    let not_found =
+        || EmbassyError::not_found("CodeSystemNotFound", format!("code system {id} was not found on the customer"));
     let sid = id
         .strip_prefix("HealthcareService.")
         .and_then(|r| r.strip_suffix(".ReasonCode"))
         .and_then(positive_id)
         .ok_or_else(not_found)?;
     let tenant = caller.tenant.id;
-    let s = state.store.read(move |c| Box::pin(async move { catalog::healthcare_service(c, tenant, sid).await })).await?.ok_or_else(not_found)?;
+    let s = state
+        .store
+        .read(move |c| Box::pin(async move { catalog::healthcare_service(c, tenant, sid).await }))
+        .await?
+        .ok_or_else(not_found)?;
     let concepts: Vec<Value> = s.reason_codes.iter().map(|r| json!({"code": r.code, "display": r.display})).collect();
     Ok(fhir(
         StatusCode::OK,

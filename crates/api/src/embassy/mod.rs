@@ -11,6 +11,7 @@
 //! value is not a valid FHIR code; 401/403 for the key; 404 when the addressed
 //! resource does not exist for the customer; 422 for every other listed code.
 
+pub mod appointments;
 pub mod catalog;
 pub mod notify;
 pub mod patients;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(subscriptions::routes())
         .merge(catalog::routes())
         .merge(patients::routes())
+        .merge(appointments::routes())
         .fallback(|| async { EmbassyError::new(StatusCode::NOT_FOUND, "not-found", "NotFound", "no such endpoint") })
         .layer(middleware::from_fn_with_state(state, authenticate))
         .layer(middleware::from_fn(request_id_and_format))
@@ -197,8 +199,12 @@ pub fn respond(prefer: Prefer, status: StatusCode, resource: Value, location: Op
 /// Reads the operations of a PATCH `Parameters` body, with the spec's codes.
 pub fn patch_ops(body: &Value) -> Result<Vec<PatchOperation>, EmbassyError> {
     patch_operations(body).map_err(|e| match e {
-        ParametersError::NotParameters => EmbassyError::invalid("InvalidFhirResource", "the body must be a Parameters resource"),
-        ParametersError::Empty => EmbassyError::unprocessable("ParametersCannotBeEmpty", "the patch did not include any parameter"),
+        ParametersError::NotParameters => {
+            EmbassyError::invalid("InvalidFhirResource", "the body must be a Parameters resource")
+        }
+        ParametersError::Empty => {
+            EmbassyError::unprocessable("ParametersCannotBeEmpty", "the patch did not include any parameter")
+        }
         ParametersError::NotOperation(name) => EmbassyError::unprocessable(
             "OnlyOperationParametersSupported",
             format!("only parameters named `operation` are supported, not `{name}`"),

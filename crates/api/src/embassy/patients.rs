@@ -10,7 +10,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use polyclinic_core::patient::{
-    ContactPoint, ContactSystem, ContactUse, HumanName, Identifier, NameUse, Patient, pick_name, preferred_contact, systems,
+    ContactPoint, ContactSystem, ContactUse, HumanName, Identifier, NameUse, Patient, pick_name, preferred_contact,
+    systems,
 };
 use polyclinic_core::tenant::Tenant;
 use polyclinic_core::text::{Email, Phone, parse_swedish_national_id};
@@ -35,7 +36,8 @@ pub fn resource(p: &Patient, tenant: &Tenant) -> Value {
         .iter()
         .filter_map(|i| i.system.strip_prefix(systems::NATIONAL_ID_PREFIX).map(|cc| (cc, i)))
         .map(|(cc, i)| {
-            let system = if cc == country { PATIENT_NATIONAL_ID.to_owned() } else { format!("{NATIONAL_ID_PREFIX}{cc}") };
+            let system =
+                if cc == country { PATIENT_NATIONAL_ID.to_owned() } else { format!("{NATIONAL_ID_PREFIX}{cc}") };
             json!({"system": system, "value": i.value})
         })
         .collect();
@@ -47,7 +49,11 @@ pub fn resource(p: &Patient, tenant: &Tenant) -> Value {
     }
     let telecom: Vec<Value> = [ContactSystem::Phone, ContactSystem::Email]
         .into_iter()
-        .filter_map(|s| preferred_contact(&p.telecom, s).or_else(|| if s == ContactSystem::Phone { preferred_contact(&p.telecom, ContactSystem::Sms) } else { None }))
+        .filter_map(|s| {
+            preferred_contact(&p.telecom, s).or_else(|| {
+                if s == ContactSystem::Phone { preferred_contact(&p.telecom, ContactSystem::Sms) } else { None }
+            })
+        })
         .map(|c| {
             json!({
                 "extension": [{"url": EXT_CONSENT, "valueBoolean": c.consent.unwrap_or(true)}],
@@ -65,7 +71,12 @@ pub fn resource(p: &Patient, tenant: &Tenant) -> Value {
 
 /// A HumanName with `text`, `family` and `given`.
 pub fn name_json(n: &HumanName) -> Value {
-    let text = [n.given_joined(), n.family.clone().unwrap_or_default()].iter().filter(|s| !s.is_empty()).cloned().collect::<Vec<_>>().join(" ");
+    let text = [n.given_joined(), n.family.clone().unwrap_or_default()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut v = json!({"text": n.text.clone().unwrap_or(text)});
     if let Some(f) = &n.family {
         v["family"] = json!(f);
@@ -83,8 +94,15 @@ pub fn parse_names(v: Option<&Value>) -> Vec<HumanName> {
             names
                 .iter()
                 .map(|n| HumanName {
-                    use_: n.get("use").and_then(Value::as_str).and_then(|u| serde_json::from_value::<NameUse>(json!(u)).ok()),
-                    given: n.get("given").and_then(Value::as_array).map(|g| g.iter().filter_map(Value::as_str).map(str::to_owned).collect()).unwrap_or_default(),
+                    use_: n
+                        .get("use")
+                        .and_then(Value::as_str)
+                        .and_then(|u| serde_json::from_value::<NameUse>(json!(u)).ok()),
+                    given: n
+                        .get("given")
+                        .and_then(Value::as_array)
+                        .map(|g| g.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                        .unwrap_or_default(),
                     family: n.get("family").and_then(Value::as_str).map(str::to_owned),
                     text: n.get("text").and_then(Value::as_str).map(str::to_owned),
                     ..Default::default()
@@ -110,7 +128,10 @@ pub fn parse_telecom(v: Option<&Value>) -> Vec<ContactPoint> {
                     Some(ContactPoint {
                         system,
                         value: c.get("value").and_then(Value::as_str).unwrap_or("").to_owned(),
-                        use_: c.get("use").and_then(Value::as_str).and_then(|u| serde_json::from_value::<ContactUse>(json!(u)).ok()),
+                        use_: c
+                            .get("use")
+                            .and_then(Value::as_str)
+                            .and_then(|u| serde_json::from_value::<ContactUse>(json!(u)).ok()),
                         rank: c.get("rank").and_then(Value::as_u64).and_then(|r| u32::try_from(r).ok()),
                         consent: Some(true),
                     })
@@ -136,29 +157,47 @@ pub fn national_id_country(system: &str, tenant: &Tenant) -> Option<String> {
     if system == PATIENT_NATIONAL_ID {
         return Some(tenant.country.to_ascii_lowercase());
     }
-    system.strip_prefix(NATIONAL_ID_PREFIX).filter(|cc| cc.len() == 2 && cc.chars().all(|c| c.is_ascii_alphabetic())).map(str::to_ascii_lowercase)
+    system
+        .strip_prefix(NATIONAL_ID_PREFIX)
+        .filter(|cc| cc.len() == 2 && cc.chars().all(|c| c.is_ascii_alphabetic()))
+        .map(str::to_ascii_lowercase)
 }
 
 /// Picks the one phone and one e-mail to keep, by priority; errors as the spec lists.
 fn checked_telecom(points: Vec<ContactPoint>) -> Result<Vec<ContactPoint>, EmbassyError> {
     let mut kept = Vec::new();
-    for (systems_, is_phone) in [(vec![ContactSystem::Phone, ContactSystem::Sms], true), (vec![ContactSystem::Email], false)] {
+    for (systems_, is_phone) in
+        [(vec![ContactSystem::Phone, ContactSystem::Sms], true), (vec![ContactSystem::Email], false)]
+    {
         let of_kind: Vec<&ContactPoint> = points.iter().filter(|c| systems_.contains(&c.system)).collect();
         if of_kind.is_empty() {
             continue;
         }
         let best = systems_.iter().find_map(|s| preferred_contact(&points, *s)).ok_or_else(|| {
-            EmbassyError::unprocessable("ContactPointUseNotSupported", "the only contact points given have use old or temp")
+            EmbassyError::unprocessable(
+                "ContactPointUseNotSupported",
+                "the only contact points given have use old or temp",
+            )
         })?;
         let mut c = best.clone();
         if is_phone {
             c.system = ContactSystem::Phone;
             c.value = Phone::parse(&c.value)
-                .map_err(|_| EmbassyError::unprocessable("PatientInvalidPhone", format!("`{}` is not a valid phone number", best.value)))?
+                .map_err(|_| {
+                    EmbassyError::unprocessable(
+                        "PatientInvalidPhone",
+                        format!("`{}` is not a valid phone number", best.value),
+                    )
+                })?
                 .into();
         } else {
             c.value = Email::parse(&c.value)
-                .map_err(|_| EmbassyError::unprocessable("PatientInvalidEmail", format!("`{}` is not a valid e-mail address", best.value)))?
+                .map_err(|_| {
+                    EmbassyError::unprocessable(
+                        "PatientInvalidEmail",
+                        format!("`{}` is not a valid e-mail address", best.value),
+                    )
+                })?
                 .into();
         }
         kept.push(c);
@@ -172,12 +211,21 @@ fn parse_patient(body: &Value, tenant: &Tenant) -> Result<Patient, EmbassyError>
         return Err(EmbassyError::invalid("InvalidFhirResource", "the body must be a Patient resource"));
     }
     let names = parse_names(body.get("name"));
-    let name = pick_name(&names).ok_or_else(|| EmbassyError::unprocessable("PatientNameRequired", "the patient needs a name"))?;
+    let name = pick_name(&names)
+        .ok_or_else(|| EmbassyError::unprocessable("PatientNameRequired", "the patient needs a name"))?;
     if !name.has_both() {
-        return Err(EmbassyError::unprocessable("PatientNameInvalid", "both a given name and a family name must be set"));
+        return Err(EmbassyError::unprocessable(
+            "PatientNameInvalid",
+            "both a given name and a family name must be set",
+        ));
     }
     let mut patient = Patient {
-        names: vec![HumanName { use_: Some(NameUse::Official), given: name.given.clone(), family: name.family.clone(), ..Default::default() }],
+        names: vec![HumanName {
+            use_: Some(NameUse::Official),
+            given: name.given.clone(),
+            family: name.family.clone(),
+            ..Default::default()
+        }],
         active: true,
         country: Some(tenant.country.clone()),
         ..Default::default()
@@ -189,7 +237,10 @@ fn parse_patient(body: &Value, tenant: &Tenant) -> Result<Patient, EmbassyError>
         match national_id_country(system, tenant) {
             Some(cc) => {
                 let normalised = national_id(&cc, value).ok_or_else(|| {
-                    EmbassyError::unprocessable("PatientCreateInvalidNationalIdentityNumber", format!("`{value}` is not a valid national identity number"))
+                    EmbassyError::unprocessable(
+                        "PatientCreateInvalidNationalIdentityNumber",
+                        format!("`{value}` is not a valid national identity number"),
+                    )
                 })?;
                 patient.set_identifier(&format!("{}{cc}", systems::NATIONAL_ID_PREFIX), normalised);
             }
@@ -199,15 +250,24 @@ fn parse_patient(body: &Value, tenant: &Tenant) -> Result<Patient, EmbassyError>
     let has_national_id = patient.identifiers.iter().any(|i| i.system.starts_with(systems::NATIONAL_ID_PREFIX));
     if tenant.settings.national_id_required && !has_national_id {
         return Err(if other_systems {
-            EmbassyError::unprocessable("PatientCreateInvalidIdentifierSystem", "no identifier has a national identification number system")
+            EmbassyError::unprocessable(
+                "PatientCreateInvalidIdentifierSystem",
+                "no identifier has a national identification number system",
+            )
         } else {
-            EmbassyError::unprocessable("PatientNationalIdentityNumberRequired", "the customer requires a national identification number")
+            EmbassyError::unprocessable(
+                "PatientNationalIdentityNumberRequired",
+                "the customer requires a national identification number",
+            )
         });
     }
     patient.telecom = checked_telecom(parse_telecom(body.get("telecom")))?;
     if tenant.settings.phone_is_identifier {
         let phone = patient.phone().map(str::to_owned).ok_or_else(|| {
-            EmbassyError::unprocessable("PatientPhoneRequired", "the customer identifies patients by phone number; a phone is required")
+            EmbassyError::unprocessable(
+                "PatientPhoneRequired",
+                "the customer identifies patients by phone number; a phone is required",
+            )
         })?;
         patient.set_identifier(systems::PHONE, phone);
     }
@@ -220,12 +280,18 @@ fn parse_patient(body: &Value, tenant: &Tenant) -> Result<Patient, EmbassyError>
     {
         let lang = code.split('-').next().unwrap_or(code);
         if !tenant.settings.allows_language(&tenant.language, lang) {
-            return Err(EmbassyError::unprocessable("PatientCreateLanguageCodeNotSupported", format!("language `{code}` is not supported by the customer")));
+            return Err(EmbassyError::unprocessable(
+                "PatientCreateLanguageCodeNotSupported",
+                format!("language `{code}` is not supported by the customer"),
+            ));
         }
         patient.language = Some(lang.to_ascii_lowercase());
     }
     if let Some(b) = body.get("birthDate").and_then(Value::as_str) {
-        patient.birth_date = Some(b.parse().map_err(|_| EmbassyError::invalid("InvalidFhirResource", format!("birthDate `{b}` is not a date")))?);
+        patient.birth_date = Some(
+            b.parse()
+                .map_err(|_| EmbassyError::invalid("InvalidFhirResource", format!("birthDate `{b}` is not a date")))?,
+        );
     }
     Ok(patient)
 }
@@ -248,7 +314,11 @@ async fn create(
 ) -> Result<Response, EmbassyError> {
     let patient = parse_patient(&body, &caller.tenant)?;
     let (tenant, now) = (caller.tenant.id, state.now());
-    let created = state.store.write(move |c| Box::pin(async move { patients::create(c, tenant, patient, now).await })).await.map_err(store_error)?;
+    let created = state
+        .store
+        .write(move |c| Box::pin(async move { patients::create(c, tenant, patient, now).await }))
+        .await
+        .map_err(store_error)?;
     state.engine.wake();
     let r = resource(&created, &caller.tenant);
     let location = format!("{}/embassy/Patient/{}", state.public_url, r["id"].as_str().unwrap_or_default());
@@ -256,13 +326,18 @@ async fn create(
 }
 
 async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Patient, EmbassyError> {
-    let not_found = || EmbassyError::not_found("PatientNotFound", format!("patient with id {id} was not found on the customer"));
+    let not_found =
+        || EmbassyError::not_found("PatientNotFound", format!("patient with id {id} was not found on the customer"));
     let n = id.parse::<PatientId>().map_err(|_| not_found())?;
     let tenant = caller.tenant.id;
     state.store.read(move |c| Box::pin(async move { patients::get(c, tenant, n).await })).await?.ok_or_else(not_found)
 }
 
-async fn read(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, EmbassyError> {
+async fn read(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, EmbassyError> {
     Ok(fhir(StatusCode::OK, resource(&load(&state, &caller, &id).await?, &caller.tenant)))
 }
 
@@ -282,21 +357,31 @@ async fn patch(
         }
         let value = || {
             op.value.as_ref().and_then(Value::as_str).map(str::to_owned).ok_or_else(|| {
-                EmbassyError::unprocessable("ParameterValueUndefined", format!("the value for `{path}` must be a string"))
+                EmbassyError::unprocessable(
+                    "ParameterValueUndefined",
+                    format!("the value for `{path}` must be a string"),
+                )
             })
         };
         match path.as_str() {
             "/telecom.where(system='phone')" | "/phoneNumber" | "Patient.telecom.where(system='phone')" => {
                 if caller.tenant.settings.phone_is_identifier {
-                    return Err(EmbassyError::unprocessable("PatientPhoneUsedAsIdentifier", "the phone number identifies the patient and cannot be changed"));
+                    return Err(EmbassyError::unprocessable(
+                        "PatientPhoneUsedAsIdentifier",
+                        "the phone number identifies the patient and cannot be changed",
+                    ));
                 }
                 let v = value()?;
-                let phone = Phone::parse(&v).map_err(|_| EmbassyError::unprocessable("PatientInvalidPhone", format!("`{v}` is not a valid phone number")))?;
+                let phone = Phone::parse(&v).map_err(|_| {
+                    EmbassyError::unprocessable("PatientInvalidPhone", format!("`{v}` is not a valid phone number"))
+                })?;
                 replace_contact(&mut p, ContactSystem::Phone, phone.into());
             }
             "/telecom.where(system='email')" | "Patient.telecom.where(system='email')" => {
                 let v = value()?;
-                let email = Email::parse(&v).map_err(|_| EmbassyError::unprocessable("PatientInvalidEmail", format!("`{v}` is not a valid e-mail address")))?;
+                let email = Email::parse(&v).map_err(|_| {
+                    EmbassyError::unprocessable("PatientInvalidEmail", format!("`{v}` is not a valid e-mail address"))
+                })?;
                 replace_contact(&mut p, ContactSystem::Email, email.into());
             }
             "/name.given" | "Patient.name.given" => {
@@ -317,7 +402,11 @@ async fn patch(
         }
     }
     let (tenant, now) = (caller.tenant.id, state.now());
-    let updated = state.store.write(move |c| Box::pin(async move { patients::update(c, tenant, p, now).await })).await.map_err(store_error)?;
+    let updated = state
+        .store
+        .write(move |c| Box::pin(async move { patients::update(c, tenant, p, now).await }))
+        .await
+        .map_err(store_error)?;
     Ok(respond(prefer, StatusCode::OK, resource(&updated, &caller.tenant), None, "Patient updated"))
 }
 
@@ -332,38 +421,65 @@ fn name_mut(p: &mut Patient) -> &mut HumanName {
     if p.names.is_empty() {
         p.names.push(HumanName { use_: Some(NameUse::Official), ..Default::default() });
     }
-    let i = p.names.iter().position(|n| n.use_ == Some(NameUse::Usual)).or_else(|| p.names.iter().position(|n| n.use_ == Some(NameUse::Official))).unwrap_or(0);
+    let i = p
+        .names
+        .iter()
+        .position(|n| n.use_ == Some(NameUse::Usual))
+        .or_else(|| p.names.iter().position(|n| n.use_ == Some(NameUse::Official)))
+        .unwrap_or(0);
     &mut p.names[i]
 }
 
 fn replace_contact(p: &mut Patient, system: ContactSystem, value: String) {
     let phone = matches!(system, ContactSystem::Phone | ContactSystem::Sms);
-    p.telecom.retain(|c| if phone { !matches!(c.system, ContactSystem::Phone | ContactSystem::Sms) } else { c.system != system });
+    p.telecom.retain(|c| {
+        if phone { !matches!(c.system, ContactSystem::Phone | ContactSystem::Sms) } else { c.system != system }
+    });
     p.telecom.push(ContactPoint { system, value, use_: Some(ContactUse::Mobile), rank: None, consent: Some(true) });
 }
 
 /// Finds patients by `_id` or `identifier=system|value`; with neither, pages
 /// through all the customer's patients.
-async fn search(State(state): State<AppState>, Extension(caller): Extension<Caller>, params: SearchParams) -> Result<Response, EmbassyError> {
+async fn search(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    params: SearchParams,
+) -> Result<Response, EmbassyError> {
     let page = Page::parse(&params)?;
     let endpoint = format!("{}/embassy/Patient", state.public_url);
     let tenant = caller.tenant.id;
     let found: Option<Vec<Patient>> = if let Some(id) = params.get("_id") {
         let n = id.parse::<PatientId>().ok();
         Some(match n {
-            Some(n) => state.store.read(move |c| Box::pin(async move { patients::get(c, tenant, n).await })).await?.into_iter().collect(),
+            Some(n) => state
+                .store
+                .read(move |c| Box::pin(async move { patients::get(c, tenant, n).await }))
+                .await?
+                .into_iter()
+                .collect(),
             None => Vec::new(),
         })
     } else if let Some(identifier) = params.get("identifier") {
         let (system, value) = identifier.split_once('|').unwrap_or((identifier, ""));
         if value.trim().is_empty() {
-            return Err(EmbassyError::unprocessable("PatientIdentifierValueNotDefined", "the identifier has no value after `|`"));
+            return Err(EmbassyError::unprocessable(
+                "PatientIdentifierValueNotDefined",
+                "the identifier has no value after `|`",
+            ));
         }
-        let invalid = || EmbassyError::unprocessable("PatientIdentifierValueInvalid", format!("`{value}` is not a valid value for {system}"));
+        let invalid = || {
+            EmbassyError::unprocessable(
+                "PatientIdentifierValueInvalid",
+                format!("`{value}` is not a valid value for {system}"),
+            )
+        };
         let lookup: Identifier = if system == PATIENT_VISIBA {
             let n = value.parse::<PatientId>().map_err(|_| invalid())?;
             let one = state.store.read(move |c| Box::pin(async move { patients::get(c, tenant, n).await })).await?;
-            return Ok(fhir(StatusCode::OK, page_of(one.into_iter().collect(), page, &endpoint, &params, &caller.tenant)));
+            return Ok(fhir(
+                StatusCode::OK,
+                page_of(one.into_iter().collect(), page, &endpoint, &params, &caller.tenant),
+            ));
         } else if system == PATIENT_PHONE {
             let phone = Phone::parse(value).map_err(|_| invalid())?;
             Identifier { system: systems::PHONE.into(), value: phone.into() }
@@ -371,7 +487,10 @@ async fn search(State(state): State<AppState>, Extension(caller): Extension<Call
             let v = national_id(&cc, value).ok_or_else(invalid)?;
             Identifier { system: format!("{}{cc}", systems::NATIONAL_ID_PREFIX), value: v }
         } else {
-            return Err(EmbassyError::unprocessable("PatientIdentifierNotSupported", format!("identifier system `{system}` is not supported for patients")));
+            return Err(EmbassyError::unprocessable(
+                "PatientIdentifierNotSupported",
+                format!("identifier system `{system}` is not supported for patients"),
+            ));
         };
         let phone_scan = lookup.system == systems::PHONE && !caller.tenant.settings.phone_is_identifier;
         let found = state
@@ -394,7 +513,10 @@ async fn search(State(state): State<AppState>, Extension(caller): Extension<Call
         Some(list) => page_of(list, page, &endpoint, &params, &caller.tenant),
         None => {
             let (offset, limit) = (page.skip, page.count);
-            let (items, total) = state.store.read(move |c| Box::pin(async move { patients::page(c, tenant, offset, limit).await })).await?;
+            let (items, total) = state
+                .store
+                .read(move |c| Box::pin(async move { patients::page(c, tenant, offset, limit).await }))
+                .await?;
             bundle(&endpoint, items.iter().map(|p| resource(p, &caller.tenant)).collect(), total, page, &params)
         }
     };

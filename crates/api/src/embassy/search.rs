@@ -45,20 +45,28 @@ impl<S: Send + Sync> FromRequest<S> for SearchParams {
             .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
         if req.method() == Method::POST {
-            let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            let content_type =
+                req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
             let bytes = axum::body::Bytes::from_request(req, state)
                 .await
                 .map_err(|_| EmbassyError::invalid("InvalidSearch", "the search body could not be read"))?;
             if content_type.contains("json") {
                 let body: Value = serde_json::from_slice(&bytes)
                     .map_err(|e| EmbassyError::invalid("InvalidSearch", format!("the search body is not JSON: {e}")))?;
-                let obj = body.as_object().ok_or_else(|| EmbassyError::invalid("InvalidSearch", "the search body must be a JSON object"))?;
+                let obj = body
+                    .as_object()
+                    .ok_or_else(|| EmbassyError::invalid("InvalidSearch", "the search body must be a JSON object"))?;
                 for (k, v) in obj {
                     let text = match v {
                         Value::String(s) => s.clone(),
                         Value::Number(n) => n.to_string(),
                         Value::Bool(b) => b.to_string(),
-                        _ => return Err(EmbassyError::invalid("InvalidSearch", format!("search parameter `{k}` must be a string, number or boolean"))),
+                        _ => {
+                            return Err(EmbassyError::invalid(
+                                "InvalidSearch",
+                                format!("search parameter `{k}` must be a string, number or boolean"),
+                            ));
+                        }
                     };
                     params.insert(k.clone(), text);
                 }
@@ -85,11 +93,9 @@ impl Page {
         let number = |name: &str, code: &'static str, default: i64| -> Result<i64, EmbassyError> {
             match p.get(name) {
                 None => Ok(default),
-                Some(v) => v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| *n >= 0)
-                    .ok_or_else(|| EmbassyError::unprocessable(code, format!("{name} must be an integer >= 0, not `{v}`"))),
+                Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    EmbassyError::unprocessable(code, format!("{name} must be an integer >= 0, not `{v}`"))
+                }),
             }
         };
         let skip = number("skip", "SkipMustBePositive", 0)?;
@@ -121,5 +127,9 @@ pub fn bundle(endpoint: &str, resources: Vec<Value>, total: i64, page: Page, par
 
 /// Applies a page to an in-memory list.
 pub fn slice<T>(items: Vec<T>, page: Page) -> Vec<T> {
-    items.into_iter().skip(usize::try_from(page.skip).unwrap_or(usize::MAX)).take(usize::try_from(page.count).unwrap_or(0)).collect()
+    items
+        .into_iter()
+        .skip(usize::try_from(page.skip).unwrap_or(usize::MAX))
+        .take(usize::try_from(page.count).unwrap_or(0))
+        .collect()
 }

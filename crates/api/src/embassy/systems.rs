@@ -15,7 +15,8 @@ pub const PATIENT_VISIBA: &str = "http://schema.visibacare.com/identifier/patien
 /// Patient phone number (unique when the customer uses phone as identifier).
 pub const PATIENT_PHONE: &str = "http://schema.visibacare.com/identifier/patient/phonenumber";
 /// Related person national id.
-pub const RELATED_NATIONAL_ID: &str = "http://schema.visibacare.com/identifier/relatedperson/nationalidentificationnumber";
+pub const RELATED_NATIONAL_ID: &str =
+    "http://schema.visibacare.com/identifier/relatedperson/nationalidentificationnumber";
 /// Related person Visiba id.
 pub const RELATED_VISIBA: &str = "http://schema.visibacare.com/identifier/relatedperson/visibaid";
 /// Related person phone number (the spec labels this row "Email").
@@ -31,7 +32,8 @@ pub const RELATIONSHIP: &str = "http://schema.visibacare.com/codesystem/relatedp
 /// v3 participation types.
 pub const PARTICIPATION_TYPE: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
 /// Participant id extension.
-pub const EXT_PARTICIPANT_ID: &str = "https://schema.visibacare.com/fhir/StructureDefinition/appointment-participant-id-extension";
+pub const EXT_PARTICIPANT_ID: &str =
+    "https://schema.visibacare.com/fhir/StructureDefinition/appointment-participant-id-extension";
 /// Appointment ticket extension.
 pub const EXT_TICKET: &str = "https://schema.visibacare.com/fhir/StructureDefinition/appointment-ticket-extension";
 /// List price extension.
