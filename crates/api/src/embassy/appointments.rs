@@ -94,10 +94,10 @@ pub fn resource(a: &Appointment, service: Option<&HealthcareService>) -> Value {
             }
             ParticipantWho::RelatedPerson(rp) => {
                 let cid = format!("rp{}", i + 1);
-                if rp.kind == RelatedKind::Representative {
-                    if let Some(v) = &p.video {
-                        ext.push(json!({"url": EXT_TICKET, "valueUri": v.key}));
-                    }
+                if rp.kind == RelatedKind::Representative
+                    && let Some(v) = &p.video
+                {
+                    ext.push(json!({"url": EXT_TICKET, "valueUri": v.key}));
                 }
                 contained.push(related_resource(&cid, rp));
                 part["actor"] = json!({"reference": format!("#{cid}"), "type": "RelatedPerson"});

@@ -753,7 +753,7 @@ async fn representatives_guests_and_prices(engine: Engine) {
         ],
         "participant": [
             {"type": [{"coding": [{"code": "PPRF"}]}], "actor": {"type": "Practitioner", "identifier": {"system": PRACT_EMAIL, "value": "ann@acme.test"}}},
-            {"actor": {"type": "Practitioner", "identifier": {"system": NID_SE.replace("/se", "/se"), "value": "197001011233"}}},
+            {"actor": {"type": "Practitioner", "identifier": {"system": NID_SE, "value": "197001011233"}}},
             {"actor": {"type": "Patient", "identifier": {"system": PATIENT_NID, "value": "198001011231"}}},
             {"actor": {"reference": "#child", "type": "Patient"}},
             {"actor": {"reference": "#mum", "type": "RelatedPerson"}},
