@@ -104,19 +104,39 @@ pub struct PatientDocument {
     pub created_at: Timestamp,
 }
 
-/// A conversation (Embassy CommunicationRequest).
+/// A conversation (Embassy CommunicationRequest): between a patient (or its
+/// representative) and a healthcare service or some of its practitioners.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     pub id: ConversationId,
     pub healthcare_service_id: HealthcareServiceId,
     pub patient_id: PatientId,
     pub initiator: ConversationParty,
+    /// The reason text that opened the conversation.
     pub subject: String,
     pub reason_code: Option<String>,
     /// The patient may answer.
     pub patient_can_reply: bool,
     pub practitioners: Vec<PractitionerId>,
+    /// A representative acting for the patient, if any.
+    #[serde(default)]
+    pub representative: Option<Box<crate::patient::RelatedPerson>>,
+    /// `active` until completed.
+    #[serde(default = "active")]
+    pub status: ConversationStatus,
     pub created_at: Timestamp,
+}
+
+fn active() -> ConversationStatus {
+    ConversationStatus::Active
+}
+
+/// Whether a conversation takes further messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConversationStatus {
+    Active,
+    Completed,
 }
 
 /// Who takes part in a conversation.

@@ -21,6 +21,7 @@
 
 pub mod appointments;
 pub mod catalog;
+pub mod conversations;
 mod db;
 pub mod deliveries;
 pub mod migrate;

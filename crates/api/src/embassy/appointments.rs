@@ -179,14 +179,14 @@ struct Resolved {
     participants: Vec<Participant>,
 }
 
-struct Lookup {
-    tenant: Tenant,
-    services: Vec<HealthcareService>,
-    practitioners: Vec<Practitioner>,
+pub(super) struct Lookup {
+    pub(super) tenant: Tenant,
+    pub(super) services: Vec<HealthcareService>,
+    pub(super) practitioners: Vec<Practitioner>,
 }
 
 impl Lookup {
-    fn practitioner(&self, system: &str, value: &str) -> Result<Option<PractitionerId>, EmbassyError> {
+    pub(super) fn practitioner(&self, system: &str, value: &str) -> Result<Option<PractitionerId>, EmbassyError> {
         if value.trim().is_empty() {
             return Err(unprocessable(
                 "PractitionerIdentifierValueNotDefined",
@@ -232,13 +232,13 @@ impl Lookup {
 }
 
 /// A patient identifier resolved to the patient lookup it needs.
-enum PatientKey {
+pub(super) enum PatientKey {
     Id(PatientId),
     Identifier(Identifier),
     Phone(String),
 }
 
-fn patient_key(system: &str, value: &str, tenant: &Tenant) -> Result<PatientKey, EmbassyError> {
+pub(super) fn patient_key(system: &str, value: &str, tenant: &Tenant) -> Result<PatientKey, EmbassyError> {
     if value.trim().is_empty() {
         return Err(unprocessable(
             "PatientIdentifierValueNotDefined",
@@ -693,48 +693,7 @@ async fn resolve(d: &Draft, lookup: &Lookup, state: &AppState) -> Result<Resolve
     let tenant = lookup.tenant.id;
     let mut seen_patients = Vec::new();
     for key in &d.patients {
-        let found: Vec<Patient> = match key {
-            PatientKey::Id(id) => {
-                let id = *id;
-                state
-                    .store
-                    .read(move |c| Box::pin(async move { patients::get(c, tenant, id).await }))
-                    .await?
-                    .into_iter()
-                    .collect()
-            }
-            PatientKey::Identifier(i) => {
-                let i = i.clone();
-                state
-                    .store
-                    .read(move |c| Box::pin(async move { patients::find_by(c, tenant, &i.system, &i.value).await }))
-                    .await?
-                    .into_iter()
-                    .collect()
-            }
-            PatientKey::Phone(p) => {
-                let p = p.clone();
-                state
-                    .store
-                    .read(move |c| Box::pin(async move { patients::find_by_contact(c, tenant, &p).await }))
-                    .await?
-            }
-        };
-        let patient = match found.as_slice() {
-            [] => {
-                return Err(unprocessable(
-                    "PatientNotFound",
-                    "the patient was not found on the customer; create it first",
-                ));
-            }
-            [one] => one.clone(),
-            _ => {
-                return Err(unprocessable(
-                    "ConflictingPatientsFound",
-                    "the patient identifier matches more than one patient",
-                ));
-            }
-        };
+        let patient = find_patient(state, tenant, key).await?;
         let id = patient.id.ok_or_else(|| EmbassyError::from(StoreError::Corrupt("patient without id".into())))?;
         if seen_patients.contains(&id) {
             return Err(unprocessable("ParticipantError", "a patient appears more than once"));
@@ -800,6 +759,44 @@ fn participant(who: ParticipantWho, role: ParticipantRole, digital: bool) -> Par
     Participant { who, roles: vec![role], video: video.flatten(), required: None, status: Some("accepted".into()) }
 }
 
+/// Finds the one patient a key names: `PatientNotFound`, or
+/// `ConflictingPatientsFound` when a non-unique phone matches several.
+pub(super) async fn find_patient(
+    state: &AppState,
+    tenant: polyclinic_core::TenantId,
+    key: &PatientKey,
+) -> Result<Patient, EmbassyError> {
+    let found: Vec<Patient> = match key {
+        PatientKey::Id(id) => {
+            let id = *id;
+            state
+                .store
+                .read(move |c| Box::pin(async move { patients::get(c, tenant, id).await }))
+                .await?
+                .into_iter()
+                .collect()
+        }
+        PatientKey::Identifier(i) => {
+            let i = i.clone();
+            state
+                .store
+                .read(move |c| Box::pin(async move { patients::find_by(c, tenant, &i.system, &i.value).await }))
+                .await?
+                .into_iter()
+                .collect()
+        }
+        PatientKey::Phone(p) => {
+            let p = p.clone();
+            state.store.read(move |c| Box::pin(async move { patients::find_by_contact(c, tenant, &p).await })).await?
+        }
+    };
+    match found.as_slice() {
+        [] => Err(unprocessable("PatientNotFound", "the patient was not found on the customer; create it first")),
+        [one] => Ok(one.clone()),
+        _ => Err(unprocessable("ConflictingPatientsFound", "the patient identifier matches more than one patient")),
+    }
+}
+
 async fn find_or_create_patient(
     state: &AppState,
     tenant: &Tenant,
@@ -835,7 +832,7 @@ async fn find_or_create_patient(
     created.id.ok_or_else(|| StoreError::Corrupt("created patient without id".into()).into())
 }
 
-async fn lookup(state: &AppState, caller: &Caller) -> Result<Lookup, EmbassyError> {
+pub(super) async fn lookup(state: &AppState, caller: &Caller) -> Result<Lookup, EmbassyError> {
     let tenant = caller.tenant.id;
     let (services, practitioners) = state
         .store

@@ -12,7 +12,9 @@
 //! resource does not exist for the customer; 422 for every other listed code.
 
 pub mod appointments;
+pub mod capability;
 pub mod catalog;
+pub mod communication;
 pub mod notify;
 pub mod patients;
 pub mod search;
@@ -37,13 +39,17 @@ pub const API_KEY_HEADER: &str = "x-visiba-care-api-key";
 
 /// The Embassy routes (mounted under `/embassy`).
 pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
+    let authenticated = Router::new()
         .merge(subscriptions::routes())
         .merge(catalog::routes())
         .merge(patients::routes())
         .merge(appointments::routes())
+        .merge(communication::routes())
         .fallback(|| async { EmbassyError::new(StatusCode::NOT_FOUND, "not-found", "NotFound", "no such endpoint") })
-        .layer(middleware::from_fn_with_state(state, authenticate))
+        .layer(middleware::from_fn_with_state(state, authenticate));
+    Router::new()
+        .route("/metadata", axum::routing::get(capability::metadata))
+        .merge(authenticated)
         .layer(middleware::from_fn(request_id_and_format))
 }
 
