@@ -70,9 +70,6 @@ fn write_children(w: &mut W, obj: &Map<String, Value>, is_resource: bool) {
         if !is_resource && key == "id" && value.is_string() {
             continue; // written as an attribute
         }
-        if key == "url" && obj.contains_key("value") {
-            continue;
-        }
         let companion = obj.get(&format!("_{key}"));
         match value {
             Value::Array(items) => {
@@ -139,7 +136,17 @@ fn write_element(w: &mut W, name: &str, value: &Value, companion: Option<&Value>
                 _ => None,
             };
             if let Some(t) = &text {
-                start.push_attribute(("value", t.as_str()));
+                // Line breaks and tabs in attribute values would be read back
+                // as spaces (XML attribute normalisation): write them as
+                // character references.
+                let escaped = quick_xml::escape::escape(t.as_str())
+                    .replace('\n', "&#10;")
+                    .replace('\r', "&#13;")
+                    .replace('\t', "&#9;");
+                start.push_attribute(quick_xml::events::attributes::Attribute {
+                    key: quick_xml::name::QName(b"value"),
+                    value: std::borrow::Cow::Owned(escaped.into_bytes()),
+                });
             }
             let extensions = companion.and_then(|c| c.get("extension")).and_then(Value::as_array);
             match extensions {
@@ -1449,6 +1456,14 @@ mod tests {
         assert!(xml.contains("<focus><reference value=\"http://x/Appointment/2\"/></focus>"), "{xml}");
         assert!(xml.contains("<extension url=\"http://e\"><valueString value=\"a&lt;b\"/></extension>"), "{xml}");
         assert!(xml.ends_with("</Bundle>"));
+    }
+
+    #[test]
+    fn line_breaks_survive_in_attribute_values() {
+        let r = json!({"resourceType": "Communication", "payload": [{"contentString": "line one\nline two\tend"}]});
+        let xml = to_xml(&r);
+        assert!(xml.contains("value=\"line one&#10;line two&#9;end\""), "{xml}");
+        assert_eq!(from_xml(&xml).unwrap(), r);
     }
 
     #[test]

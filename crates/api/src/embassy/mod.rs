@@ -276,7 +276,8 @@ impl IntoResponse for EmbassyError {
     }
 }
 
-/// A FHIR JSON body; anything else answers 400 with an OperationOutcome.
+/// A FHIR body, JSON or (by `Content-Type`) XML, as FHIR JSON; anything
+/// else answers 400 with an OperationOutcome.
 pub struct FhirJson(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for FhirJson {
@@ -288,19 +289,15 @@ impl<S: Send + Sync> FromRequest<S> for FhirJson {
         let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|_| {
             EmbassyError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-costly", "BodyTooLarge", "the body is too large")
         })?;
-        match Format::from_media_type(&content_type) {
-            Some(Format::Xml) => {
-                return Err(EmbassyError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "not-supported",
-                    "UnsupportedMediaType",
-                    "this endpoint takes application/fhir+json",
-                ));
-            }
-            Some(Format::Json) | None if bytes.is_empty() => {
-                return Err(EmbassyError::invalid("InvalidFhirResource", "the request body is empty"));
-            }
-            _ => {}
+        if bytes.is_empty() {
+            return Err(EmbassyError::invalid("InvalidFhirResource", "the request body is empty"));
+        }
+        if Format::from_media_type(&content_type) == Some(Format::Xml) {
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| EmbassyError::invalid("InvalidFhirResource", "the XML body is not UTF-8"))?;
+            return polyclinic_fhir::xml::from_xml(text).map(FhirJson).map_err(|e| {
+                EmbassyError::invalid("InvalidFhirResource", format!("the body is not valid FHIR XML: {e}"))
+            });
         }
         serde_json::from_slice::<Value>(&bytes)
             .map(FhirJson)

@@ -10,6 +10,7 @@ mod booking;
 mod cli;
 mod embassy_communication;
 mod embassy_resources;
+mod embassy_scenario;
 mod embassy_subscriptions;
 mod senders;
 mod server;
