@@ -57,6 +57,23 @@ pub struct TenantSettings {
     pub languages: Vec<String>,
     /// Countries patients and related persons may come from (ISO 3166-1); empty means the tenant's own.
     pub countries: Vec<String>,
+    /// How invited related persons (guests, representatives) sign in, by
+    /// country (ISO 3166-1 alpha-2, upper case). Empty: any contact point
+    /// will do for every allowed country.
+    pub guest_authentication: std::collections::BTreeMap<String, GuestAuthentication>,
+}
+
+/// How a related person from a country signs in, which decides the contact
+/// point the invitation needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuestAuthentication {
+    /// A link by e-mail: an e-mail address is required.
+    Email,
+    /// A code by text message: a phone number is required.
+    Sms,
+    /// Either: at least one of them.
+    EmailOrSms,
 }
 
 impl Default for TenantSettings {
@@ -70,6 +87,7 @@ impl Default for TenantSettings {
             min_duration_minutes: 1,
             languages: Vec::new(),
             countries: Vec::new(),
+            guest_authentication: std::collections::BTreeMap::new(),
         }
     }
 }

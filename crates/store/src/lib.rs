@@ -27,6 +27,7 @@ pub mod deliveries;
 pub mod migrate;
 pub mod outbox;
 pub mod patients;
+pub mod related;
 pub mod seal;
 pub mod seed;
 pub mod subscriptions;

@@ -19,12 +19,22 @@ pub struct Migration {
 pub const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") },
     Migration { version: 2, name: "delivery", sql: include_str!("../migrations/sqlite/0002_delivery.sql") },
+    Migration {
+        version: 3,
+        name: "related_persons",
+        sql: include_str!("../migrations/sqlite/0003_related_persons.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
 pub const POSTGRES: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") },
     Migration { version: 2, name: "delivery", sql: include_str!("../migrations/postgres/0002_delivery.sql") },
+    Migration {
+        version: 3,
+        name: "related_persons",
+        sql: include_str!("../migrations/postgres/0003_related_persons.sql"),
+    },
 ];
 
 /// Applies every migration not yet applied; answers the versions it applied.

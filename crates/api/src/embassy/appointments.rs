@@ -173,10 +173,22 @@ fn related_resource(cid: &str, rp: &RelatedPerson) -> Value {
 
 // ---------------------------------------------------------------- create
 
-/// Everything the participants name, resolved against the customer's data.
+/// Everything the participants name, resolved against the customer's data,
+/// and what the booking must create in its own transaction.
 struct Resolved {
     service: HealthcareService,
     participants: Vec<Participant>,
+    /// Represented patients that do not exist yet.
+    new_patients: Vec<NewPatient>,
+    /// Representatives seen for the first time.
+    new_representatives: Vec<RelatedPerson>,
+}
+
+/// A represented patient to create, and the participants that point at it.
+struct NewPatient {
+    patient: Patient,
+    participant: usize,
+    representative: usize,
 }
 
 pub(super) struct Lookup {
@@ -278,8 +290,18 @@ struct Draft {
     service_values: Vec<(String, String)>,
     practitioners: Vec<(String, String, bool)>,
     patients: Vec<PatientKey>,
-    /// Related persons, with the contained patient a representative represents.
-    related: Vec<(RelatedPerson, Option<ContainedPatient>)>,
+    /// Related persons, as given, with the contained patient a
+    /// representative represents.
+    related: Vec<RelatedDraft>,
+}
+
+/// A contained related person, read but not yet resolved: a representative
+/// named by identifier may already be known, and then only the patient it
+/// represents matters.
+struct RelatedDraft {
+    raw: Value,
+    representative: bool,
+    represented: Option<ContainedPatient>,
 }
 
 struct ContainedPatient {
@@ -411,7 +433,22 @@ fn parse_draft(body: &Value, tenant: &Tenant, now: Timestamp) -> Result<Draft, E
                         )
                     })?;
                 referenced.push(r.clone());
-                let (rp, patient_ref) = parse_related(res, tenant)?;
+                let representative = is_representative(res);
+                let patient_ref = res
+                    .pointer("/patient/reference")
+                    .and_then(Value::as_str)
+                    .map(|r| r.trim_start_matches('#').to_owned());
+                if representative && patient_ref.is_none() {
+                    return Err(unprocessable(
+                        "PatientOfRelatedPersonNotFound",
+                        "a representative must reference the patient it represents",
+                    ));
+                }
+                // Guests are validated now; representatives once it is known
+                // whether they already exist.
+                if !representative {
+                    parse_related(res, tenant)?;
+                }
                 if let Some(pr) = &patient_ref {
                     represented_refs.push(pr.clone());
                 }
@@ -430,7 +467,7 @@ fn parse_draft(body: &Value, tenant: &Tenant, now: Timestamp) -> Result<Draft, E
                         Some(parse_contained_patient(cp, tenant)?)
                     }
                 };
-                d.related.push((rp, represented));
+                d.related.push(RelatedDraft { raw: (*res).clone(), representative, represented });
             }
             other => return Err(unprocessable("InvalidParticipants", format!("`{other}` is not a participant type"))),
         }
@@ -464,14 +501,18 @@ fn parse_draft(body: &Value, tenant: &Tenant, now: Timestamp) -> Result<Draft, E
     Ok(d)
 }
 
-fn parse_related(v: &Value, tenant: &Tenant) -> Result<(RelatedPerson, Option<String>), EmbassyError> {
-    let representative = v.get("relationship").and_then(Value::as_array).into_iter().flatten().any(|r| {
+fn is_representative(v: &Value) -> bool {
+    v.get("relationship").and_then(Value::as_array).into_iter().flatten().any(|r| {
         r.get("coding")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .any(|c| c.get("code").and_then(Value::as_str) == Some("Representative"))
-    });
+    })
+}
+
+fn parse_related(v: &Value, tenant: &Tenant) -> Result<(RelatedPerson, Option<String>), EmbassyError> {
+    let representative = is_representative(v);
     let patient_ref =
         v.pointer("/patient/reference").and_then(Value::as_str).map(|r| r.trim_start_matches('#').to_owned());
     if representative && patient_ref.is_none() {
@@ -564,6 +605,34 @@ fn parse_related(v: &Value, tenant: &Tenant) -> Result<(RelatedPerson, Option<St
             ));
         }
         rp.country = Some(cc.to_ascii_uppercase());
+    }
+    let country =
+        v.pointer("/address/0/country").and_then(Value::as_str).unwrap_or(&tenant.country).to_ascii_uppercase();
+    let methods = &tenant.settings.guest_authentication;
+    if !methods.is_empty() {
+        use polyclinic_core::tenant::GuestAuthentication as Auth;
+        let method = methods.get(&country).ok_or_else(|| {
+            unprocessable(
+                "NoDefaultAuthenticationForCountryOfRelatedPerson",
+                format!("the customer has no default sign-in method for {country}"),
+            )
+        })?;
+        let has = |s: ContactSystem| rp.telecom.iter().any(|c| c.system == s);
+        match method {
+            Auth::Email if !has(ContactSystem::Email) => {
+                return Err(unprocessable(
+                    "EmailRequiredForRelatedPersonGivenDefaultAuthentication",
+                    format!("related persons from {country} sign in by e-mail; an e-mail address is required"),
+                ));
+            }
+            Auth::Sms if !has(ContactSystem::Phone) => {
+                return Err(unprocessable(
+                    "PhoneNumberRequiredForRelatedPersonGivenDefaultAuthentication",
+                    format!("related persons from {country} sign in by text message; a phone number is required"),
+                ));
+            }
+            _ => {}
+        }
     }
     if let Some(i) = v.get("identifier").and_then(Value::as_array).and_then(|ids| ids.first()) {
         let system = i.get("system").and_then(Value::as_str).unwrap_or("");
@@ -701,17 +770,40 @@ async fn resolve(d: &Draft, lookup: &Lookup, state: &AppState) -> Result<Resolve
         seen_patients.push(id);
         participants.push(participant(ParticipantWho::Patient(id), ParticipantRole::Participant, service.digital));
     }
-    for (rp, represented) in &d.related {
-        let mut rp = rp.clone();
-        if let Some(cp) = represented {
-            let id = find_or_create_patient(state, &lookup.tenant, cp).await?;
-            if seen_patients.contains(&id) {
-                return Err(unprocessable("ParticipantError", "a represented patient appears more than once"));
+    let mut new_patients = Vec::new();
+    let mut new_representatives = Vec::new();
+    for rd in &d.related {
+        let mut rp = if rd.representative {
+            match known_representative(state, &lookup.tenant, &rd.raw).await? {
+                Some(known) => known,
+                None => {
+                    let (rp, _) = parse_related(&rd.raw, &lookup.tenant)?;
+                    new_representatives.push(RelatedPerson { patient: None, ..rp.clone() });
+                    rp
+                }
             }
-            seen_patients.push(id);
-            rp.patient = Some(id);
+        } else {
+            parse_related(&rd.raw, &lookup.tenant)?.0
+        };
+        if let Some(cp) = &rd.represented {
+            let existing = existing_patient(state, &lookup.tenant, cp).await?;
+            match existing {
+                Some(id) => {
+                    if seen_patients.contains(&id) {
+                        return Err(unprocessable("ParticipantError", "a represented patient appears more than once"));
+                    }
+                    seen_patients.push(id);
+                    rp.patient = Some(id);
+                }
+                None => new_patients.push(NewPatient {
+                    patient: new_patient(&lookup.tenant, cp),
+                    participant: participants.len(),
+                    representative: participants.len() + 1,
+                }),
+            }
+            let who = ParticipantWho::Patient(existing.unwrap_or(PatientId(0)));
             participants.push(Participant {
-                who: ParticipantWho::Patient(id),
+                who,
                 roles: vec![ParticipantRole::Participant],
                 video: None,
                 required: None,
@@ -734,7 +826,7 @@ async fn resolve(d: &Draft, lookup: &Lookup, state: &AppState) -> Result<Resolve
         status: Some("accepted".into()),
     });
     // Counting: not the healthcare service; a representative and its patient once.
-    let represented = d.related.iter().filter(|r| r.1.is_some()).count();
+    let represented = d.related.iter().filter(|r| r.represented.is_some()).count();
     let counted = participants.len() - 1 - represented;
     if counted < 2 {
         return Err(unprocessable(
@@ -748,7 +840,7 @@ async fn resolve(d: &Draft, lookup: &Lookup, state: &AppState) -> Result<Resolve
             "an appointment can have at most 10 participants (a representative and its patient count as one)",
         ));
     }
-    Ok(Resolved { service, participants })
+    Ok(Resolved { service, participants, new_patients, new_representatives })
 }
 
 fn participant(who: ParticipantWho, role: ParticipantRole, digital: bool) -> Participant {
@@ -797,39 +889,78 @@ pub(super) async fn find_patient(
     }
 }
 
-async fn find_or_create_patient(
+/// A representative named by its first identifier, when the customer already
+/// knows it: then nothing else about it is read (the spec: "we will ignore any
+/// other information apart from which patient it refers to").
+async fn known_representative(
+    state: &AppState,
+    tenant: &Tenant,
+    raw: &Value,
+) -> Result<Option<RelatedPerson>, EmbassyError> {
+    let Some(i) = raw.get("identifier").and_then(Value::as_array).and_then(|ids| ids.first()) else { return Ok(None) };
+    let system = i.get("system").and_then(Value::as_str).unwrap_or("").to_owned();
+    let value = i.get("value").and_then(Value::as_str).unwrap_or("").trim().to_owned();
+    let tid = tenant.id;
+    let found = if system.eq_ignore_ascii_case(RELATED_NATIONAL_ID) {
+        let cc =
+            raw.pointer("/address/0/country").and_then(Value::as_str).unwrap_or(&tenant.country).to_ascii_lowercase();
+        let Some(v) = national_id(&cc, &value) else { return Ok(None) };
+        let key = format!("{}{cc}", systems::NATIONAL_ID_PREFIX);
+        state
+            .store
+            .read(move |c| Box::pin(async move { polyclinic_store::related::find_by(c, tid, &key, &v).await }))
+            .await?
+    } else if system.eq_ignore_ascii_case(RELATED_PHONE) {
+        let Ok(phone) = Phone::parse(&value) else { return Ok(None) };
+        let phone: String = phone.into();
+        state
+            .store
+            .read(move |c| Box::pin(async move { polyclinic_store::related::find_by_phone(c, tid, &phone).await }))
+            .await?
+    } else if system.eq_ignore_ascii_case(RELATED_VISIBA) {
+        let Ok(id) = value.parse::<i64>() else { return Ok(None) };
+        state
+            .store
+            .read(move |c| Box::pin(async move { polyclinic_store::related::get(c, tid, id).await }))
+            .await?
+            .into_iter()
+            .collect()
+    } else {
+        return Ok(None);
+    };
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.into_iter().next()),
+        _ => Err(unprocessable(
+            "ConflictingRepresentativesFound",
+            "the representative's identifier matches more than one person",
+        )),
+    }
+}
+
+/// The existing patient a contained (represented) patient names, if any.
+async fn existing_patient(
     state: &AppState,
     tenant: &Tenant,
     cp: &ContainedPatient,
-) -> Result<PatientId, EmbassyError> {
+) -> Result<Option<PatientId>, EmbassyError> {
     let (tid, ident) = (tenant.id, cp.national_id.clone());
     let existing = state
         .store
         .read(move |c| Box::pin(async move { patients::find_by(c, tid, &ident.system, &ident.value).await }))
         .await?;
-    if let Some(p) = existing.and_then(|p| p.id) {
-        return Ok(p);
-    }
+    Ok(existing.and_then(|p| p.id))
+}
+
+fn new_patient(tenant: &Tenant, cp: &ContainedPatient) -> Patient {
     let name = pick_name(&cp.names).cloned().unwrap_or_default();
-    let patient = Patient {
+    Patient {
         names: vec![HumanName { use_: Some(NameUse::Official), ..name }],
         identifiers: vec![cp.national_id.clone()],
         active: true,
         country: Some(tenant.country.clone()),
         ..Default::default()
-    };
-    let now = state.now();
-    let created = state
-        .store
-        .write(move |c| Box::pin(async move { patients::create(c, tid, patient, now).await }))
-        .await
-        .map_err(|e| match e {
-            StoreError::Core(CoreError::AlreadyExists { .. }) => {
-                unprocessable("ConflictingPatientsFound", "the represented patient conflicts with an existing patient")
-            }
-            other => other.into(),
-        })?;
-    created.id.ok_or_else(|| StoreError::Corrupt("created patient without id".into()).into())
+    }
 }
 
 pub(super) async fn lookup(state: &AppState, caller: &Caller) -> Result<Lookup, EmbassyError> {
@@ -850,6 +981,13 @@ pub(super) async fn lookup(state: &AppState, caller: &Caller) -> Result<Lookup, 
 
 fn availability(e: StoreError) -> EmbassyError {
     match e {
+        StoreError::Core(CoreError::AlreadyExists { entity: "patient", .. }) => {
+            unprocessable("ConflictingPatientsFound", "the represented patient conflicts with an existing patient")
+        }
+        StoreError::Core(CoreError::AlreadyExists { entity: "related_person", .. }) => unprocessable(
+            "ConflictingRepresentativesFound",
+            "the representative's identifier is already used by another person",
+        ),
         StoreError::Core(CoreError::SlotTaken { resource, .. }) => unprocessable(
             "AllPractionersAreNotAvailable",
             format!("at least one {resource} is not available at that time"),
@@ -903,11 +1041,25 @@ async fn create(
         updated_at: now,
     };
     let tenant = caller.tenant.id;
+    let (new_patients, new_representatives) = (resolved.new_patients, resolved.new_representatives);
+    // One transaction: the patients and representatives this booking
+    // introduces exist only if the appointment does.
     let created = state
         .store
         .write(move |c| {
             Box::pin(async move {
                 let mut a = a;
+                for np in new_patients {
+                    let p = patients::create(c, tenant, np.patient, now).await?;
+                    let id = p.id.ok_or_else(|| StoreError::Corrupt("created patient without id".into()))?;
+                    a.participants[np.participant].who = ParticipantWho::Patient(id);
+                    if let ParticipantWho::RelatedPerson(rp) = &mut a.participants[np.representative].who {
+                        rp.patient = Some(id);
+                    }
+                }
+                for rp in &new_representatives {
+                    polyclinic_store::related::create(c, tenant, rp, now).await?;
+                }
                 a.id = appointments::new_id(c).await?;
                 appointments::create(c, tenant, a, now).await
             })

@@ -832,8 +832,10 @@ async fn representatives_guests_and_prices(engine: Engine) {
     bad_rep_nid["contained"][1]["identifier"][0]["value"] = json!("123");
     expect_error(send(app, Method::POST, "/Appointment", &bad_rep_nid).await, 422, "InvalidNationalIdentityNumber")
         .await;
+    // A new representative (unknown identifier) is validated in full.
     let mut one_name = ok.clone();
     one_name["contained"][1]["name"] = json!([{"given": ["Maja"]}]);
+    one_name["contained"][1]["identifier"][0]["value"] = json!("198507075672");
     expect_error(send(app, Method::POST, "/Appointment", &one_name).await, 422, "RelatedPersonInvalidName").await;
     ctx.app.stop().await;
 }
@@ -987,7 +989,169 @@ async fn cutoffs_and_notice_of_the_strict_tenant(engine: Engine) {
     ctx.app.stop().await;
 }
 
+fn with_representative(ctx: &Ctx, start: &str, end: &str, rep: Value) -> Value {
+    json!({
+        "resourceType": "Appointment", "status": "booked", "start": start, "end": end,
+        "contained": [
+            {"resourceType": "Patient", "id": "child", "name": [{"given": ["Kid"], "family": "Holm"}],
+             "identifier": [{"system": NID_SE, "value": "201003033451"}]},
+            rep
+        ],
+        "participant": [
+            {"type": [{"coding": [{"code": "PPRF"}]}], "actor": {"type": "Practitioner", "identifier": {"system": PRACT_HSA, "value": "SE2321000016-0001"}}},
+            {"actor": {"reference": "#child", "type": "Patient"}},
+            {"actor": {"reference": "#mum", "type": "RelatedPerson"}},
+            {"actor": {"type": "HealthcareService", "identifier": {"system": SERVICE, "value": ctx.gp}}}
+        ]
+    })
+}
+
+fn mum(extra: Value) -> Value {
+    let mut m = json!({"resourceType": "RelatedPerson", "id": "mum", "patient": {"reference": "#child", "type": "Patient"},
+        "relationship": [{"coding": [{"system": "http://schema.visibacare.com/codesystem/relatedperson/relationship", "code": "Representative"}]}],
+        "identifier": [{"system": "http://schema.visibacare.com/identifier/relatedperson/nationalidentificationnumber", "value": "197505054564"}],
+        "name": [{"given": ["Maja"], "family": "Holm"}], "telecom": [{"system": "phone", "value": "0703333333"}]});
+    for (k, v) in extra.as_object().unwrap() {
+        m[k] = v.clone();
+    }
+    m
+}
+
+async fn representatives_are_kept_and_refused_bookings_write_nothing(engine: Engine) {
+    let ctx = setup(engine).await;
+    let app = &ctx.app;
+    create_patient(app, &patient_body("Eva", "Holm", Some("198001011231"), None, Some("eva@holm.test"))).await;
+    // Ann is busy at 09:00.
+    assert_eq!(
+        send(
+            app,
+            Method::POST,
+            "/Appointment",
+            &appointment(&ctx, "2030-03-05T09:00:00Z", "2030-03-05T09:30:00Z", "198001011231")
+        )
+        .await
+        .status(),
+        201
+    );
+    let refused = send(
+        app,
+        Method::POST,
+        "/Appointment",
+        &with_representative(&ctx, "2030-03-05T09:15:00Z", "2030-03-05T09:45:00Z", mum(json!({}))),
+    )
+    .await;
+    expect_error(refused, 422, "AllPractionersAreNotAvailable").await;
+    assert_eq!(
+        get(app, &format!("/Patient?identifier={NID_SE}%7C201003033451")).await["total"],
+        0,
+        "the refused booking created no patient"
+    );
+    // Booked at a free time: the child and the representative now exist.
+    let first = send(
+        app,
+        Method::POST,
+        "/Appointment",
+        &with_representative(&ctx, "2030-03-05T10:00:00Z", "2030-03-05T10:30:00Z", mum(json!({}))),
+    )
+    .await;
+    assert_eq!(first.status(), 201);
+    assert_eq!(get(app, &format!("/Patient?identifier={NID_SE}%7C201003033451")).await["total"], 1);
+    // The known representative is named by identifier alone; nothing else is read.
+    let bare = json!({"resourceType": "RelatedPerson", "id": "mum", "patient": {"reference": "#child", "type": "Patient"},
+        "relationship": [{"coding": [{"code": "Representative"}]}],
+        "identifier": [{"system": "http://schema.visibacare.com/identifier/relatedperson/nationalidentificationnumber", "value": "197505054564"}]});
+    let second = send(
+        app,
+        Method::POST,
+        "/Appointment",
+        &with_representative(&ctx, "2030-03-06T10:00:00Z", "2030-03-06T10:30:00Z", bare),
+    )
+    .await;
+    assert_eq!(second.status(), 201);
+    let a: Value = second.json().await.unwrap();
+    let rep = a["contained"].as_array().unwrap().iter().find(|c| c["resourceType"] == "RelatedPerson").unwrap();
+    assert_eq!(rep["name"][0]["given"][0], "Maja", "the stored representative: {rep}");
+    // Two representatives sharing a phone: naming one by that phone is ambiguous.
+    let other = mum(
+        json!({"identifier": [{"system": "http://schema.visibacare.com/identifier/relatedperson/nationalidentificationnumber", "value": "198507075672"}],
+        "name": [{"given": ["Olle"], "family": "Holm"}]}),
+    );
+    assert_eq!(
+        send(
+            app,
+            Method::POST,
+            "/Appointment",
+            &with_representative(&ctx, "2030-03-07T10:00:00Z", "2030-03-07T10:30:00Z", other)
+        )
+        .await
+        .status(),
+        201
+    );
+    let by_phone = mum(
+        json!({"identifier": [{"system": "http://schema.visibacare.com/identifier/relatedperson/phonenumber", "value": "0703333333"}]}),
+    );
+    expect_error(
+        send(
+            app,
+            Method::POST,
+            "/Appointment",
+            &with_representative(&ctx, "2030-03-08T10:00:00Z", "2030-03-08T10:30:00Z", by_phone),
+        )
+        .await,
+        422,
+        "ConflictingRepresentativesFound",
+    )
+    .await;
+    ctx.app.stop().await;
+}
+
+async fn guests_need_what_their_countrys_sign_in_needs(engine: Engine) {
+    let ctx = setup(engine).await;
+    let app = &ctx.app;
+    let mut doc = acme_seed("acme");
+    doc["tenants"][0]["settings"] =
+        json!({"countries": ["SE", "NO", "DK"], "guest_authentication": {"SE": "email", "NO": "sms"}});
+    app.seed(&doc).await;
+    create_patient(app, &patient_body("Eva", "Holm", Some("198001011231"), None, Some("eva@holm.test"))).await;
+    let with_guest = |country: &str, telecom: Value| {
+        let mut a = appointment(&ctx, "2030-03-05T09:00:00Z", "2030-03-05T09:15:00Z", "198001011231");
+        a["contained"] = json!([{"resourceType": "RelatedPerson", "id": "g", "name": [{"given": ["Gus"]}], "telecom": telecom, "address": [{"country": country}]}]);
+        a["participant"].as_array_mut().unwrap().push(json!({"actor": {"reference": "#g", "type": "RelatedPerson"}}));
+        a
+    };
+    let phone = json!([{"system": "phone", "value": "0705555555"}]);
+    let email = json!([{"system": "email", "value": "gus@guest.test"}]);
+    expect_error(
+        send(app, Method::POST, "/Appointment", &with_guest("SE", phone.clone())).await,
+        422,
+        "EmailRequiredForRelatedPersonGivenDefaultAuthentication",
+    )
+    .await;
+    expect_error(
+        send(app, Method::POST, "/Appointment", &with_guest("NO", email.clone())).await,
+        422,
+        "PhoneNumberRequiredForRelatedPersonGivenDefaultAuthentication",
+    )
+    .await;
+    expect_error(
+        send(app, Method::POST, "/Appointment", &with_guest("DK", email.clone())).await,
+        422,
+        "NoDefaultAuthenticationForCountryOfRelatedPerson",
+    )
+    .await;
+    expect_error(
+        send(app, Method::POST, "/Appointment", &with_guest("FI", email.clone())).await,
+        422,
+        "RelatedPersonInvalidCountry",
+    )
+    .await;
+    assert_eq!(send(app, Method::POST, "/Appointment", &with_guest("NO", phone)).await.status(), 201);
+    ctx.app.stop().await;
+}
+
 on_both_engines!(
+    representatives_are_kept_and_refused_bookings_write_nothing,
+    guests_need_what_their_countrys_sign_in_needs,
     catalog_reads_and_searches,
     patients_create_read_patch_search,
     appointments_book_read_search_and_notify,

@@ -1,0 +1,9 @@
+-- Representatives (and other related persons) known to a tenant, so that a
+-- later appointment can name one by identifier alone.
+CREATE TABLE related_persons (
+    tenant_id BIGINT NOT NULL,
+    id BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
