@@ -68,7 +68,7 @@ fn serve_demo_prints_curl_lines_and_stops_gracefully_on_sigterm() {
     let url = admin_line.rsplit('\'').nth(1).unwrap();
     let tenants: serde_json::Value =
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-            reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+            crate::helpers::http_client().get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()
         });
     assert_eq!(tenants.as_array().map(Vec::len), Some(2), "two demo tenants: {tenants}");
     // The embedded SQLite default was created in the working directory.

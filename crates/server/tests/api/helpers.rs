@@ -96,6 +96,13 @@ fn key_file_stem(database: &str) -> String {
     std::env::temp_dir().join("polyclinic-tests").join(name).display().to_string()
 }
 
+/// An HTTP client for the tests. Installs the TLS provider first: reqwest
+/// is built without a default one (the server installs ring at start).
+pub fn http_client() -> reqwest::Client {
+    polyclinic_delivery::install_tls_provider();
+    reqwest::Client::new()
+}
+
 /// A running server.
 pub struct TestApp {
     pub base: String,
@@ -143,7 +150,7 @@ pub async fn spawn_app_with(engine: Engine, opts: Spawn) -> TestApp {
     }));
     TestApp {
         base,
-        client: reqwest::Client::new(),
+        client: http_client(),
         admin_token: "test-admin-token".into(),
         store,
         shutdown: Some(tx),

@@ -70,7 +70,7 @@ impl Node {
 }
 
 async fn seed_and_subscribe(node: &Node, receiver: &Receiver) -> Value {
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let ids: Value = client
         .post(format!("{}/admin/seed", node.base))
         .bearer_auth(ADMIN)
@@ -196,7 +196,7 @@ async fn two_nodes_on_postgres_deliver_each_event_once_and_survive_one_dying() {
     let numbers = event_numbers(&got);
     assert_eq!(numbers.len(), 30, "no duplicates between the two nodes");
     assert_eq!(numbers.iter().copied().collect::<BTreeSet<i64>>(), (1..=30).collect::<BTreeSet<i64>>());
-    let deliveries: Vec<Value> = reqwest::Client::new()
+    let deliveries: Vec<Value> = crate::helpers::http_client()
         .get(format!("{}/admin/deliveries?tenant=acme", b.base))
         .bearer_auth(ADMIN)
         .send()
