@@ -67,6 +67,46 @@ pub struct Appointment {
 }
 
 impl Appointment {
+    /// A new booked appointment with nothing but its time, participants and
+    /// who booked it through which dialect; every other detail is empty. The
+    /// id is assigned by the store.
+    pub fn booked(interval: Interval, participants: Vec<Participant>, by: Actor, now: Timestamp) -> Self {
+        Appointment {
+            id: AppointmentId(0),
+            status: AppointmentStatus::Booked,
+            interval,
+            participants,
+            healthcare_service_id: None,
+            address_id: None,
+            address_service_id: None,
+            digital: true,
+            reasons: vec![],
+            reason_code: None,
+            description: None,
+            comment: None,
+            external_id: None,
+            account_number: None,
+            episode_id: None,
+            origin: by.dialect.unwrap_or(Dialect::Fhir),
+            booked_by: by,
+            booked_at: now,
+            canceled_by: None,
+            canceled_at: None,
+            cancel_reason: None,
+            insurance: None,
+            label: None,
+            is_returning: None,
+            is_recurring: false,
+            confirmed: false,
+            presence: None,
+            moved_from: None,
+            moved_to: None,
+            video_call_status: None,
+            version: 0,
+            updated_at: now,
+        }
+    }
+
     /// The primary performer (Embassy PPRF), if any.
     pub fn primary_performer(&self) -> Option<PractitionerId> {
         self.participants.iter().find_map(|p| match &p.who {
@@ -357,40 +397,15 @@ mod tests {
     }
 
     fn appointment(participants: Vec<Participant>) -> Appointment {
-        Appointment {
-            id: AppointmentId(1),
-            status: AppointmentStatus::Booked,
-            interval: Interval { start: ts("2030-01-01T10:00:00Z"), end: ts("2030-01-01T10:15:00Z") },
+        let mut a = Appointment::booked(
+            Interval { start: ts("2030-01-01T10:00:00Z"), end: ts("2030-01-01T10:15:00Z") },
             participants,
-            healthcare_service_id: None,
-            address_id: None,
-            address_service_id: None,
-            digital: true,
-            reasons: vec![],
-            reason_code: None,
-            description: None,
-            comment: None,
-            external_id: None,
-            account_number: None,
-            episode_id: None,
-            booked_by: Actor { kind: ActorKind::Integration, dialect: Some(Dialect::Embassy) },
-            booked_at: ts("2029-12-01T10:00:00Z"),
-            canceled_by: None,
-            canceled_at: None,
-            cancel_reason: None,
-            origin: Dialect::Embassy,
-            insurance: None,
-            label: None,
-            is_returning: None,
-            is_recurring: false,
-            confirmed: false,
-            presence: None,
-            moved_from: None,
-            moved_to: None,
-            video_call_status: None,
-            version: 1,
-            updated_at: ts("2029-12-01T10:00:00Z"),
-        }
+            Actor { kind: ActorKind::Integration, dialect: Some(Dialect::Embassy) },
+            ts("2029-12-01T10:00:00Z"),
+        );
+        a.id = AppointmentId(1);
+        a.version = 1;
+        a
     }
 
     fn part(who: ParticipantWho, role: ParticipantRole) -> Participant {

@@ -143,18 +143,7 @@ pub async fn undispatched(conn: &mut Conn, tenant: TenantId, limit: i64) -> Stor
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StoredEvent {
-                seq: r.try_get("seq")?,
-                kind: r.try_get("kind")?,
-                aggregate: r.try_get("aggregate")?,
-                aggregate_id: r.try_get("aggregate_id")?,
-                data: serde_json::from_str(&r.try_get::<String, _>("data")?)?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(StoredEvent::from_row).collect()
 }
 
 /// Whether the tenant has events not yet fanned out (a cheap read before the

@@ -78,7 +78,6 @@ pub struct StoredEvent {
 
 /// The tenant's events after `after_seq`, oldest first.
 pub async fn list(conn: &mut Conn, tenant: TenantId, after_seq: i64, limit: i64) -> StoreResult<Vec<StoredEvent>> {
-    use sqlx::Row;
     let rows = sqlx::query(
         "SELECT seq, kind, aggregate, aggregate_id, data, created_at FROM outbox WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
     )
@@ -87,16 +86,20 @@ pub async fn list(conn: &mut Conn, tenant: TenantId, after_seq: i64, limit: i64)
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StoredEvent {
-                seq: r.try_get("seq")?,
-                kind: r.try_get("kind")?,
-                aggregate: r.try_get("aggregate")?,
-                aggregate_id: r.try_get("aggregate_id")?,
-                data: serde_json::from_str(&r.try_get::<String, _>("data")?)?,
-                created_at: r.try_get("created_at")?,
-            })
+    rows.iter().map(StoredEvent::from_row).collect()
+}
+
+impl StoredEvent {
+    /// Reads a row of `seq, kind, aggregate, aggregate_id, data, created_at`.
+    pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> StoreResult<StoredEvent> {
+        use sqlx::Row;
+        Ok(StoredEvent {
+            seq: r.try_get("seq")?,
+            kind: r.try_get("kind")?,
+            aggregate: r.try_get("aggregate")?,
+            aggregate_id: r.try_get("aggregate_id")?,
+            data: serde_json::from_str(&r.try_get::<String, _>("data")?)?,
+            created_at: r.try_get("created_at")?,
         })
-        .collect()
+    }
 }

@@ -1006,40 +1006,15 @@ async fn create(
     let draft = parse_draft(&body, &caller.tenant, now)?;
     let lookup = lookup(&state, &caller).await?;
     let resolved = resolve(&draft, &lookup, &state).await?;
-    let a = Appointment {
-        id: AppointmentId(0),
-        status: AppointmentStatus::Booked,
-        interval: draft.interval,
-        participants: resolved.participants,
-        healthcare_service_id: Some(resolved.service.id),
-        address_id: None,
-        address_service_id: None,
-        digital: resolved.service.digital,
-        reasons: vec![],
-        reason_code: None,
-        description: draft.description,
-        comment: None,
-        external_id: None,
-        account_number: None,
-        episode_id: None,
-        booked_by: Actor { kind: ActorKind::Integration, dialect: Some(Dialect::Embassy) },
-        booked_at: now,
-        canceled_by: None,
-        canceled_at: None,
-        cancel_reason: None,
-        origin: Dialect::Embassy,
-        insurance: None,
-        label: None,
-        is_returning: None,
-        is_recurring: false,
-        confirmed: false,
-        presence: None,
-        moved_from: None,
-        moved_to: None,
-        video_call_status: None,
-        version: 0,
-        updated_at: now,
-    };
+    let mut a = Appointment::booked(
+        draft.interval,
+        resolved.participants,
+        Actor { kind: ActorKind::Integration, dialect: Some(Dialect::Embassy) },
+        now,
+    );
+    a.healthcare_service_id = Some(resolved.service.id);
+    a.digital = resolved.service.digital;
+    a.description = draft.description;
     let tenant = caller.tenant.id;
     let (new_patients, new_representatives) = (resolved.new_patients, resolved.new_representatives);
     // One transaction: the patients and representatives this booking

@@ -9,7 +9,7 @@ use polyclinic_core::appointment::{Actor, ActorKind, Appointment, Participant, P
 use polyclinic_core::schedule::Interval;
 use polyclinic_core::status::AppointmentStatus;
 use polyclinic_core::tenant::Dialect;
-use polyclinic_core::{AddressId, AppointmentId, CoreError, HealthcareServiceId, PractitionerId, TenantId};
+use polyclinic_core::{AddressId, CoreError, HealthcareServiceId, PractitionerId, TenantId};
 use polyclinic_store::{StoreError, appointments, outbox, tenants};
 use serde_json::Value;
 
@@ -43,47 +43,19 @@ pub(crate) fn draft(
     start: &str,
     end: &str,
 ) -> Appointment {
-    let now = ts("2030-01-01T00:00:00Z");
-    Appointment {
-        id: AppointmentId(0),
-        status: AppointmentStatus::Booked,
-        interval: Interval { start: ts(start), end: ts(end) },
-        participants: vec![Participant {
-            who: ParticipantWho::Practitioner(practitioner),
-            roles: vec![ParticipantRole::PrimaryPerformer],
-            video: None,
-            required: None,
-            status: None,
-        }],
-        healthcare_service_id: Some(s.gp),
-        address_id: address,
-        address_service_id: None,
-        digital: true,
-        reasons: vec![],
-        reason_code: None,
-        description: None,
-        comment: None,
-        external_id: None,
-        account_number: None,
-        episode_id: None,
-        booked_by: Actor { kind: ActorKind::Integration, dialect: Some(Dialect::Embassy) },
-        booked_at: now,
-        canceled_by: None,
-        canceled_at: None,
-        cancel_reason: None,
-        origin: Dialect::Embassy,
-        insurance: None,
-        label: None,
-        is_returning: None,
-        is_recurring: false,
-        confirmed: false,
-        presence: None,
-        moved_from: None,
-        moved_to: None,
-        video_call_status: None,
-        version: 0,
-        updated_at: now,
-    }
+    let participants = vec![Participant {
+        who: ParticipantWho::Practitioner(practitioner),
+        roles: vec![ParticipantRole::PrimaryPerformer],
+        video: None,
+        required: None,
+        status: None,
+    }];
+    let by = Actor { kind: ActorKind::Integration, dialect: Some(Dialect::Embassy) };
+    let mut a =
+        Appointment::booked(Interval { start: ts(start), end: ts(end) }, participants, by, ts("2030-01-01T00:00:00Z"));
+    a.healthcare_service_id = Some(s.gp);
+    a.address_id = address;
+    a
 }
 
 pub(crate) async fn book(app: &TestApp, tenant: TenantId, a: Appointment) -> Result<Appointment, StoreError> {
