@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use polyclinic_store::Synchronous;
+pub use polyclinic_store::Synchronous;
 use serde::Deserialize;
 use std::path::PathBuf;
 

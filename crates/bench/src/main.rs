@@ -1,0 +1,183 @@
+//! `polyclinic-bench`: measures the real server over HTTP.
+//!
+//! It starts Polyclinic in-process on 127.0.0.1:0 against a fresh SQLite file
+//! or a fresh PostgreSQL database (`--postgres URL`), seeds one tenant with a
+//! practitioner per worker, and then, with `--concurrency` workers:
+//!
+//! - **book**: each worker books `--bookings` Embassy appointments (POST
+//!   `/embassy/Appointment`, 15-minute slots on distinct times) — every booking
+//!   is a durable commit through the double-booking guard and the outbox;
+//! - **read**: each worker reads appointments back by id (GET).
+//!
+//! It prints throughput and latency percentiles per phase. Nothing here is an
+//! assertion: the numbers go to `docs/benchmarks.md` with the machine and date.
+
+use anyhow::Context;
+use clap::Parser;
+use polyclinic::{Application, Config};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(name = "polyclinic-bench", about = "Booking and read throughput of Polyclinic over HTTP")]
+struct Args {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Bookings per client.
+    #[arg(long, default_value_t = 200)]
+    bookings: usize,
+    /// Run against PostgreSQL at this server URL (a fresh database is created).
+    #[arg(long)]
+    postgres: Option<String>,
+    /// SQLite `synchronous`: full or normal.
+    #[arg(long, default_value = "full")]
+    synchronous: String,
+}
+
+const KEY: &str = "bench-embassy-key";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let database = match &args.postgres {
+        Some(server) => {
+            let name = format!("polyclinic_bench_{}", uuid::Uuid::new_v4().simple());
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(server).await.context("connecting to PostgreSQL")?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+            format!("{}/{name}", server.rsplit_once('/').map(|(b, _)| b).unwrap_or(server))
+        }
+        None => format!("sqlite://{}", std::env::temp_dir().join(format!("polyclinic-bench-{}.db", uuid::Uuid::new_v4().simple())).display()),
+    };
+    let mut config = Config::for_database(&database);
+    config.admin_token = Some("bench-admin".into());
+    config.test_clock = true;
+    config.secret_key_file = Some(std::env::temp_dir().join(format!("polyclinic-bench-{}.key", uuid::Uuid::new_v4().simple())));
+    if args.synchronous == "normal" {
+        config.sqlite_synchronous = polyclinic::config::Synchronous::Normal;
+    }
+    let app = Application::build(&config).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until(std::future::pending()));
+    polyclinic_delivery::install_tls_provider();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+
+    // One practitioner per worker, so bookings do not collide.
+    let practitioners: Vec<Value> = (0..args.concurrency)
+        .map(|i| json!({"key": format!("p{i}"), "given": "Doc", "family": format!("Bench{i}"), "email": format!("p{i}@bench.test")}))
+        .collect();
+    let keys: Vec<String> = (0..args.concurrency).map(|i| format!("p{i}")).collect();
+    let seed = json!({"tenants": [{
+        "key": "bench", "name": "Bench", "country": "SE", "language": "sv", "timezone": "Europe/Stockholm",
+        "credentials": [{"dialect": "embassy", "api_key": KEY}],
+        "practitioners": practitioners,
+        "healthcare_services": [{"key": "gp", "name": "GP", "practitioners": keys}]
+    }]});
+    let ids: Value = client.post(format!("{base}/admin/seed")).bearer_auth("bench-admin").json(&seed).send().await?.json().await?;
+    let gp = ids["tenants"]["bench"]["healthcare_services"]["gp"].as_str().context("seed ids")?.to_owned();
+    client
+        .post(format!("{base}/admin/clock"))
+        .bearer_auth("bench-admin")
+        .json(&json!({"now": "2030-01-01T00:00:00Z"}))
+        .send()
+        .await?;
+    let patient = client
+        .post(format!("{base}/embassy/Patient"))
+        .header("X-Visiba-Care-API-Key", KEY)
+        .header("content-type", "application/fhir+json")
+        .json(&json!({"resourceType": "Patient", "name": [{"given": ["Bench"], "family": "Patient"}],
+                      "identifier": [{"system": "http://schema.visibacare.com/identifier/patient/nationalidentificationnumber", "value": "198001011231"}]}))
+        .send()
+        .await?;
+    anyhow::ensure!(patient.status().is_success(), "creating the patient failed: {}", patient.text().await?);
+
+    println!("polyclinic-bench: {} clients x {} bookings, {}", args.concurrency, args.bookings, engine_name(&database, &args.synchronous));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..args.concurrency {
+        let (client, base, gp) = (client.clone(), base.clone(), gp.clone());
+        let n = args.bookings;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n);
+            let mut ids = Vec::with_capacity(n);
+            for i in 0..n {
+                let start = jiff::Timestamp::from_second(1_899_999_960 + (i as i64) * 900).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+                let body = json!({
+                    "resourceType": "Appointment", "status": "booked",
+                    "start": start.to_string(), "end": (start + jiff::SignedDuration::from_mins(15)).to_string(),
+                    "participant": [
+                        {"type": [{"coding": [{"code": "PPRF"}]}], "actor": {"type": "Practitioner", "identifier": {"system": "http://schema.visibacare.com/identifier/practitioner/email", "value": format!("p{w}@bench.test")}}},
+                        {"actor": {"type": "Patient", "identifier": {"system": "http://schema.visibacare.com/identifier/patient/nationalidentificationnumber", "value": "198001011231"}}},
+                        {"actor": {"type": "HealthcareService", "identifier": {"system": "http://schema.visibacare.com/identifier/healthcaresservice/visibaid", "value": gp}}}
+                    ]
+                });
+                let t = Instant::now();
+                let r = client
+                    .post(format!("{base}/embassy/Appointment"))
+                    .header("X-Visiba-Care-API-Key", KEY)
+                    .header("content-type", "application/fhir+json")
+                    .header("prefer", "return=minimal")
+                    .json(&body)
+                    .send()
+                    .await?;
+                lat.push(t.elapsed());
+                if r.status().as_u16() != 201 {
+                    anyhow::bail!("booking answered {}: {}", r.status(), r.text().await.unwrap_or_default());
+                }
+                let loc = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                ids.push(loc.rsplit('/').next().unwrap_or_default().to_owned());
+            }
+            Ok::<_, anyhow::Error>((lat, ids))
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut all_ids = Vec::new();
+    for t in tasks {
+        let (l, ids) = t.await??;
+        latencies.extend(l);
+        all_ids.push(ids);
+    }
+    report("book (POST /embassy/Appointment)", started.elapsed(), &mut latencies);
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for ids in all_ids {
+        let (client, base) = (client.clone(), base.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(ids.len());
+            for id in ids {
+                let t = Instant::now();
+                let r = client.get(format!("{base}/embassy/Appointment/{id}")).header("X-Visiba-Care-API-Key", KEY).send().await?;
+                anyhow::ensure!(r.status().is_success(), "read answered {}", r.status());
+                let _ = r.bytes().await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    report("read (GET /embassy/Appointment/{id})", started.elapsed(), &mut latencies);
+    Ok(())
+}
+
+fn engine_name(database: &str, sync: &str) -> String {
+    if database.starts_with("postgres") { "PostgreSQL".into() } else { format!("SQLite (synchronous={sync})") }
+}
+
+fn report(phase: &str, total: Duration, latencies: &mut [Duration]) {
+    latencies.sort();
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default();
+    println!(
+        "{phase}: {} requests in {:.2} s = {:.0}/s; latency p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+        latencies.len(),
+        total.as_secs_f64(),
+        latencies.len() as f64 / total.as_secs_f64(),
+        pct(0.50).as_secs_f64() * 1000.0,
+        pct(0.95).as_secs_f64() * 1000.0,
+        pct(0.99).as_secs_f64() * 1000.0,
+    );
+}
