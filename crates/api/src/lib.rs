@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod clock;
+pub mod docplanner;
 pub mod embassy;
 pub mod error;
 pub mod health;
@@ -80,6 +81,8 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/", axum::routing::get(admin::ui))
         .nest("/admin", admin::router(state.clone()).layer(DefaultBodyLimit::max(MAX_SEED_BYTES)))
         .nest("/embassy", embassy::router(state.clone()))
+        .route("/oauth/v2/token", axum::routing::post(docplanner::oauth::token))
+        .nest("/api/v3/integration", docplanner::router(state.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)

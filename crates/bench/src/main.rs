@@ -44,16 +44,21 @@ async fn main() -> anyhow::Result<()> {
         Some(server) => {
             let name = format!("polyclinic_bench_{}", uuid::Uuid::new_v4().simple());
             sqlx::any::install_default_drivers();
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(server).await.context("connecting to PostgreSQL")?;
+            let mut conn =
+                <sqlx::AnyConnection as sqlx::Connection>::connect(server).await.context("connecting to PostgreSQL")?;
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
             format!("{}/{name}", server.rsplit_once('/').map(|(b, _)| b).unwrap_or(server))
         }
-        None => format!("sqlite://{}", std::env::temp_dir().join(format!("polyclinic-bench-{}.db", uuid::Uuid::new_v4().simple())).display()),
+        None => format!(
+            "sqlite://{}",
+            std::env::temp_dir().join(format!("polyclinic-bench-{}.db", uuid::Uuid::new_v4().simple())).display()
+        ),
     };
     let mut config = Config::for_database(&database);
     config.admin_token = Some("bench-admin".into());
     config.test_clock = true;
-    config.secret_key_file = Some(std::env::temp_dir().join(format!("polyclinic-bench-{}.key", uuid::Uuid::new_v4().simple())));
+    config.secret_key_file =
+        Some(std::env::temp_dir().join(format!("polyclinic-bench-{}.key", uuid::Uuid::new_v4().simple())));
     if args.synchronous == "normal" {
         config.sqlite_synchronous = polyclinic::config::Synchronous::Normal;
     }
@@ -74,7 +79,8 @@ async fn main() -> anyhow::Result<()> {
         "practitioners": practitioners,
         "healthcare_services": [{"key": "gp", "name": "GP", "practitioners": keys}]
     }]});
-    let ids: Value = client.post(format!("{base}/admin/seed")).bearer_auth("bench-admin").json(&seed).send().await?.json().await?;
+    let ids: Value =
+        client.post(format!("{base}/admin/seed")).bearer_auth("bench-admin").json(&seed).send().await?.json().await?;
     let gp = ids["tenants"]["bench"]["healthcare_services"]["gp"].as_str().context("seed ids")?.to_owned();
     client
         .post(format!("{base}/admin/clock"))
@@ -92,7 +98,12 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     anyhow::ensure!(patient.status().is_success(), "creating the patient failed: {}", patient.text().await?);
 
-    println!("polyclinic-bench: {} clients x {} bookings, {}", args.concurrency, args.bookings, engine_name(&database, &args.synchronous));
+    println!(
+        "polyclinic-bench: {} clients x {} bookings, {}",
+        args.concurrency,
+        args.bookings,
+        engine_name(&database, &args.synchronous)
+    );
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..args.concurrency {
@@ -148,7 +159,11 @@ async fn main() -> anyhow::Result<()> {
             let mut lat = Vec::with_capacity(ids.len());
             for id in ids {
                 let t = Instant::now();
-                let r = client.get(format!("{base}/embassy/Appointment/{id}")).header("X-Visiba-Care-API-Key", KEY).send().await?;
+                let r = client
+                    .get(format!("{base}/embassy/Appointment/{id}"))
+                    .header("X-Visiba-Care-API-Key", KEY)
+                    .send()
+                    .await?;
                 anyhow::ensure!(r.status().is_success(), "read answered {}", r.status());
                 let _ = r.bytes().await?;
                 lat.push(t.elapsed());
@@ -170,7 +185,8 @@ fn engine_name(database: &str, sync: &str) -> String {
 
 fn report(phase: &str, total: Duration, latencies: &mut [Duration]) {
     latencies.sort();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default();
+    let pct =
+        |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default();
     println!(
         "{phase}: {} requests in {:.2} s = {:.0}/s; latency p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
         latencies.len(),

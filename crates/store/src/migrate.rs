@@ -24,6 +24,7 @@ pub const SQLITE: &[Migration] = &[
         name: "related_persons",
         sql: include_str!("../migrations/sqlite/0003_related_persons.sql"),
     },
+    Migration { version: 4, name: "oauth_tokens", sql: include_str!("../migrations/sqlite/0004_oauth_tokens.sql") },
 ];
 
 /// PostgreSQL migrations.
@@ -35,6 +36,7 @@ pub const POSTGRES: &[Migration] = &[
         name: "related_persons",
         sql: include_str!("../migrations/postgres/0003_related_persons.sql"),
     },
+    Migration { version: 4, name: "oauth_tokens", sql: include_str!("../migrations/postgres/0004_oauth_tokens.sql") },
 ];
 
 /// Applies every migration not yet applied; answers the versions it applied.

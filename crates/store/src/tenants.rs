@@ -220,6 +220,67 @@ pub async fn authenticate(conn: &mut Conn, dialect: Dialect, secret: &str) -> St
     }
 }
 
+/// Stores an access token (by hash) for a credential until `expires_at`, and
+/// drops the credential's expired tokens.
+pub async fn issue_token(
+    conn: &mut Conn,
+    credential: &Credential,
+    token: &str,
+    now: Timestamp,
+    expires_at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM oauth_tokens WHERE tenant_id = $1 AND credential_id = $2 AND expires_at <= $3")
+        .bind(credential.tenant_id.get())
+        .bind(credential.id.get())
+        .bind(secs(now))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO oauth_tokens (tenant_id, token_hash, credential_id, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(credential.tenant_id.get())
+        .bind(hash_secret(token))
+        .bind(credential.id.get())
+        .bind(secs(expires_at))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Why a presented access token is not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenProblem {
+    Unknown,
+    Expired,
+}
+
+/// The credential an access token belongs to, if the token is known and not
+/// expired at `now`.
+pub async fn token_credential(
+    conn: &mut Conn,
+    token: &str,
+    now: Timestamp,
+) -> StoreResult<Result<Credential, TokenProblem>> {
+    let row = sqlx::query("SELECT tenant_id, credential_id, expires_at FROM oauth_tokens WHERE token_hash = $1")
+        .bind(hash_secret(token))
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(Err(TokenProblem::Unknown)) };
+    let (tenant, id, expires): (i64, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    if expires <= secs(now) {
+        return Ok(Err(TokenProblem::Expired));
+    }
+    let cred = sqlx::query(
+        "SELECT tenant_id, id, dialect, client_id, secret_hash, doc FROM credentials WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match cred {
+        Some(r) => Ok(Ok(credential_from_row(&r)?)),
+        None => Ok(Err(TokenProblem::Unknown)),
+    }
+}
+
 /// Finds an OAuth client (Docplanner) by client id and secret, in constant time.
 pub async fn authenticate_client(
     conn: &mut Conn,

@@ -8,6 +8,7 @@ mod receiver;
 mod admin;
 mod booking;
 mod cli;
+mod docplanner;
 mod embassy_communication;
 mod embassy_resources;
 mod embassy_scenario;

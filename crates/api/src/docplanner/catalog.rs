@@ -1,0 +1,242 @@
+//! Facilities, doctors, addresses and the service dictionary (read).
+
+use super::{Client, DocplannerError, ok, scopes};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router};
+use polyclinic_core::facility::{Address, Facility, InsuranceSupport};
+use polyclinic_core::practitioner::Practitioner;
+use polyclinic_store::catalog::{self, Table};
+use serde_json::{Value, json};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/facilities", get(facilities))
+        .route("/facilities/{facility_id}", get(facility))
+        .route("/facilities/{facility_id}/doctors", get(doctors))
+        .route("/facilities/{facility_id}/doctors/{doctor_id}", get(doctor))
+        .route("/facilities/{facility_id}/doctors/{doctor_id}/addresses", get(addresses))
+        .route("/facilities/{facility_id}/doctors/{doctor_id}/addresses/{address_id}", get(address))
+        .route("/services", get(services))
+}
+
+fn facility_json(f: &Facility) -> Value {
+    json!({"id": f.id.to_string(), "name": f.name})
+}
+
+/// A doctor, with the scopes asked for.
+fn doctor_json(d: &Practitioner, scopes: &[String], addresses: &[Address], state: &AppState) -> Value {
+    let mut v = json!({"id": d.id.to_string(), "name": d.given, "surname": d.family});
+    if scopes.iter().any(|s| s == "doctor.profile_url") {
+        v["profile_url"] = json!(format!("{}/doctors/{}", state.public_url, d.id));
+    }
+    if scopes.iter().any(|s| s == "doctor.specializations") {
+        v["specializations"] = json!({"_items": d.specializations.iter().map(|s| json!({"id": s.id, "name": s.name})).collect::<Vec<_>>()});
+    }
+    if scopes.iter().any(|s| s == "doctor.license_numbers") {
+        v["license_numbers"] = json!({"_items": d.license_numbers.iter().enumerate()
+            .map(|(i, n)| json!({"id": (i + 1).to_string(), "license_number": n})).collect::<Vec<_>>()});
+    }
+    if scopes.iter().any(|s| s == "doctor.addresses") {
+        v["addresses"] = json!({"_items": addresses.iter().map(|a| address_json(a, scopes)).collect::<Vec<_>>()});
+    }
+    v
+}
+
+/// An address, with the scopes asked for.
+fn address_json(a: &Address, scopes: &[String]) -> Value {
+    let has = |s: &str| scopes.iter().any(|x| x == s);
+    let mut v = json!({
+        "id": a.id.to_string(),
+        "name": a.name,
+        "city_name": a.city,
+        "post_code": a.post_code,
+        "street": a.street,
+    });
+    if has("address.online_only") || a.is_online_only {
+        v["is_online_only"] = json!(a.is_online_only);
+    }
+    if has("address.visit_payment") {
+        v["visit_payment"] = json!(false);
+    }
+    v["booking_extra_fields"] = json!({"birth_date": false, "gender": false, "nin": false});
+    if has("address.commercial_type") {
+        v["commercial_type"] = json!(a.commercial_type);
+    }
+    if has("address.insurance_support") {
+        v["insurance_support"] = json!(match a.insurance_support {
+            InsuranceSupport::Private => "private",
+            InsuranceSupport::Insurance => "insurance",
+            InsuranceSupport::PrivateAndInsurance => "private_and_insurance",
+        });
+    }
+    v
+}
+
+/// The facility, if this client may see it: 403 otherwise (assigned or not,
+/// existing or not: an unassigned facility is not this client's business).
+async fn visible_facility(state: &AppState, client: &Client, id: &str) -> Result<Facility, DocplannerError> {
+    let denied = || DocplannerError::forbidden("You are not authorized to see this facility");
+    let n: i64 = id.parse().map_err(|_| denied())?;
+    if !client.sees(n) {
+        return Err(denied());
+    }
+    let tenant = client.tenant.id;
+    state
+        .store
+        .read(move |c| Box::pin(async move { catalog::facility(c, tenant, n).await }))
+        .await?
+        .ok_or_else(DocplannerError::not_found)
+}
+
+/// The facility's addresses, and its doctors (those with an address there).
+async fn facility_people(
+    state: &AppState,
+    client: &Client,
+    facility: i64,
+) -> Result<(Vec<Address>, Vec<Practitioner>), DocplannerError> {
+    let tenant = client.tenant.id;
+    Ok(state
+        .store
+        .read(move |c| {
+            Box::pin(async move {
+                let addresses = catalog::addresses_of_facility(c, tenant, facility).await?;
+                let all: Vec<Practitioner> = catalog::list(c, Table::Practitioners, tenant).await?;
+                let doctors = all.into_iter().filter(|p| addresses.iter().any(|a| a.practitioner_id == p.id)).collect();
+                Ok((addresses, doctors))
+            })
+        })
+        .await?)
+}
+
+/// The doctor, if related with the facility: 404 unknown, 403 unrelated.
+async fn facility_doctor(
+    state: &AppState,
+    client: &Client,
+    facility: &str,
+    doctor: &str,
+) -> Result<(Facility, Practitioner, Vec<Address>), DocplannerError> {
+    let f = visible_facility(state, client, facility).await?;
+    let (addresses, doctors) = facility_people(state, client, f.id.get()).await?;
+    let d = doctors.into_iter().find(|d| d.id.to_string() == doctor);
+    match d {
+        Some(d) => {
+            let own = addresses.into_iter().filter(|a| a.practitioner_id == d.id).collect();
+            Ok((f, d, own))
+        }
+        None => {
+            let tenant = client.tenant.id;
+            let n: i64 = doctor.parse().map_err(|_| DocplannerError::not_found())?;
+            let exists = state
+                .store
+                .read(move |c| Box::pin(async move { catalog::practitioner(c, tenant, n).await }))
+                .await?
+                .is_some();
+            Err(if exists {
+                DocplannerError::forbidden("Doctor is not related with facility")
+            } else {
+                DocplannerError::not_found()
+            })
+        }
+    }
+}
+
+async fn facilities(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+) -> Result<Response, DocplannerError> {
+    let tenant = client.tenant.id;
+    let all: Vec<Facility> =
+        state.store.read(move |c| Box::pin(async move { catalog::list(c, Table::Facilities, tenant).await })).await?;
+    let items: Vec<Value> = all.iter().filter(|f| client.sees(f.id.get())).map(facility_json).collect();
+    Ok(ok(json!({"_items": items})))
+}
+
+async fn facility(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, DocplannerError> {
+    let f = visible_facility(&state, &client, &id).await?;
+    let mut v = facility_json(&f);
+    if scopes(uri.query()).iter().any(|s| s == "facility.doctors") {
+        let (addresses, doctors) = facility_people(&state, &client, f.id.get()).await?;
+        v["doctors"] =
+            json!({"_items": doctors.iter().map(|d| doctor_json(d, &[], &addresses, &state)).collect::<Vec<_>>()});
+    }
+    Ok(ok(v))
+}
+
+async fn doctors(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, DocplannerError> {
+    let f = visible_facility(&state, &client, &id).await?;
+    let (addresses, doctors) = facility_people(&state, &client, f.id.get()).await?;
+    let scopes = scopes(uri.query());
+    let items: Vec<Value> = doctors
+        .iter()
+        .map(|d| {
+            let own: Vec<Address> = addresses.iter().filter(|a| a.practitioner_id == d.id).cloned().collect();
+            doctor_json(d, &scopes, &own, &state)
+        })
+        .collect();
+    Ok(ok(json!({"_items": items})))
+}
+
+async fn doctor(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d)): Path<(String, String)>,
+    uri: Uri,
+) -> Result<Response, DocplannerError> {
+    let (_, doctor, own) = facility_doctor(&state, &client, &f, &d).await?;
+    Ok(ok(doctor_json(&doctor, &scopes(uri.query()), &own, &state)))
+}
+
+async fn addresses(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d)): Path<(String, String)>,
+    uri: Uri,
+) -> Result<Response, DocplannerError> {
+    let (_, _, own) = facility_doctor(&state, &client, &f, &d).await?;
+    let scopes = scopes(uri.query());
+    Ok(ok(json!({"_items": own.iter().map(|a| address_json(a, &scopes)).collect::<Vec<_>>()})))
+}
+
+async fn address(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a)): Path<(String, String, String)>,
+    uri: Uri,
+) -> Result<Response, DocplannerError> {
+    let (facility, doctor, own) = facility_doctor(&state, &client, &f, &d).await?;
+    if let Some(found) = own.iter().find(|x| x.id.to_string() == a) {
+        return Ok(ok(address_json(found, &scopes(uri.query()))));
+    }
+    let tenant = client.tenant.id;
+    let n: i64 = a.parse().map_err(|_| DocplannerError::not_found())?;
+    let other = state.store.read(move |c| Box::pin(async move { catalog::address(c, tenant, n).await })).await?;
+    Err(match other {
+        None => DocplannerError::not_found(),
+        Some(x) if x.facility_id != facility.id => {
+            DocplannerError::forbidden("This address does not belong to this facility")
+        }
+        Some(x) if x.practitioner_id != doctor.id => {
+            DocplannerError::forbidden("This address does not belong to this doctor")
+        }
+        Some(_) => DocplannerError::not_found(),
+    })
+}
+
+async fn services(State(state): State<AppState>) -> Result<Response, DocplannerError> {
+    let all = state.store.read(|c| Box::pin(async move { catalog::services(c).await })).await?;
+    Ok(ok(json!({"_items": all.iter().map(|s| json!({"id": s.id.to_string(), "name": s.name})).collect::<Vec<_>>()})))
+}
