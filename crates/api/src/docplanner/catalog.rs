@@ -1,6 +1,6 @@
 //! Facilities, doctors, addresses and the service dictionary (read).
 
-use super::{Client, DocplannerError, ok, scopes};
+use super::{Client, DocplannerError, address_path, doctor_path, facility_path, link, ok, scopes};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::Uri;
@@ -23,13 +23,27 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/services", get(services))
 }
 
-fn facility_json(f: &Facility) -> Value {
-    json!({"id": f.id.to_string(), "name": f.name})
+/// A facility with its `_links`.
+pub(super) fn facility_json(f: &Facility) -> Value {
+    json!({"id": f.id.to_string(), "name": f.name, "_links": {
+        "self": link(facility_path(f.id)),
+        "doctors": link(format!("{}/doctors", facility_path(f.id))),
+    }})
 }
 
-/// A doctor, with the scopes asked for.
-fn doctor_json(d: &Practitioner, scopes: &[String], addresses: &[Address], state: &AppState) -> Value {
-    let mut v = json!({"id": d.id.to_string(), "name": d.given, "surname": d.family});
+/// A doctor of facility `facility`, with the scopes asked for and `_links`.
+pub(super) fn doctor_json(
+    d: &Practitioner,
+    facility: impl std::fmt::Display,
+    scopes: &[String],
+    addresses: &[Address],
+    state: &AppState,
+) -> Value {
+    let path = doctor_path(facility, d.id);
+    let mut v = json!({"id": d.id.to_string(), "name": d.given, "surname": d.family, "_links": {
+        "self": link(&path),
+        "addresses": link(format!("{path}/addresses")),
+    }});
     if scopes.iter().any(|s| s == "doctor.profile_url") {
         v["profile_url"] = json!(format!("{}/doctors/{}", state.public_url, d.id));
     }
@@ -46,8 +60,8 @@ fn doctor_json(d: &Practitioner, scopes: &[String], addresses: &[Address], state
     v
 }
 
-/// An address, with the scopes asked for.
-fn address_json(a: &Address, scopes: &[String]) -> Value {
+/// An address, with the scopes asked for and `_links`.
+pub(super) fn address_json(a: &Address, scopes: &[String]) -> Value {
     let has = |s: &str| scopes.iter().any(|x| x == s);
     let mut v = json!({
         "id": a.id.to_string(),
@@ -55,6 +69,11 @@ fn address_json(a: &Address, scopes: &[String]) -> Value {
         "city_name": a.city,
         "post_code": a.post_code,
         "street": a.street,
+        "_links": {
+            "self": link(address_path(a.facility_id, a.practitioner_id, a.id)),
+            "facility": link(facility_path(a.facility_id)),
+            "doctor": link(doctor_path(a.facility_id, a.practitioner_id)),
+        },
     });
     if has("address.online_only") || a.is_online_only {
         v["is_online_only"] = json!(a.is_online_only);
@@ -166,7 +185,7 @@ async fn facility(
     if scopes(uri.query()).iter().any(|s| s == "facility.doctors") {
         let (addresses, doctors) = facility_people(&state, &client, f.id.get()).await?;
         v["doctors"] =
-            json!({"_items": doctors.iter().map(|d| doctor_json(d, &[], &addresses, &state)).collect::<Vec<_>>()});
+            json!({"_items": doctors.iter().map(|d| doctor_json(d, f.id, &[], &addresses, &state)).collect::<Vec<_>>()});
     }
     Ok(ok(v))
 }
@@ -184,7 +203,7 @@ async fn doctors(
         .iter()
         .map(|d| {
             let own: Vec<Address> = addresses.iter().filter(|a| a.practitioner_id == d.id).cloned().collect();
-            doctor_json(d, &scopes, &own, &state)
+            doctor_json(d, f.id, &scopes, &own, &state)
         })
         .collect();
     Ok(ok(json!({"_items": items})))
@@ -196,8 +215,8 @@ async fn doctor(
     Path((f, d)): Path<(String, String)>,
     uri: Uri,
 ) -> Result<Response, DocplannerError> {
-    let (_, doctor, own) = facility_doctor(&state, &client, &f, &d).await?;
-    Ok(ok(doctor_json(&doctor, &scopes(uri.query()), &own, &state)))
+    let (facility, doctor, own) = facility_doctor(&state, &client, &f, &d).await?;
+    Ok(ok(doctor_json(&doctor, facility.id, &scopes(uri.query()), &own, &state)))
 }
 
 async fn addresses(
@@ -217,9 +236,26 @@ async fn address(
     Path((f, d, a)): Path<(String, String, String)>,
     uri: Uri,
 ) -> Result<Response, DocplannerError> {
-    let (facility, doctor, own) = facility_doctor(&state, &client, &f, &d).await?;
-    if let Some(found) = own.iter().find(|x| x.id.to_string() == a) {
-        return Ok(ok(address_json(found, &scopes(uri.query()))));
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    Ok(ok(address_json(&at.address, &scopes(uri.query()))))
+}
+
+/// A facility, doctor and address named by a request path, checked.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub facility: Facility,
+    pub doctor: Practitioner,
+    pub address: Address,
+}
+
+/// Resolves `/facilities/{f}/doctors/{d}/addresses/{a}` with the document's
+/// answers: 403 "You are not authorized to see this facility", 404 unknown
+/// doctor or address, 403 "Doctor is not related with facility", 403 "This
+/// address does not belong to this facility" / "... to this doctor".
+pub async fn locate(state: &AppState, client: &Client, f: &str, d: &str, a: &str) -> Result<Located, DocplannerError> {
+    let (facility, doctor, own) = facility_doctor(state, client, f, d).await?;
+    if let Some(found) = own.into_iter().find(|x| x.id.to_string() == a) {
+        return Ok(Located { facility, doctor, address: found });
     }
     let tenant = client.tenant.id;
     let n: i64 = a.parse().map_err(|_| DocplannerError::not_found())?;

@@ -8,11 +8,21 @@
 //! client sees only the facilities assigned to it (others: 403 "You are not
 //! authorized to see this facility").
 //!
-//! Built so far: tokens, facilities, doctors, addresses, the service
-//! dictionary. See docs/dialects/docplanner.md for what remains.
+//! Modules: `oauth` (tokens), `catalog` (facilities, doctors, addresses,
+//! the service dictionary), `address_services` (address services, address
+//! update and integration, insurance), `calendar` (calendar status, breaks),
+//! `slots` (work periods, computed slots, booking), `bookings` (list, get,
+//! cancel, move, confirm, presence, opinion request), `notifications` (PULL
+//! queue, PUSH router, release) and `ratelimit`.
 
+pub mod address_services;
+pub mod bookings;
+pub mod calendar;
 pub mod catalog;
+pub mod notifications;
 pub mod oauth;
+pub mod ratelimit;
+pub mod slots;
 
 use crate::AppState;
 use axum::Router;
@@ -22,7 +32,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use polyclinic_core::tenant::{Credential, Tenant};
 use polyclinic_store::tenants::{self, TokenProblem};
-use serde_json::{Value, json};
+use jiff::Timestamp;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
 
 /// Success media type.
 pub const CONTENT_TYPE: &str = "application/vnd.docplanner+json; charset=UTF-8";
@@ -33,6 +45,11 @@ pub const ERROR_CONTENT_TYPE: &str = "application/vnd.error+docplanner+json";
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .merge(catalog::routes())
+        .merge(address_services::routes())
+        .merge(calendar::routes())
+        .merge(slots::routes())
+        .merge(bookings::routes())
+        .merge(notifications::routes())
         .fallback(|| async { DocplannerError::not_found() })
         .layer(middleware::from_fn_with_state(state, authenticate))
 }
@@ -93,6 +110,86 @@ pub fn ok(body: Value) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response()
 }
 
+/// 201 Created with the new resource's relative `Location` and an optional body.
+pub fn created(location: &str, body: Option<Value>) -> Response {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    (StatusCode::CREATED, [(header::CONTENT_TYPE, CONTENT_TYPE), (header::LOCATION, location)], body).into_response()
+}
+
+/// 204 No Content.
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// The relative path of a facility (`/api/v3/integration/facilities/{f}`).
+pub fn facility_path(f: impl std::fmt::Display) -> String {
+    format!("{BASE}/facilities/{f}")
+}
+
+/// The relative path of a doctor of a facility.
+pub fn doctor_path(f: impl std::fmt::Display, d: impl std::fmt::Display) -> String {
+    format!("{BASE}/facilities/{f}/doctors/{d}")
+}
+
+/// The relative path of an address of a doctor of a facility.
+pub fn address_path(f: impl std::fmt::Display, d: impl std::fmt::Display, a: impl std::fmt::Display) -> String {
+    format!("{BASE}/facilities/{f}/doctors/{d}/addresses/{a}")
+}
+
+/// Where the API is mounted; `_links` and `Location` are relative to the host.
+pub const BASE: &str = "/api/v3/integration";
+
+/// A `_links` entry: `{"href": ..., "method": "get"}`.
+pub fn link(href: impl Into<String>) -> Value {
+    json!({"href": href.into(), "method": "get"})
+}
+
+/// An instant as the API writes it: ISO 8601 with the tenant's offset,
+/// seconds precision (`2020-12-01T00:00:00+01:00`).
+pub fn format_time(t: Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    t.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
+/// Parses an ISO 8601 instant with an offset, as clients send it: `+01:00`,
+/// `+0100` or `Z`; a space where a `+` was (an unencoded `+` in a query
+/// string) is read as `+`. `None` when it is not such an instant.
+pub fn parse_time(s: &str) -> Option<Timestamp> {
+    let s = s.trim_start().replace(' ', "+");
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Some(t);
+    }
+    // `+0100`: insert the colon jiff wants.
+    let bytes = s.as_bytes();
+    let n = bytes.len();
+    if n > 5 && (bytes[n - 5] == b'+' || bytes[n - 5] == b'-') && bytes[n - 4..].iter().all(u8::is_ascii_digit) {
+        let fixed = format!("{}:{}", &s[..n - 2], &s[n - 2..]);
+        return fixed.parse().ok();
+    }
+    None
+}
+
+/// A JSON request body, read whatever the `Content-Type` (clients send
+/// `application/json; charset=utf-8`, some nothing). A body that is not JSON,
+/// or not the expected shape, answers 400 "Invalid arguments" with the reason.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = DocplannerError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| DocplannerError::bad_request("Request body could not be read"))?;
+        let raw: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        let mut de = serde_json::Deserializer::from_slice(raw);
+        serde_path_to_error::deserialize(&mut de).map(Body).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "body".to_owned() } else { path };
+            DocplannerError::invalid_arguments([(field, e.inner().to_string())])
+        })
+    }
+}
+
 /// A Docplanner error: `{"errors": [...], "message": "..."}`.
 #[derive(Debug)]
 pub struct DocplannerError {
@@ -116,18 +213,70 @@ impl DocplannerError {
     pub fn forbidden(message: &str) -> Self {
         DocplannerError::new(StatusCode::FORBIDDEN, message)
     }
+
+    /// 400 with a message and no field errors.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        DocplannerError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 409 with a message.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        DocplannerError::new(StatusCode::CONFLICT, message)
+    }
+
+    /// 400 "Invalid arguments" with field errors, as the document's example:
+    /// `{"errors": {"slots[1].end": ["..."]}, "message": "Invalid arguments"}`.
+    pub fn invalid_arguments<F: Into<String>, M: Into<String>>(fields: impl IntoIterator<Item = (F, M)>) -> Self {
+        let mut map: Map<String, Value> = Map::new();
+        for (f, m) in fields {
+            let entry = map.entry(f.into()).or_insert_with(|| json!([]));
+            if let Value::Array(a) = entry {
+                a.push(Value::String(m.into()));
+            }
+        }
+        DocplannerError {
+            status: StatusCode::BAD_REQUEST,
+            message: "Invalid arguments".into(),
+            errors: if map.is_empty() { Vec::new() } else { vec![Value::Object(map)] },
+        }
+    }
 }
 
 impl From<polyclinic_store::StoreError> for DocplannerError {
     fn from(e: polyclinic_store::StoreError) -> Self {
-        let api = crate::error::ApiError::from(e);
-        DocplannerError::new(api.status, api.message)
+        match e {
+            polyclinic_store::StoreError::Core(core) => core.into(),
+            other => {
+                let api = crate::error::ApiError::from(other);
+                DocplannerError::new(api.status, api.message)
+            }
+        }
+    }
+}
+
+impl From<polyclinic_core::CoreError> for DocplannerError {
+    fn from(e: polyclinic_core::CoreError) -> Self {
+        use polyclinic_core::CoreError;
+        match e {
+            CoreError::Invalid { field, message } => DocplannerError::invalid_arguments([(field, message)]),
+            CoreError::PolicyViolation(m) => DocplannerError::bad_request(m),
+            CoreError::NotFound { .. } => DocplannerError::not_found(),
+            other => {
+                let api = crate::error::ApiError::from(polyclinic_store::StoreError::Core(other));
+                DocplannerError::new(api.status, api.message)
+            }
+        }
     }
 }
 
 impl IntoResponse for DocplannerError {
     fn into_response(self) -> Response {
-        let body = json!({"errors": self.errors, "message": self.message});
+        // Field errors are one object (the document's 400 example); otherwise `[]`.
+        let errors = match self.errors.as_slice() {
+            [Value::Object(map)] => Value::Object(map.clone()),
+            other => Value::Array(other.to_vec()),
+        };
+        let body = json!({"errors": errors, "message": self.message});
         (self.status, [(header::CONTENT_TYPE, ERROR_CONTENT_TYPE)], body.to_string()).into_response()
     }
 }

@@ -1,71 +1,10 @@
 //! Docplanner (integrations API v3), the part built so far: OAuth client
 //! credentials, facility scoping, facilities, doctors, addresses, services.
 
-use crate::helpers::{Engine, TestApp, acme_seed, spawn_app};
+use crate::dp::{BASIC, api, expect_error, setup, token};
+use crate::helpers::Engine;
 use crate::on_both_engines;
-use reqwest::Method;
 use serde_json::{Value, json};
-
-const BASIC: &str = "Basic ZHAtYWNtZTpkcC1zZWNyZXQ="; // dp-acme:dp-secret
-
-async fn token(app: &TestApp) -> String {
-    let r = app
-        .client
-        .post(app.url("/oauth/v2/token"))
-        .header("authorization", BASIC)
-        .form(&[("grant_type", "client_credentials"), ("scope", "integration")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
-}
-
-async fn api(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
-    app.client
-        .request(Method::GET, app.url(&format!("/api/v3/integration{path}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn expect_error(r: reqwest::Response, status: u16, message: &str) {
-    assert_eq!(r.status().as_u16(), status);
-    assert_eq!(r.headers()["content-type"], "application/vnd.error+docplanner+json");
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"errors": [], "message": message}));
-}
-
-struct Ctx {
-    app: TestApp,
-    hosp: String,
-    ann: String,
-    address: String,
-}
-
-async fn setup(engine: Engine) -> Ctx {
-    let app = spawn_app(engine).await;
-    let mut doc = acme_seed("acme");
-    let t = &mut doc["tenants"][0];
-    t["practitioners"].as_array_mut().unwrap().push(json!({"key": "bo", "given": "Bo", "family": "Lind",
-        "specializations": [{"id": "12", "name": "Cardiology"}], "license_numbers": ["PL-123"]}));
-    t["facilities"].as_array_mut().unwrap().push(json!({"key": "other", "name": "Other clinic", "addresses": [
-        {"key": "bo-other", "doctor": "bo", "name": "Other clinic", "street": "Prosta 1", "city": "Warszawa"}]}));
-    t["facilities"][0]["addresses"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"key": "bo-hosp", "doctor": "bo", "name": "Test Hospital",
-        "street": "Obrzezna", "city": "Warszawa", "is_online_only": true}));
-    let ids = app.seed(&doc).await;
-    app.set_clock("2030-03-04T08:00:00Z").await;
-    let a = &ids["tenants"]["acme"];
-    Ctx {
-        hosp: a["facilities"]["hosp"].as_str().unwrap().into(),
-        ann: a["practitioners"]["ann"].as_str().unwrap().into(),
-        address: a["addresses"]["obrzezna"].as_str().unwrap().into(),
-        app,
-    }
-}
 
 async fn tokens_by_every_documented_means(engine: Engine) {
     let ctx = setup(engine).await;
@@ -174,14 +113,14 @@ async fn facilities_doctors_and_addresses(engine: Engine) {
     assert_eq!(r.headers()["content-type"], "application/vnd.docplanner+json; charset=UTF-8");
     assert_eq!(
         r.json::<Value>().await.unwrap(),
-        json!({"_items": [{"id": ctx.hosp, "name": "Test Hospital"}]}),
+        json!({"_items": [{"id": ctx.hosp, "name": "Test Hospital", "_links": {
+            "self": {"href": format!("/api/v3/integration/facilities/{}", ctx.hosp), "method": "get"},
+            "doctors": {"href": format!("/api/v3/integration/facilities/{}/doctors", ctx.hosp), "method": "get"}}}]}),
         "only the assigned facility"
     );
     let f: Value = api(app, &t, &format!("/facilities/{}?with=facility.doctors", ctx.hosp)).await.json().await.unwrap();
     assert_eq!(f["doctors"]["_items"].as_array().unwrap().len(), 2);
     // The unassigned facility of the same tenant, an unknown one, and garbage: 403.
-    let other = app.seed(&acme_seed("acme")).await;
-    let _ = other;
     for id in ["999999", "abc"] {
         expect_error(
             api(app, &t, &format!("/facilities/{id}")).await,
@@ -214,9 +153,13 @@ async fn facilities_doctors_and_addresses(engine: Engine) {
             .json()
             .await
             .unwrap();
+    let path = format!("/api/v3/integration/facilities/{}/doctors/{}", ctx.hosp, ctx.ann);
     assert_eq!(
         addresses,
         json!({"_items": [{"id": ctx.address, "name": "Test Hospital", "city_name": "Warszawa", "post_code": "", "street": "Obrzezna",
+            "_links": {"self": {"href": format!("{path}/addresses/{}", ctx.address), "method": "get"},
+                       "facility": {"href": format!("/api/v3/integration/facilities/{}", ctx.hosp), "method": "get"},
+                       "doctor": {"href": path, "method": "get"}},
             "booking_extra_fields": {"birth_date": false, "gender": false, "nin": false}, "insurance_support": "private"}]})
     );
     let one: Value = api(app, &t, &format!("/facilities/{}/doctors/{}/addresses/{}", ctx.hosp, ctx.ann, ctx.address))
@@ -244,7 +187,11 @@ async fn facilities_doctors_and_addresses(engine: Engine) {
     )
     .await;
     let services: Value = api(app, &t, "/services").await.json().await.unwrap();
-    assert_eq!(services, json!({"_items": [{"id": "1", "name": "ablacja"}]}));
+    assert_eq!(
+        services,
+        json!({"_items": [{"id": "1", "name": "ablacja"}, {"id": "3", "name": "ablacja serca"},
+            {"id": "5", "name": "akupresura"}, {"id": "7", "name": "akupunktura"}]})
+    );
     expect_error(api(app, &t, "/no/such/path").await, 404, "Object not found").await;
     ctx.app.stop().await;
 }

@@ -9,6 +9,7 @@ mod admin;
 mod booking;
 mod cli;
 mod docplanner;
+mod dp;
 mod embassy_communication;
 mod embassy_resources;
 mod embassy_scenario;

@@ -1,0 +1,8 @@
+//! Docplanner: bookings.
+
+use crate::AppState;
+use axum::Router;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+}

@@ -1,0 +1,1 @@
+//! Docplanner rate limits.

@@ -1,0 +1,8 @@
+//! Docplanner: slots.
+
+use crate::AppState;
+use axum::Router;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+}
