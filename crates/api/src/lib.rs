@@ -42,6 +42,8 @@ pub struct AppState {
     pub local_port: u16,
     /// Default heartbeat period of new subscriptions, in seconds (0: none).
     pub heartbeat_seconds: i64,
+    /// Docplanner rate limits and their per-node counters.
+    pub docplanner_limits: docplanner::ratelimit::RateLimiter,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ impl AppState {
             public_url: Arc::from(public_url.trim_end_matches('/')),
             local_port,
             heartbeat_seconds: 3600,
+            docplanner_limits: docplanner::ratelimit::RateLimiter::default(),
         }
     }
 

@@ -18,6 +18,8 @@ pub enum EventKind {
     AppointmentConfirmed,
     PresenceMarked,
     PresenceRemoved,
+    /// Docplanner: the office asked for the patient's opinion of a visit.
+    OpinionRequested,
     PatientCreated,
     PatientUpdated,
     ConversationCreated,
@@ -31,6 +33,8 @@ pub enum EventKind {
     SlotsReplaced,
     AddressAssigned,
     AddressUnassigned,
+    /// An address's Docplanner `commercial_type` changed.
+    AddressCommercialTypeChanged,
     EpisodeCreated,
     EpisodeUpdated,
     AssistanceRequested,
@@ -50,6 +54,7 @@ impl EventKind {
             EventKind::AppointmentConfirmed => "AppointmentConfirmed",
             EventKind::PresenceMarked => "PresenceMarked",
             EventKind::PresenceRemoved => "PresenceRemoved",
+            EventKind::OpinionRequested => "OpinionRequested",
             EventKind::PatientCreated => "PatientCreated",
             EventKind::PatientUpdated => "PatientUpdated",
             EventKind::ConversationCreated => "ConversationCreated",
@@ -63,6 +68,7 @@ impl EventKind {
             EventKind::SlotsReplaced => "SlotsReplaced",
             EventKind::AddressAssigned => "AddressAssigned",
             EventKind::AddressUnassigned => "AddressUnassigned",
+            EventKind::AddressCommercialTypeChanged => "AddressCommercialTypeChanged",
             EventKind::EpisodeCreated => "EpisodeCreated",
             EventKind::EpisodeUpdated => "EpisodeUpdated",
             EventKind::AssistanceRequested => "AssistanceRequested",

@@ -44,6 +44,10 @@ pub struct WorkPeriod {
     pub address_id: AddressId,
     pub interval: Interval,
     pub address_services: Vec<AddressServiceId>,
+    /// The visit length of each service in this period (Docplanner's
+    /// `address_services[].duration`), which the slot grid is cut from.
+    #[serde(default)]
+    pub durations: Vec<crate::slots::ServiceDuration>,
 }
 
 /// A calendar break: no slots are offered while it lasts.
@@ -53,6 +57,11 @@ pub struct CalendarBreak {
     pub address_id: AddressId,
     pub interval: Interval,
     pub description: Option<String>,
+    /// Breaks created together on a doctor's coupled addresses (Docplanner
+    /// `apply_on_coupled_addresses`) share this group, the id of the break
+    /// the client asked for; they are moved and removed together.
+    #[serde(default)]
+    pub coupled_group: Option<CalendarBreakId>,
 }
 
 /// Whether `interval` starts and ends on the same local calendar day in `tz`

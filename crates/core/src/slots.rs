@@ -11,7 +11,7 @@ use crate::schedule::{Interval, WorkPeriod};
 use crate::service::OpeningHours;
 use crate::{AddressServiceId, CoreError};
 use jiff::{Timestamp, ToSpan};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Greatest common divisor of durations (minutes); `None` for an empty list or
 /// a non-positive duration.
@@ -33,7 +33,7 @@ pub struct FreeSlot {
 }
 
 /// A service with its duration in minutes, as the splitter needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceDuration {
     pub id: AddressServiceId,
     pub minutes: i64,
@@ -155,6 +155,7 @@ mod tests {
             address_id: AddressId(1),
             interval: Interval { start: ts(start), end: ts(end) },
             address_services: services.iter().map(|i| AddressServiceId(*i)).collect(),
+            durations: Vec::new(),
         }
     }
 

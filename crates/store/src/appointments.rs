@@ -32,6 +32,12 @@ fn event(kind: EventKind, a: &Appointment, extra: serde_json::Value) -> NewEvent
         "address_id": a.address_id.map(|v| v.to_string()),
         "origin": a.origin.as_str(),
     });
+    if let Some(from) = a.moved_from {
+        data["moved_from"] = json!(from.to_string());
+    }
+    if let Some(to) = a.moved_to {
+        data["moved_to"] = json!(to.to_string());
+    }
     if let (Some(obj), serde_json::Value::Object(more)) = (data.as_object_mut(), extra) {
         obj.extend(more);
     }
@@ -233,6 +239,114 @@ pub async fn reschedule(
     )
     .await?;
     Ok(a)
+}
+
+/// Moves a booking the Docplanner way: the old booking is cancelled and
+/// points to `new`, a booking booked in its place that points back (the
+/// move chain). `new.id` must come from [`new_id`]. Emits
+/// `AppointmentCancelled` (old, with `moved_to`), then `AppointmentCreated`
+/// and `AppointmentRescheduled` (new, with `moved_from` and the previous
+/// times), in one transaction.
+pub async fn move_to(
+    conn: &mut Conn,
+    tenant: TenantId,
+    old_id: AppointmentId,
+    mut new: Appointment,
+    by: Actor,
+    now: Timestamp,
+) -> StoreResult<(Appointment, Appointment)> {
+    let mut old = require(conn, tenant, old_id).await?;
+    if !old.status.can_reschedule() || old.moved_to.is_some() {
+        return Err(CoreError::InvalidTransition { from: old.status.as_str().into(), to: "moved".into() }.into());
+    }
+    old.status = old.status.transition(AppointmentStatus::Cancelled)?;
+    old.canceled_by = Some(by);
+    old.canceled_at = Some(now);
+    old.moved_to = Some(new.id);
+    old.version += 1;
+    old.updated_at = now;
+    release_time(conn, tenant, old_id).await?;
+    write_row(conn, tenant, &old, false).await?;
+    polyclinic_core::appointment::check_participants(&new)?;
+    new.moved_from = Some(old_id);
+    new.version = 1;
+    new.updated_at = now;
+    hold_time(conn, tenant, &new).await?;
+    write_row(conn, tenant, &new, true).await?;
+    let moved = json!({"previous_start": old.interval.start.to_string(), "previous_end": old.interval.end.to_string()});
+    append(
+        conn,
+        tenant,
+        now,
+        &[
+            event(EventKind::AppointmentCancelled, &old, json!({})),
+            event(EventKind::AppointmentCreated, &new, json!({})),
+            event(EventKind::AppointmentRescheduled, &new, moved),
+        ],
+    )
+    .await?;
+    Ok((old, new))
+}
+
+/// Marks a booking confirmed by the office; emits `AppointmentConfirmed`.
+/// Already confirmed, cancelled or past bookings are the caller's to refuse.
+pub async fn confirm(
+    conn: &mut Conn,
+    tenant: TenantId,
+    id: AppointmentId,
+    by: &str,
+    now: Timestamp,
+) -> StoreResult<Appointment> {
+    let mut a = require(conn, tenant, id).await?;
+    a.confirmed = true;
+    a.version += 1;
+    a.updated_at = now;
+    write_row(conn, tenant, &a, false).await?;
+    append(conn, tenant, now, &[event(EventKind::AppointmentConfirmed, &a, json!({"confirmed_by": by}))]).await?;
+    Ok(a)
+}
+
+/// Records the patient's presence (`Some`) on a booking; emits `PresenceMarked`.
+pub async fn set_presence(
+    conn: &mut Conn,
+    tenant: TenantId,
+    id: AppointmentId,
+    presence: polyclinic_core::appointment::Presence,
+    now: Timestamp,
+) -> StoreResult<Appointment> {
+    let mut a = require(conn, tenant, id).await?;
+    a.presence = Some(presence);
+    a.version += 1;
+    a.updated_at = now;
+    write_row(conn, tenant, &a, false).await?;
+    let word = match presence {
+        polyclinic_core::appointment::Presence::Present => "present",
+        polyclinic_core::appointment::Presence::Absent => "absent",
+    };
+    append(conn, tenant, now, &[event(EventKind::PresenceMarked, &a, json!({"presence": word}))]).await?;
+    Ok(a)
+}
+
+/// Records that the patient of `a` was asked for an opinion by phone; emits
+/// `OpinionRequested`. Answers false (and records nothing) when that phone was
+/// already asked about this doctor.
+pub async fn request_opinion(
+    conn: &mut Conn,
+    tenant: TenantId,
+    a: &Appointment,
+    practitioner: polyclinic_core::PractitionerId,
+    phone: &str,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    const ENTITY_OPINION: &str = "opinion-request";
+    let system = format!("practitioner:{practitioner}");
+    if crate::catalog::find_by_identifier(conn, tenant, ENTITY_OPINION, &system, phone).await?.is_some() {
+        return Ok(false);
+    }
+    crate::catalog::claim_identifier(conn, tenant, ENTITY_OPINION, &system, phone, a.id.get()).await?;
+    let data = json!({"practitioner_id": practitioner.to_string()});
+    append(conn, tenant, now, &[event(EventKind::OpinionRequested, a, data)]).await?;
+    Ok(true)
 }
 
 /// Changes the status through the status machine; emits

@@ -1,20 +1,26 @@
 //! The catalogue: practitioners, healthcare services, facilities, addresses,
-//! address services, care locations, and the shared dictionaries (services,
-//! insurance providers) kept under tenant 0.
+//! address services, care locations, the shared dictionaries (services,
+//! insurance providers) kept under tenant 0, and the insurance providers
+//! accepted at each address.
 //!
 //! These tables share one shape (`tenant_id, id, [key], ..., doc`), so one set
 //! of helpers reads and writes them; the table name always comes from the
 //! [`Table`] enum, never from input.
 
-use crate::outbox::{Seq, next_id};
+use crate::outbox::{Seq, append, next_id};
 use crate::{Conn, StoreError, StoreResult};
+use jiff::Timestamp;
 use polyclinic_core::care::CareLocation;
-use polyclinic_core::facility::{Address, AddressService, Facility, InsuranceProvider, Service};
+use polyclinic_core::event::{EventKind, NewEvent};
+use polyclinic_core::facility::{
+    Address, AddressInsuranceProvider, AddressService, Facility, InsuranceProvider, Service,
+};
 use polyclinic_core::practitioner::Practitioner;
 use polyclinic_core::service::HealthcareService;
-use polyclinic_core::{CoreError, TenantId};
+use polyclinic_core::{AddressId, AddressServiceId, CoreError, InsuranceProviderId, TenantId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::json;
 use sqlx::AssertSqlSafe;
 
 /// The tenant that owns the shared dictionaries.
@@ -293,4 +299,178 @@ pub async fn find_by_identifier(
     .bind(value)
     .fetch_optional(&mut *conn)
     .await?)
+}
+
+/// The Docplanner address a booking of healthcare service `service` lands
+/// at: the address linked to the service whose doctor is `practitioner`, or
+/// the service's only linked address; `None` when the service has no address.
+pub async fn address_for_service(
+    conn: &mut Conn,
+    tenant: TenantId,
+    service: i64,
+    practitioner: Option<i64>,
+) -> StoreResult<Option<Address>> {
+    let docs: Vec<String> =
+        sqlx::query_scalar("SELECT doc FROM addresses WHERE tenant_id = $1 AND healthcare_service_id = $2 ORDER BY id")
+            .bind(tenant.get())
+            .bind(service)
+            .fetch_all(&mut *conn)
+            .await?;
+    let all = docs.iter().map(|d| serde_json::from_str(d).map_err(StoreError::from)).collect::<StoreResult<Vec<Address>>>()?;
+    if let Some(p) = practitioner
+        && let Some(a) = all.iter().find(|a| a.practitioner_id.get() == p)
+    {
+        return Ok(Some(a.clone()));
+    }
+    Ok(if all.len() == 1 { all.into_iter().next() } else { None })
+}
+
+/// Replaces an address's document (its indexed columns do not change here).
+pub async fn update_address(conn: &mut Conn, tenant: TenantId, a: &Address) -> StoreResult<()> {
+    let r = sqlx::query("UPDATE addresses SET doc = $3 WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant.get())
+        .bind(a.id.get())
+        .bind(serde_json::to_string(a)?)
+        .execute(&mut *conn)
+        .await?;
+    if r.rows_affected() == 0 {
+        return Err(CoreError::not_found("address", a.id).into());
+    }
+    Ok(())
+}
+
+/// A new address service id.
+pub async fn new_address_service_id(conn: &mut Conn) -> StoreResult<AddressServiceId> {
+    Ok(AddressServiceId(next_id(conn, Seq::Entity).await?))
+}
+
+/// The event about an address service: `{"address_id", "address_service"}`,
+/// the service after the change (before it, for a deletion).
+fn address_service_event(kind: EventKind, s: &AddressService) -> StoreResult<NewEvent> {
+    let data = json!({"address_id": s.address_id.to_string(), "address_service": serde_json::to_value(s)?});
+    Ok(NewEvent::new(kind, "address_service", s.id, data))
+}
+
+async fn put_address_service(conn: &mut Conn, tenant: TenantId, s: &AddressService) -> StoreResult<()> {
+    let cols = [("address_id", Some(s.address_id.get())), ("service_id", Some(s.service_id.get()))];
+    save(conn, Table::AddressServices, tenant, s.id.get(), &cols, s).await
+}
+
+/// Adds an address service (its id drawn with [`new_address_service_id`]) and
+/// its `AddressServiceCreated` event. The same dictionary service twice at one
+/// address is refused with `AlreadyExists`.
+pub async fn create_address_service(
+    conn: &mut Conn,
+    tenant: TenantId,
+    s: &AddressService,
+    now: Timestamp,
+) -> StoreResult<()> {
+    put_address_service(conn, tenant, s).await?;
+    append(conn, tenant, now, &[address_service_event(EventKind::AddressServiceCreated, s)?]).await
+}
+
+/// Replaces an address service and appends `AddressServiceChanged`.
+pub async fn update_address_service(
+    conn: &mut Conn,
+    tenant: TenantId,
+    s: &AddressService,
+    now: Timestamp,
+) -> StoreResult<()> {
+    put_address_service(conn, tenant, s).await?;
+    append(conn, tenant, now, &[address_service_event(EventKind::AddressServiceChanged, s)?]).await
+}
+
+/// Deletes an address service and appends `AddressServiceDeleted` with the
+/// service as it was.
+pub async fn delete_address_service(
+    conn: &mut Conn,
+    tenant: TenantId,
+    s: &AddressService,
+    now: Timestamp,
+) -> StoreResult<()> {
+    if !delete(conn, Table::AddressServices, tenant, s.id.get()).await? {
+        return Err(CoreError::not_found("address service", s.id).into());
+    }
+    append(conn, tenant, now, &[address_service_event(EventKind::AddressServiceDeleted, s)?]).await
+}
+
+/// An insurance provider of the shared dictionary.
+pub async fn insurance_provider(conn: &mut Conn, id: i64) -> StoreResult<Option<InsuranceProvider>> {
+    get(conn, Table::InsuranceProviders, SHARED, id).await
+}
+
+/// The insurance providers accepted at an address, by provider id.
+pub async fn address_insurance_providers(
+    conn: &mut Conn,
+    tenant: TenantId,
+    address: AddressId,
+) -> StoreResult<Vec<AddressInsuranceProvider>> {
+    let docs: Vec<String> = sqlx::query_scalar(
+        "SELECT doc FROM address_insurance_providers WHERE tenant_id = $1 AND address_id = $2 \
+         ORDER BY insurance_provider_id",
+    )
+    .bind(tenant.get())
+    .bind(address.get())
+    .fetch_all(&mut *conn)
+    .await?;
+    docs.iter().map(|d| serde_json::from_str(d).map_err(StoreError::from)).collect()
+}
+
+/// One insurance provider of an address, if accepted there.
+pub async fn address_insurance_provider(
+    conn: &mut Conn,
+    tenant: TenantId,
+    address: AddressId,
+    provider: InsuranceProviderId,
+) -> StoreResult<Option<AddressInsuranceProvider>> {
+    let doc: Option<String> = sqlx::query_scalar(
+        "SELECT doc FROM address_insurance_providers WHERE tenant_id = $1 AND address_id = $2 \
+         AND insurance_provider_id = $3",
+    )
+    .bind(tenant.get())
+    .bind(address.get())
+    .bind(provider.get())
+    .fetch_optional(&mut *conn)
+    .await?;
+    doc.map(|d| serde_json::from_str(&d).map_err(StoreError::from)).transpose()
+}
+
+/// Adds or replaces an insurance provider of an address (with its plans).
+pub async fn save_address_insurance_provider(
+    conn: &mut Conn,
+    tenant: TenantId,
+    p: &AddressInsuranceProvider,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO address_insurance_providers (tenant_id, address_id, insurance_provider_id, doc) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, address_id, insurance_provider_id) \
+         DO UPDATE SET doc = excluded.doc",
+    )
+    .bind(tenant.get())
+    .bind(p.address_id.get())
+    .bind(p.insurance_provider_id.get())
+    .bind(serde_json::to_string(p)?)
+    .execute(&mut *conn)
+    .await
+    .map_err(crate::db::map_constraint)?;
+    Ok(())
+}
+
+/// Removes an insurance provider from an address; answers whether it was there.
+pub async fn delete_address_insurance_provider(
+    conn: &mut Conn,
+    tenant: TenantId,
+    address: AddressId,
+    provider: InsuranceProviderId,
+) -> StoreResult<bool> {
+    let r = sqlx::query(
+        "DELETE FROM address_insurance_providers WHERE tenant_id = $1 AND address_id = $2 \
+         AND insurance_provider_id = $3",
+    )
+    .bind(tenant.get())
+    .bind(address.get())
+    .bind(provider.get())
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
 }

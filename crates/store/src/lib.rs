@@ -20,10 +20,12 @@
 //! outbox ([`outbox`]).
 
 pub mod appointments;
+pub mod breaks;
 pub mod catalog;
 pub mod conversations;
 mod db;
 pub mod deliveries;
+pub mod docplanner_queue;
 pub mod migrate;
 pub mod outbox;
 pub mod patients;
@@ -32,6 +34,7 @@ pub mod seal;
 pub mod seed;
 pub mod subscriptions;
 pub mod tenants;
+pub mod work_periods;
 
 pub use db::{Conn, Engine, Store, StoreOptions, Synchronous};
 

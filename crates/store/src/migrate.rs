@@ -25,6 +25,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0003_related_persons.sql"),
     },
     Migration { version: 4, name: "oauth_tokens", sql: include_str!("../migrations/sqlite/0004_oauth_tokens.sql") },
+    Migration {
+        version: 5,
+        name: "docplanner_notifications",
+        sql: include_str!("../migrations/sqlite/0005_docplanner_notifications.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -37,6 +42,11 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0003_related_persons.sql"),
     },
     Migration { version: 4, name: "oauth_tokens", sql: include_str!("../migrations/postgres/0004_oauth_tokens.sql") },
+    Migration {
+        version: 5,
+        name: "docplanner_notifications",
+        sql: include_str!("../migrations/postgres/0005_docplanner_notifications.sql"),
+    },
 ];
 
 /// Applies every migration not yet applied; answers the versions it applied.

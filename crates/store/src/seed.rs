@@ -7,6 +7,7 @@
 
 use crate::catalog::{self, SHARED, Table, upsert_keyed};
 use crate::seal::SecretKey;
+use crate::docplanner_queue;
 use crate::tenants::{self, NewCredential};
 use crate::{Conn, StoreResult};
 use jiff::Timestamp;
@@ -196,7 +197,13 @@ pub struct SeedAddress {
     pub is_online_only: bool,
     #[serde(default)]
     pub insurance_support: InsuranceSupport,
+    /// Docplanner `commercial_type` (`premium`, `saas-only`, `basic`); when
+    /// absent, an existing address keeps its own.
+    pub commercial_type: Option<String>,
 }
+
+/// The values Docplanner's `commercial_type` takes.
+pub const COMMERCIAL_TYPES: [&str; 3] = ["premium", "saas-only", "basic"];
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct SeedCareLocation {
@@ -410,6 +417,12 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp, key: &Secr
         ids.healthcare_services.insert(h.key.clone(), id.to_string());
     }
 
+    // What Docplanner clients saw before, to tell them what changed.
+    let addresses_before: Vec<Address> = catalog::list(conn, Table::Addresses, tid).await?;
+    let clients_before = docplanner_queue::clients(conn, tid).await?;
+    let previous_commercial: std::collections::HashMap<&str, Option<String>> =
+        addresses_before.iter().map(|a| (a.key.as_str(), a.commercial_type.clone())).collect();
+
     for f in &t.facilities {
         check_key("facility", &f.key)?;
         let fid = upsert_keyed(conn, Table::Facilities, tid, &f.key, &[], |id| {
@@ -428,6 +441,19 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp, key: &Secr
                 })?),
                 None => None,
             };
+            if let Some(ct) = &a.commercial_type
+                && !COMMERCIAL_TYPES.contains(&ct.as_str())
+            {
+                return Err(CoreError::invalid(
+                    "addresses.commercial_type",
+                    format!("`{ct}` is not one of {}", COMMERCIAL_TYPES.join(", ")),
+                )
+                .into());
+            }
+            let commercial_type = match &a.commercial_type {
+                Some(ct) => Some(ct.clone()),
+                None => previous_commercial.get(a.key.as_str()).cloned().flatten(),
+            };
             let cols =
                 [("facility_id", Some(fid)), ("practitioner_id", Some(doctor)), ("healthcare_service_id", service)];
             let aid = upsert_keyed(conn, Table::Addresses, tid, &a.key, &cols, |id| {
@@ -443,7 +469,7 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp, key: &Secr
                     healthcare_service_id: service.map(HealthcareServiceId),
                     is_online_only: a.is_online_only,
                     insurance_support: a.insurance_support,
-                    commercial_type: None,
+                    commercial_type: commercial_type.clone(),
                     calendar_enabled: true,
                     integrated: true,
                 })
@@ -515,5 +541,66 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp, key: &Secr
         tenants::upsert_credential(conn, tid, NewCredential { dialect, client_id, secret, sealed_secret, config })
             .await?;
     }
+
+    let addresses_after: Vec<Address> = catalog::list(conn, Table::Addresses, tid).await?;
+    let clients_after = docplanner_queue::clients(conn, tid).await?;
+    let events = address_events(&addresses_before, &addresses_after, &clients_before, &clients_after);
+    crate::outbox::append(conn, tid, now, &events).await?;
     Ok(ids)
+}
+
+/// The Docplanner address events a seed causes, comparing the addresses and
+/// the Docplanner clients before and after it:
+///
+/// - `AddressUnassigned` / `AddressAssigned` for each address a client that
+///   existed before stops or starts seeing (a new address in one of its
+///   facilities, an address moved between facilities, a facility added to or
+///   removed from the client), with `credential_ids` naming those clients.
+///   A client created by this seed learns its addresses by reading the API.
+/// - `AddressCommercialTypeChanged` for each existing address whose
+///   `commercial_type` changed.
+fn address_events(
+    before: &[Address],
+    after: &[Address],
+    clients_before: &[polyclinic_core::tenant::Credential],
+    clients_after: &[polyclinic_core::tenant::Credential],
+) -> Vec<polyclinic_core::event::NewEvent> {
+    use polyclinic_core::event::{EventKind, NewEvent};
+    use serde_json::json;
+    let sees = |c: &polyclinic_core::tenant::Credential, a: &Address| c.config.facilities.contains(&a.facility_id);
+    let before_by_id: std::collections::HashMap<i64, &Address> = before.iter().map(|a| (a.id.get(), a)).collect();
+    let after_by_id: std::collections::HashMap<i64, &Address> = after.iter().map(|a| (a.id.get(), a)).collect();
+    // address id -> (facility, clients)
+    let mut unassigned: BTreeMap<i64, (FacilityId, Vec<String>)> = BTreeMap::new();
+    let mut assigned: BTreeMap<i64, (FacilityId, Vec<String>)> = BTreeMap::new();
+    for old in clients_before {
+        let Some(new) = clients_after.iter().find(|c| c.id == old.id) else { continue };
+        for a in before.iter().filter(|a| sees(old, a)) {
+            if !after_by_id.get(&a.id.get()).is_some_and(|b| sees(new, b)) {
+                unassigned.entry(a.id.get()).or_insert_with(|| (a.facility_id, Vec::new())).1.push(old.id.to_string());
+            }
+        }
+        for a in after.iter().filter(|a| sees(new, a)) {
+            if !before_by_id.get(&a.id.get()).is_some_and(|b| sees(old, b)) {
+                assigned.entry(a.id.get()).or_insert_with(|| (a.facility_id, Vec::new())).1.push(old.id.to_string());
+            }
+        }
+    }
+    let mut events = Vec::new();
+    for (kind, changes) in [(EventKind::AddressUnassigned, unassigned), (EventKind::AddressAssigned, assigned)] {
+        for (id, (facility, clients)) in changes {
+            let data = json!({"address_id": id.to_string(), "facility_id": facility.to_string(), "credential_ids": clients});
+            events.push(NewEvent::new(kind, "address", id, data));
+        }
+    }
+    for a in after {
+        if let Some(old) = before_by_id.get(&a.id.get())
+            && old.commercial_type != a.commercial_type
+        {
+            let data = json!({"address_id": a.id.to_string(), "facility_id": a.facility_id.to_string(),
+                "commercial_type": a.commercial_type, "previous_commercial_type": old.commercial_type});
+            events.push(NewEvent::new(EventKind::AddressCommercialTypeChanged, "address", a.id, data));
+        }
+    }
+    events
 }

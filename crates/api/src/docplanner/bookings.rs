@@ -2,19 +2,509 @@
 //! opinion request; and how a booking is shown (API and notifications).
 
 use super::address_services::{address_service_json, address_service_notification_json};
-use super::format_time;
+use super::catalog::{Located, locate};
+use super::slots::{
+    SlotCheck, booking_interval, check_slot, free_slots_at, full_scopes, id_string, opt_id_string, taken,
+};
+use super::{Body, Client, DocplannerError, address_path, created, format_time, no_content, ok, parse_time, scopes};
 use crate::AppState;
-use axum::Router;
-use polyclinic_core::appointment::{Appointment, Presence};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::{Extension, Router};
+use jiff::SignedDuration;
+use polyclinic_core::appointment::{Actor, ActorKind, Appointment, Presence, check_cancel_allowed};
 use polyclinic_core::facility::{AddressService, InsuranceProvider};
 use polyclinic_core::patient::{ContactSystem, Gender, Patient, pick_name, preferred_contact, systems};
+use polyclinic_core::schedule::Interval;
+use polyclinic_core::status::AppointmentStatus;
+use polyclinic_core::tenant::Dialect;
 use polyclinic_core::{AppointmentId, TenantId};
+use polyclinic_store::appointments::Search;
 use polyclinic_store::catalog::{self, Table};
-use polyclinic_store::{Conn, StoreResult, appointments, patients};
+use polyclinic_store::{Conn, StoreError, StoreResult, appointments, patients};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub(super) fn routes() -> Router<AppState> {
+    let at = "/facilities/{facility_id}/doctors/{doctor_id}/addresses/{address_id}/bookings";
     Router::new()
+        .route(at, get(list))
+        .route(&format!("{at}/{{booking_id}}"), get(one).delete(cancel).post(move_booking))
+        .route(&format!("{at}/{{booking_id}}/move"), post(move_booking))
+        .route(&format!("{at}/{{booking_id}}/confirm"), put(confirm))
+        .route(&format!("{at}/{{booking_id}}/presence/patient"), post(mark_present).delete(mark_absent))
+        .route("/facilities/{facility_id}/doctors/{doctor_id}/opinion-request", put(opinion_request))
+}
+
+/// Who acts through this dialect.
+fn integration() -> Actor {
+    Actor { kind: ActorKind::Integration, dialect: Some(Dialect::Docplanner) }
+}
+
+/// A booking of the located address: 404 unknown, 403 "This booking does not
+/// belong to this address" when it is another address's.
+async fn booking_at(state: &AppState, client: &Client, at: &Located, id: &str) -> Result<Appointment, DocplannerError> {
+    let n: i64 = id.parse().map_err(|_| DocplannerError::not_found())?;
+    let tenant = client.tenant.id;
+    let found = state
+        .store
+        .read(move |c| Box::pin(async move { appointments::get(c, tenant, AppointmentId(n)).await }))
+        .await?
+        .ok_or_else(DocplannerError::not_found)?;
+    if found.address_id != Some(at.address.id) {
+        return Err(DocplannerError::forbidden("This booking does not belong to this address"));
+    }
+    Ok(found)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    start: Option<String>,
+    end: Option<String>,
+    page: Option<String>,
+    limit: Option<String>,
+}
+
+/// Most bookings one page (or an unpaginated list) holds.
+const MAX_LIMIT: i64 = 100;
+/// Most bookings an unpaginated list answers.
+const MAX_UNPAGINATED: i64 = 1000;
+
+fn positive(field: &str, v: Option<&String>) -> Result<Option<i64>, DocplannerError> {
+    match v {
+        None => Ok(None),
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(DocplannerError::invalid_arguments([(field, "This value should be a positive integer.")])),
+        },
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a)): Path<(String, String, String)>,
+    Query(q): Query<ListQuery>,
+    uri: Uri,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    let start =
+        q.start.as_deref().map(|s| parse_time(s).ok_or_else(|| DocplannerError::bad_request("Invalid date given.")));
+    let end =
+        q.end.as_deref().map(|s| parse_time(s).ok_or_else(|| DocplannerError::bad_request("Invalid date given.")));
+    let (Some(start), Some(end)) = (start, end) else {
+        let field = if q.start.is_none() { "start" } else { "end" };
+        return Err(DocplannerError::invalid_arguments([(field, "This value should not be blank.")]));
+    };
+    let window = Interval { start: start?, end: end? };
+    if window.end <= window.start {
+        return Err(DocplannerError::bad_request("Invalid date range"));
+    }
+    let page = positive("page", q.page.as_ref())?;
+    let limit = positive("limit", q.limit.as_ref())?.unwrap_or(MAX_LIMIT);
+    if limit > MAX_LIMIT {
+        return Err(DocplannerError::invalid_arguments([("limit", "This value should be 100 or less.")]));
+    }
+    let search = Search {
+        address: Some(at.address.id.get()),
+        from: Some(window.start),
+        to: Some(window.end),
+        offset: page.map(|p| (p - 1) * limit).unwrap_or(0),
+        limit: if page.is_some() { limit } else { MAX_UNPAGINATED },
+        ..Default::default()
+    };
+    let tenant = client.tenant.id;
+    let (views, total) = state
+        .store
+        .read(move |c| {
+            Box::pin(async move {
+                let (items, total) = appointments::search(c, tenant, &search).await?;
+                let mut views = Vec::with_capacity(items.len());
+                for a in items {
+                    views.push(view_of(c, tenant, a).await?);
+                }
+                Ok((views, total))
+            })
+        })
+        .await?;
+    let tz = client.tenant.tz();
+    let scopes = scopes(uri.query());
+    let mut body = json!({"_items": views.iter().map(|v| list_item(v, &tz, &scopes)).collect::<Vec<_>>()});
+    if let Some(page) = page {
+        let pages = (total + limit - 1) / limit;
+        let base = format!("{}/bookings", address_path(at.facility.id, at.doctor.id, at.address.id));
+        let (s, e) = (format_time(window.start, &tz), format_time(window.end, &tz));
+        let href = |p: i64| {
+            let query: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("start", &s)
+                .append_pair("end", &e)
+                .append_pair("page", &p.to_string())
+                .append_pair("limit", &limit.to_string())
+                .finish();
+            json!({"href": format!("{base}?{query}")})
+        };
+        let mut links = json!({"self": href(page), "first": href(1), "last": href(pages.max(1))});
+        if page < pages {
+            links["next"] = href(page + 1);
+        }
+        if page > 1 {
+            links["previous"] = href(page - 1);
+        }
+        body["page"] = json!(page);
+        body["limit"] = json!(limit);
+        body["pages"] = json!(pages);
+        body["total"] = json!(total);
+        body["_links"] = links;
+    }
+    Ok(ok(body))
+}
+
+/// A booking in a list: the common fields plus the scopes asked for
+/// (`booking.confirmation` adds `confirmed`).
+fn list_item(v: &BookingView, tz: &jiff::tz::TimeZone, scopes: &[String]) -> Value {
+    let mut item = booking_json(v, tz, scopes);
+    if scopes.iter().any(|s| s == "booking.confirmation") {
+        item["confirmed"] = json!(v.appointment.confirmed);
+    }
+    item
+}
+
+async fn one(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a, b)): Path<(String, String, String, String)>,
+    uri: Uri,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    let booking = booking_at(&state, &client, &at, &b).await?;
+    let tenant = client.tenant.id;
+    let v = state
+        .store
+        .read(move |c| {
+            Box::pin(async move {
+                let ends = chain_ends(c, tenant, &booking).await?;
+                let mut v = view_of(c, tenant, booking).await?;
+                v.moving = Some(ends);
+                Ok(v)
+            })
+        })
+        .await?;
+    let mut scopes = scopes(uri.query());
+    scopes.extend(full_scopes());
+    Ok(ok(booking_json(&v, &client.tenant.tz(), &scopes)))
+}
+
+/// The first and last booking of `a`'s move chain.
+async fn chain_ends(conn: &mut Conn, tenant: TenantId, a: &Appointment) -> StoreResult<(AppointmentId, AppointmentId)> {
+    // A chain is as long as the moves of one visit: bounded for safety.
+    const LONGEST: usize = 1000;
+    let (mut origin, mut back) = (a.id, a.moved_from);
+    for _ in 0..LONGEST {
+        let Some(id) = back else { break };
+        origin = id;
+        back = appointments::get(conn, tenant, id).await?.and_then(|x| x.moved_from);
+    }
+    let (mut newest, mut forward) = (a.id, a.moved_to);
+    for _ in 0..LONGEST {
+        let Some(id) = forward else { break };
+        newest = id;
+        forward = appointments::get(conn, tenant, id).await?.and_then(|x| x.moved_to);
+    }
+    Ok((origin, newest))
+}
+
+#[derive(Deserialize, Default)]
+struct CancelRequest {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a, b)): Path<(String, String, String, String)>,
+    Body(body): Body<CancelRequest>,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    let booking = booking_at(&state, &client, &at, &b).await?;
+    if !at.address.integrated {
+        return Err(DocplannerError::bad_request("Unable to cancel a visit for this address"));
+    }
+    let reason = body.reason.filter(|r| !r.trim().is_empty());
+    if let Some(r) = &reason {
+        polyclinic_core::text::check_len("reason", r, polyclinic_core::text::MAX_TEXT)?;
+    }
+    let now = state.now();
+    if booking.status.docplanner() != "booked" || booking.moved_to.is_some() {
+        return Err(DocplannerError::bad_request(format!(
+            "Visit {} cannot be canceled because it is not booked",
+            booking.id
+        )));
+    }
+    check_cancel_allowed(&booking, &client.tenant.settings, now)?;
+    let (tenant, id) = (client.tenant.id, booking.id);
+    state
+        .store
+        .write(move |c| Box::pin(async move { appointments::cancel(c, tenant, id, integration(), reason, now).await }))
+        .await?;
+    state.engine.wake();
+    Ok(no_content())
+}
+
+#[derive(Deserialize)]
+struct MoveRequest {
+    #[serde(deserialize_with = "id_string")]
+    address_service_id: String,
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default)]
+    duration: Option<i64>,
+    #[serde(default, deserialize_with = "opt_id_string")]
+    address_id: Option<String>,
+}
+
+/// `POST .../bookings/{id}/move`, and the guide's `POST .../bookings/{id}`:
+/// a new booking in the old one's place (201, `Location` of the new one).
+async fn move_booking(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a, b)): Path<(String, String, String, String)>,
+    Body(req): Body<MoveRequest>,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    let old = booking_at(&state, &client, &at, &b).await?;
+    if old.status.docplanner() != "booked" || old.moved_to.is_some() {
+        return Err(DocplannerError::conflict("The visit has already been canceled or moved"));
+    }
+    let now = state.now();
+    polyclinic_core::appointment::check_reschedule_allowed(&old, &client.tenant.settings, now)?;
+    let tenant = client.tenant.id;
+    // The target address: this one, or another of the same facility.
+    let target = match req.address_id.as_deref() {
+        None => at.address.clone(),
+        Some(id) if id == at.address.id.to_string() => at.address.clone(),
+        Some(id) => {
+            let n: i64 = id.parse().map_err(|_| DocplannerError::bad_request("Address does not exist"))?;
+            let found = state
+                .store
+                .read(move |c| Box::pin(async move { catalog::address(c, tenant, n).await }))
+                .await?
+                .ok_or_else(|| DocplannerError::bad_request("Address does not exist"))?;
+            if found.facility_id != at.facility.id {
+                return Err(DocplannerError::forbidden("This address does not belong to this facility"));
+            }
+            found
+        }
+    };
+    if !target.integrated || !target.calendar_enabled {
+        return Err(DocplannerError::new(StatusCode::NOT_FOUND, "Unable to book a visit for this address"));
+    }
+    let (target_id, wanted) = (target.id, req.address_service_id.clone());
+    let service = state
+        .store
+        .read(move |c| {
+            Box::pin(async move {
+                let here = catalog::address_services(c, tenant, target_id.get()).await?;
+                if let Some(s) = here.into_iter().find(|s| s.id.to_string() == wanted) {
+                    return Ok(Ok(s));
+                }
+                let elsewhere = match wanted.parse::<i64>() {
+                    Ok(n) => catalog::get::<AddressService>(c, Table::AddressServices, tenant, n).await?,
+                    Err(_) => None,
+                };
+                Ok(Err(if elsewhere.is_some() {
+                    DocplannerError::bad_request("Service does not belong to the address")
+                } else {
+                    DocplannerError::bad_request("Service does not exist")
+                }))
+            })
+        })
+        .await??;
+    let start = match req.start.as_deref() {
+        Some(s) => parse_time(s).ok_or_else(|| DocplannerError::bad_request("Invalid date given."))?,
+        None => old.interval.start,
+    };
+    let interval = booking_interval(start, req.duration.unwrap_or_else(|| old.duration_minutes()))?;
+    let tz = client.tenant.tz();
+    let (old_interval, old_id) = (old.interval, old.id);
+    let moved = state
+        .store
+        .write(move |c| {
+            Box::pin(async move {
+                let day = Interval { start, end: interval.end.max(start + SignedDuration::from_hours(24)) };
+                // The booking's own time is not in its way.
+                let ignore = (old.address_id == Some(target.id)
+                    || old.primary_performer() == Some(target.practitioner_id))
+                .then_some(&old_interval);
+                let free = free_slots_at(c, tenant, &target, &day, now, ignore).await?;
+                if let Err(e) = check_slot(&SlotCheck { service: &service, interval }, &free, &tz) {
+                    return Ok(Err(e));
+                }
+                let mut new = old.clone();
+                new.id = appointments::new_id(c).await?;
+                new.interval = interval;
+                new.status = AppointmentStatus::Booked;
+                new.address_id = Some(target.id);
+                new.address_service_id = Some(service.id);
+                new.healthcare_service_id = target.healthcare_service_id;
+                new.digital = target.is_online_only;
+                for p in &mut new.participants {
+                    if let polyclinic_core::appointment::ParticipantWho::Practitioner(id) = &mut p.who
+                        && p.roles.contains(&polyclinic_core::appointment::ParticipantRole::PrimaryPerformer)
+                    {
+                        *id = target.practitioner_id;
+                    }
+                }
+                new.booked_by = integration();
+                new.booked_at = now;
+                new.confirmed = false;
+                new.presence = None;
+                new.moved_from = None;
+                new.moved_to = None;
+                let (_, new) = appointments::move_to(c, tenant, old_id, new, integration(), now).await?;
+                Ok(Ok((target, view_of(c, tenant, new).await?)))
+            })
+        })
+        .await
+        .map_err(|e: StoreError| taken(e, start, &client.tenant.tz()))??;
+    state.engine.wake();
+    let (target, v) = moved;
+    let location =
+        format!("{}/bookings/{}", address_path(at.facility.id, target.practitioner_id, target.id), v.appointment.id);
+    Ok(created(&location, Some(booking_json(&v, &client.tenant.tz(), &full_scopes()))))
+}
+
+#[derive(Deserialize)]
+struct ConfirmRequest {
+    #[serde(default)]
+    confirmed_by: Option<String>,
+}
+
+async fn confirm(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a, b)): Path<(String, String, String, String)>,
+    Body(req): Body<ConfirmRequest>,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    let booking = booking_at(&state, &client, &at, &b).await?;
+    let by = match req.confirmed_by.as_deref() {
+        Some(by @ ("user" | "admin")) => by.to_owned(),
+        _ => return Err(DocplannerError::bad_request("confirmed_by value is invalid")),
+    };
+    if !at.address.integrated {
+        return Err(DocplannerError::bad_request("Integration is not authorized for this address"));
+    }
+    let now = state.now();
+    if booking.moved_to.is_some() {
+        return Err(DocplannerError::conflict("Visit has been deleted"));
+    }
+    if booking.status.docplanner() == "canceled" {
+        return Err(DocplannerError::conflict("Visit has been canceled"));
+    }
+    if booking.confirmed {
+        return Err(DocplannerError::conflict("Visit has already been confirmed"));
+    }
+    if booking.interval.start < now {
+        return Err(DocplannerError::conflict("Visit is in the past"));
+    }
+    let (tenant, id) = (client.tenant.id, booking.id);
+    state.store.write(move |c| Box::pin(async move { appointments::confirm(c, tenant, id, &by, now).await })).await?;
+    state.engine.wake();
+    Ok(no_content())
+}
+
+async fn presence(
+    state: AppState,
+    client: Client,
+    (f, d, a, b): (String, String, String, String),
+    presence: Presence,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    let booking = booking_at(&state, &client, &at, &b).await?;
+    if booking.status.docplanner() == "canceled" {
+        return Err(DocplannerError::conflict("Visit is marked as canceled"));
+    }
+    let now = state.now();
+    if booking.interval.start > now {
+        return Err(DocplannerError::bad_request("Visit is in the future"));
+    }
+    let (tenant, id) = (client.tenant.id, booking.id);
+    state
+        .store
+        .write(move |c| Box::pin(async move { appointments::set_presence(c, tenant, id, presence, now).await }))
+        .await?;
+    state.engine.wake();
+    Ok(no_content())
+}
+
+async fn mark_present(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path(path): Path<(String, String, String, String)>,
+) -> Result<Response, DocplannerError> {
+    presence(state, client, path, Presence::Present).await
+}
+
+async fn mark_absent(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path(path): Path<(String, String, String, String)>,
+) -> Result<Response, DocplannerError> {
+    presence(state, client, path, Presence::Absent).await
+}
+
+#[derive(Deserialize)]
+struct OpinionRequest {
+    #[serde(default, deserialize_with = "opt_id_string")]
+    phone: Option<String>,
+}
+
+/// `PUT .../doctors/{d}/opinion-request`: the patient with that phone, who
+/// has a booking with this doctor, is asked for an opinion (once per doctor).
+async fn opinion_request(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d)): Path<(String, String)>,
+    Body(req): Body<OpinionRequest>,
+) -> Result<Response, DocplannerError> {
+    let (_, doctor, _) = super::catalog::facility_doctor(&state, &client, &f, &d).await?;
+    let phone = req
+        .phone
+        .as_deref()
+        .and_then(super::slots::international_phone)
+        .ok_or_else(|| DocplannerError::bad_request("Phone number is invalid."))?;
+    let (tenant, now) = (client.tenant.id, state.now());
+    let outcome = state
+        .store
+        .write(move |c| {
+            Box::pin(async move {
+                let mut visit = None;
+                for p in patients::find_by_contact(c, tenant, &phone).await? {
+                    let Some(pid) = p.id else { continue };
+                    let search = Search { patient: Some(pid.get()), limit: 1000, ..Default::default() };
+                    let (items, _) = appointments::search(c, tenant, &search).await?;
+                    visit = items
+                        .into_iter()
+                        .filter(|a| a.status.docplanner() == "booked" && a.practitioners().any(|x| x == doctor.id))
+                        .last();
+                    if visit.is_some() {
+                        break;
+                    }
+                }
+                let Some(visit) = visit else { return Ok(Err(DocplannerError::forbidden("Visit not found"))) };
+                if !appointments::request_opinion(c, tenant, &visit, doctor.id, &phone, now).await? {
+                    return Ok(Err(DocplannerError::conflict("Opinion already exists")));
+                }
+                Ok(Ok(()))
+            })
+        })
+        .await?;
+    outcome?;
+    state.engine.wake();
+    Ok(ok(json!({})))
 }
 
 /// A booking with what it is shown with.
@@ -24,6 +514,8 @@ pub struct BookingView {
     pub patient: Option<Patient>,
     pub address_service: Option<AddressService>,
     pub insurance: Option<InsuranceProvider>,
+    /// The ends of the move chain (`booking.moving`), when looked up.
+    pub moving: Option<(AppointmentId, AppointmentId)>,
 }
 
 /// Loads a booking and what it is shown with; `None` when there is no such
@@ -47,7 +539,7 @@ pub async fn view_of(conn: &mut Conn, tenant: TenantId, appointment: Appointment
         Some(i) => catalog::get(conn, Table::InsuranceProviders, catalog::SHARED, i.provider_id.get()).await?,
         None => None,
     };
-    Ok(BookingView { appointment, patient, address_service, insurance })
+    Ok(BookingView { appointment, patient, address_service, insurance, moving: None })
 }
 
 /// The patient as bookings show it (`BookingPatient` / `Patient`).
@@ -126,12 +618,10 @@ pub fn booking_json(v: &BookingView, tz: &jiff::tz::TimeZone, scopes: &[String])
         };
     }
     if has("booking.moving") {
-        out["moving"] = if a.moved_from.is_some() || a.moved_to.is_some() {
-            json!({"origin_booking_id": a.moved_from.unwrap_or(a.id).to_string(),
-                   "newest_booking_id": a.moved_to.unwrap_or(a.id).to_string()})
-        } else {
-            Value::Null
-        };
+        // The first and the last booking of the move chain; both are the
+        // booking's own id when it was never moved.
+        let (origin, newest) = v.moving.unwrap_or((a.moved_from.unwrap_or(a.id), a.moved_to.unwrap_or(a.id)));
+        out["moving"] = json!({"origin_booking_id": origin.to_string(), "newest_booking_id": newest.to_string()});
     }
     out["comment"] = json!(a.comment);
     out["insurance"] = insurance_json(v);

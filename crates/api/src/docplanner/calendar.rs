@@ -1,8 +1,405 @@
-//! Docplanner: calendar.
+//! Docplanner: the calendar of an address (status, enable, disable) and its
+//! breaks (list, add, get, move, delete).
+//!
+//! Every address has a calendar, enabled or disabled (`Address.calendar_enabled`).
+//! Changes to a calendar are refused once the address's integration mark was
+//! removed ([`editable`]). Breaks added with `apply_on_coupled_addresses` are
+//! also created at the doctor's coupled addresses in the facility and share a
+//! `coupled_group` with the requested one; moving or deleting any of them
+//! moves or deletes the whole group. Break writes append one `BreakCreated`,
+//! `BreakMoved` or `BreakRemoved` per break (see `polyclinic_store::breaks`).
 
+use super::catalog::locate;
+use super::{Body, Client, DocplannerError, address_path, created, format_time, no_content, ok, parse_time};
 use crate::AppState;
-use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use jiff::Timestamp;
+use polyclinic_core::facility::Address;
+use polyclinic_core::schedule::{CalendarBreak, Interval};
+use polyclinic_core::text::{MAX_TEXT, check_len};
+use polyclinic_core::{AddressId, CalendarBreakId, CoreError, FacilityId, PractitionerId, TenantId};
+use polyclinic_store::catalog;
+use polyclinic_store::{Conn, StoreResult, breaks};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The address path with its parameters, as every module names them.
+const ADDRESS: &str = "/facilities/{facility_id}/doctors/{doctor_id}/addresses/{address_id}";
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
+        .route(&format!("{ADDRESS}/calendar"), get(calendar))
+        .route(&format!("{ADDRESS}/calendar/enable"), post(enable))
+        .route(&format!("{ADDRESS}/calendar/disable"), post(disable))
+        .route(&format!("{ADDRESS}/breaks"), get(list_breaks).post(add_break))
+        .route(&format!("{ADDRESS}/breaks/{{break_id}}"), get(get_break).patch(move_break).delete(delete_break))
+}
+
+/// Refuses changes to the calendar of an address whose integration mark was
+/// removed (`DELETE …/integration`): 403 "You are not authorized to make
+/// changes on this calendar". Reads stay allowed.
+pub fn editable(a: &Address) -> Result<(), DocplannerError> {
+    if a.integrated {
+        Ok(())
+    } else {
+        Err(DocplannerError::forbidden("You are not authorized to make changes on this calendar"))
+    }
+}
+
+/// Whether the address is commercial: every commercial type but `basic`
+/// (the free profile); an address without one is taken as commercial.
+pub fn is_commercial(a: &Address) -> bool {
+    a.commercial_type.as_deref() != Some("basic")
+}
+
+/// 422 "Cannot activate calendar on address {id}, profile/address is not
+/// commercial" for a `basic` address.
+pub fn commercial(a: &Address) -> Result<(), DocplannerError> {
+    if is_commercial(a) {
+        Ok(())
+    } else {
+        Err(DocplannerError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("Cannot activate calendar on address {}, profile/address is not commercial", a.id),
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Calendar status.
+
+async fn calendar(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a)): Path<(String, String, String)>,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    Ok(ok(json!({"status": if at.address.calendar_enabled { "enabled" } else { "disabled" }})))
+}
+
+/// Sets the calendar status in one transaction: 409 when it already is.
+async fn set_calendar(
+    state: AppState,
+    client: Client,
+    (f, d, a): (String, String, String),
+    enabled: bool,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    editable(&at.address)?;
+    let tenant = client.tenant.id;
+    let id = at.address.id;
+    state
+        .store
+        .write(move |c| {
+            Box::pin(async move {
+                let mut a = catalog::address(c, tenant, id.get()).await?.ok_or(CoreError::not_found("address", id))?;
+                if a.calendar_enabled == enabled {
+                    let message = if enabled { "Calendar already enabled" } else { "Calendar already disabled" };
+                    return Ok(Err(DocplannerError::conflict(message)));
+                }
+                if enabled && let Err(e) = commercial(&a) {
+                    return Ok(Err(e));
+                }
+                a.calendar_enabled = enabled;
+                catalog::update_address(c, tenant, &a).await?;
+                Ok(Ok(()))
+            })
+        })
+        .await??;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn enable(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path(path): Path<(String, String, String)>,
+) -> Result<Response, DocplannerError> {
+    set_calendar(state, client, path, true).await
+}
+
+async fn disable(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path(path): Path<(String, String, String)>,
+) -> Result<Response, DocplannerError> {
+    set_calendar(state, client, path, false).await
+}
+
+// ---------------------------------------------------------------------------
+// Breaks.
+
+/// A break as the API shows it (`CalendarBreak`), in the tenant's zone.
+pub fn break_json(b: &CalendarBreak, tz: &jiff::tz::TimeZone) -> Value {
+    json!({
+        "id": b.id.to_string(),
+        "since": format_time(b.interval.start, tz),
+        "till": format_time(b.interval.end, tz),
+        "description": b.description,
+    })
+}
+
+fn required(name: &str) -> DocplannerError {
+    DocplannerError::bad_request(format!("Param \"{name}\" is required!"))
+}
+
+const INVALID_DATE: &str = "Invalid date given.";
+
+fn invalid_range() -> DocplannerError {
+    DocplannerError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid date range")
+}
+
+/// An instant given as text: `None` when missing or empty, `Some(None)` when
+/// it is not an ISO 8601 instant with an offset. Fractions of a second are
+/// dropped (the API speaks in seconds).
+fn instant_text(s: Option<&str>) -> Option<Option<Timestamp>> {
+    let s = s.map(str::trim).filter(|s| !s.is_empty())?;
+    Some(parse_time(s).and_then(|t| Timestamp::from_second(t.as_second()).ok()))
+}
+
+/// `since` or `till` of a request body: 400 when missing or not an instant.
+fn body_instant(v: Option<&Value>, name: &str) -> Result<Timestamp, DocplannerError> {
+    let text = match v {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(DocplannerError::bad_request(INVALID_DATE)),
+    };
+    instant_text(text).ok_or_else(|| required(name))?.ok_or_else(|| DocplannerError::bad_request(INVALID_DATE))
+}
+
+/// A break named by a path segment at the located address, read in `c`:
+/// 404 "Invalid break ID" when it is not one of this address's breaks.
+async fn break_at(
+    c: &mut Conn,
+    tenant: TenantId,
+    address: AddressId,
+    id: Option<CalendarBreakId>,
+) -> StoreResult<Result<CalendarBreak, DocplannerError>> {
+    let invalid = || DocplannerError::new(StatusCode::NOT_FOUND, "Invalid break ID");
+    let Some(id) = id else { return Ok(Err(invalid())) };
+    Ok(match breaks::get(c, tenant, id).await? {
+        Some(b) if b.address_id == address => Ok(b),
+        _ => Err(invalid()),
+    })
+}
+
+/// The doctor's addresses in the facility, where a coupled group can live.
+async fn doctor_addresses(
+    c: &mut Conn,
+    tenant: TenantId,
+    facility: FacilityId,
+    doctor: PractitionerId,
+) -> StoreResult<Vec<Address>> {
+    let all = catalog::addresses_of_facility(c, tenant, facility.get()).await?;
+    Ok(all.into_iter().filter(|a| a.practitioner_id == doctor).collect())
+}
+
+async fn list_breaks(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a)): Path<(String, String, String)>,
+    uri: Uri,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let param = |name: &str| -> Result<Timestamp, DocplannerError> {
+        let v = query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        instant_text(v)
+            .ok_or_else(|| required(name))?
+            .ok_or_else(|| DocplannerError::new(StatusCode::NOT_FOUND, INVALID_DATE))
+    };
+    let (since, till) = (param("since")?, param("till")?);
+    let window = Interval::new(since, till).map_err(|_| invalid_range())?;
+    let tenant = client.tenant.id;
+    let address = at.address.id;
+    let found = state
+        .store
+        .read(move |c| Box::pin(async move { breaks::overlapping(c, tenant, address, &window).await }))
+        .await?;
+    let tz = client.tenant.tz();
+    Ok(ok(json!({"_items": found.iter().map(|b| break_json(b, &tz)).collect::<Vec<_>>()})))
+}
+
+#[derive(Debug, Deserialize)]
+struct AddCalendarBreakRequest {
+    #[serde(default)]
+    since: Option<Value>,
+    #[serde(default)]
+    till: Option<Value>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    apply_on_coupled_addresses: Option<bool>,
+}
+
+async fn add_break(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a)): Path<(String, String, String)>,
+    Body(req): Body<AddCalendarBreakRequest>,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    editable(&at.address)?;
+    let since = body_instant(req.since.as_ref(), "since")?;
+    let till = body_instant(req.till.as_ref(), "till")?;
+    let interval = Interval::new(since, till).map_err(|_| invalid_range())?;
+    commercial(&at.address)?;
+    // An empty description is no description: the duplicate check treats them alike.
+    let description = req.description.filter(|s| !s.trim().is_empty());
+    if let Some(text) = &description {
+        check_len("description", text, MAX_TEXT)?;
+    }
+    let coupled = req.apply_on_coupled_addresses.unwrap_or(false);
+    let tenant = client.tenant.id;
+    let now = state.now();
+    let here = at.address.clone();
+    let (facility, doctor) = (at.facility.id, at.doctor.id);
+    let made = state
+        .store
+        .write(move |c| {
+            Box::pin(async move {
+                let same = |b: &CalendarBreak| b.description == description;
+                if breaks::with_range(c, tenant, here.id, &interval).await?.iter().any(same) {
+                    return Ok(Err(DocplannerError::conflict(
+                        "Break for given address, date range and description exists",
+                    )));
+                }
+                let id = breaks::new_id(c).await?;
+                let group = coupled.then_some(id);
+                let mut all = vec![CalendarBreak {
+                    id,
+                    address_id: here.id,
+                    interval,
+                    description: description.clone(),
+                    coupled_group: group,
+                }];
+                if coupled {
+                    // The online-only addresses for an offline one and the other way
+                    // round; those that take no calendar changes are left alone, and
+                    // where the same break already exists it is not added twice.
+                    for other in doctor_addresses(c, tenant, facility, doctor).await? {
+                        if other.id == here.id
+                            || other.is_online_only == here.is_online_only
+                            || !other.integrated
+                            || !is_commercial(&other)
+                            || breaks::with_range(c, tenant, other.id, &interval).await?.iter().any(same)
+                        {
+                            continue;
+                        }
+                        all.push(CalendarBreak {
+                            id: breaks::new_id(c).await?,
+                            address_id: other.id,
+                            interval,
+                            description: description.clone(),
+                            coupled_group: group,
+                        });
+                    }
+                }
+                breaks::create(c, tenant, &all, now).await?;
+                Ok(Ok(all.swap_remove(0)))
+            })
+        })
+        .await??;
+    let location = format!("{}/breaks/{}", address_path(facility, doctor, at.address.id), made.id);
+    Ok(created(&location, Some(break_json(&made, &client.tenant.tz()))))
+}
+
+async fn get_break(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a, b)): Path<(String, String, String, String)>,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    let tenant = client.tenant.id;
+    let address = at.address.id;
+    let id = b.parse::<CalendarBreakId>().ok();
+    let found = state.store.read(move |c| Box::pin(async move { break_at(c, tenant, address, id).await })).await??;
+    Ok(ok(break_json(&found, &client.tenant.tz())))
+}
+
+#[derive(Debug, Deserialize)]
+struct MoveCalendarBreakRequest {
+    #[serde(default)]
+    since: Option<Value>,
+    #[serde(default)]
+    till: Option<Value>,
+}
+
+async fn move_break(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a, b)): Path<(String, String, String, String)>,
+    Body(req): Body<MoveCalendarBreakRequest>,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    editable(&at.address)?;
+    let since = body_instant(req.since.as_ref(), "since")?;
+    let till = body_instant(req.till.as_ref(), "till")?;
+    let tz = client.tenant.tz();
+    if till < since {
+        return Err(DocplannerError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("Till ({}) cannot be set before since ({})", format_time(till, &tz), format_time(since, &tz)),
+        ));
+    }
+    let to = Interval::new(since, till).map_err(|_| invalid_range())?;
+    let tenant = client.tenant.id;
+    let now = state.now();
+    let (facility, doctor, address) = (at.facility.id, at.doctor.id, at.address.id);
+    let id = b.parse::<CalendarBreakId>().ok();
+    state
+        .store
+        .write(move |c| {
+            Box::pin(async move {
+                let b = match break_at(c, tenant, address, id).await? {
+                    Ok(b) => b,
+                    Err(e) => return Ok(Err(e)),
+                };
+                if b.interval == to {
+                    return Ok(Err(DocplannerError::new(StatusCode::UNPROCESSABLE_ENTITY, "Same Date Range")));
+                }
+                let places: Vec<AddressId> =
+                    doctor_addresses(c, tenant, facility, doctor).await?.iter().map(|a| a.id).collect();
+                let group = breaks::with_group(c, tenant, &b, &places).await?;
+                breaks::move_to(c, tenant, &group, to, now).await?;
+                Ok(Ok(()))
+            })
+        })
+        .await??;
+    Ok(no_content())
+}
+
+async fn delete_break(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a, b)): Path<(String, String, String, String)>,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    editable(&at.address)?;
+    let tenant = client.tenant.id;
+    let now = state.now();
+    let (facility, doctor, address) = (at.facility.id, at.doctor.id, at.address.id);
+    let id = b.parse::<CalendarBreakId>().ok();
+    state
+        .store
+        .write(move |c| {
+            Box::pin(async move {
+                let b = match break_at(c, tenant, address, id).await? {
+                    Ok(b) => b,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let places: Vec<AddressId> =
+                    doctor_addresses(c, tenant, facility, doctor).await?.iter().map(|a| a.id).collect();
+                let group = breaks::with_group(c, tenant, &b, &places).await?;
+                breaks::remove(c, tenant, &group, now).await?;
+                Ok(Ok(()))
+            })
+        })
+        .await??;
+    Ok(no_content())
 }

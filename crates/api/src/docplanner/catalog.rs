@@ -132,7 +132,7 @@ async fn facility_people(
 }
 
 /// The doctor, if related with the facility: 404 unknown, 403 unrelated.
-async fn facility_doctor(
+pub(super) async fn facility_doctor(
     state: &AppState,
     client: &Client,
     facility: &str,

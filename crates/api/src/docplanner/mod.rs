@@ -51,6 +51,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(bookings::routes())
         .merge(notifications::routes())
         .fallback(|| async { DocplannerError::not_found() })
+        // Layers run outside in: authentication first, then the client's rate limits.
+        .layer(middleware::from_fn_with_state(state.clone(), ratelimit::limit))
         .layer(middleware::from_fn_with_state(state, authenticate))
 }
 

@@ -1,8 +1,507 @@
-//! Docplanner: notifications.
+//! Docplanner notifications: the delivery [`Router`] that turns domain events
+//! into Docplanner notifications for every API client that sees the address,
+//! and the PULL endpoints (`GET /notifications`, `GET /notifications/multiple`)
+//! and `POST /notifications/release`.
+//!
+//! A notification is `{"name", "data": {"facility", "doctor", "address", ...},
+//! "created_at"}`, rendered once per client in the dispatch transaction (so a
+//! booking shows its state when the event is dispatched, normally at once).
+//! A client with a push URL gets it as a delivery (PUSH: an HTTP POST of the
+//! JSON, with the client's API key in [`API_KEY_HEADER`] when one is set,
+//! retried after 1, 5 and 15 minutes); a client without one gets it in its
+//! PULL queue ([`polyclinic_store::docplanner_queue`]).
+//!
+//! | domain event | notification |
+//! |---|---|
+//! | `AppointmentCreated` (not from a move) | `slot-booked` |
+//! | `AppointmentCancelled` (not the old half of a move) | `booking-canceled` |
+//! | `AppointmentRescheduled` (a Docplanner move, or a new time through any dialect) | `booking-moved` |
+//! | `AppointmentConfirmed` | `booking-confirmed` |
+//! | `PresenceMarked` | `presence-marked` |
+//! | `BreakCreated`, `BreakMoved`, `BreakRemoved` | `break-created`, `break-moved`, `break-removed` |
+//! | `AddressServiceCreated`, `…Changed`, `…Deleted` | `address-service-created`, `-changed`, `-deleted` |
+//! | `AddressAssigned`, `AddressUnassigned` | `address-assigned`, `address-unassigned` |
+//! | `AddressCommercialTypeChanged` | `address-commercial-type-changed` |
 
+use super::address_services::address_service_json;
+use super::bookings::{BookingView, load_view, visit_booking_json};
+use super::catalog::{address_json, facility_json};
+use super::{Client, DocplannerError, doctor_path, format_time, link, no_content};
 use crate::AppState;
-use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use futures_util::future::BoxFuture;
+use jiff::Timestamp;
+use polyclinic_core::facility::{Address, AddressService};
+use polyclinic_core::practitioner::Practitioner;
+use polyclinic_core::schedule::{CalendarBreak, Interval};
+use polyclinic_core::tenant::Credential;
+use polyclinic_core::{AppointmentId, TenantId};
+use polyclinic_store::deliveries::{Channel, Delivery, NewDelivery};
+use polyclinic_store::docplanner_queue::{self, Release};
+use polyclinic_store::outbox::StoredEvent;
+use polyclinic_store::seal::SecretKey;
+use polyclinic_store::{Conn, StoreResult, catalog, tenants};
+use serde_json::{Map, Value, json};
+
+/// The header that carries a PUSH client's API key.
+pub const API_KEY_HEADER: &str = "X-Api-Key";
+/// Retries of a PUSH delivery, in seconds after each failed attempt.
+pub const PUSH_RETRY_SCHEDULE: [i64; 3] = [60, 300, 900];
+/// How often a client may release its failed notifications, in seconds.
+pub const RELEASE_PERIOD_SECONDS: i64 = 3600;
+/// Most notifications one `GET /notifications/multiple` answers.
+pub const MAX_PULL: i64 = 100;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/notifications", get(pull_one))
+        .route("/notifications/multiple", get(pull_multiple))
+        .route("/notifications/release", post(release))
+}
+
+// ------------------------------------------------------------------ PULL
+
+fn nothing_queued() -> DocplannerError {
+    DocplannerError::new(StatusCode::NOT_FOUND, "No notifications found")
+}
+
+async fn pull(state: &AppState, client: &Client, limit: i64) -> Result<docplanner_queue::Pulled, DocplannerError> {
+    let (tenant, credential, now) = (client.tenant.id, client.credential.id, state.now());
+    Ok(state
+        .store
+        .write(move |c| Box::pin(async move { docplanner_queue::pull(c, tenant, credential, now, limit).await }))
+        .await?)
+}
+
+/// `GET /notifications`: the oldest notification, taken off the queue.
+async fn pull_one(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+) -> Result<Response, DocplannerError> {
+    let pulled = pull(&state, &client, 1).await?;
+    let body = pulled.notifications.into_iter().next().ok_or_else(nothing_queued)?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, super::CONTENT_TYPE)], body).into_response())
+}
+
+/// `GET /notifications/multiple?limit=1..100` (default 1).
+async fn pull_multiple(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    uri: Uri,
+) -> Result<Response, DocplannerError> {
+    let limit = match uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "limit").map(|(_, v)| v.into_owned())
+    }) {
+        None => 1,
+        Some(v) => v.trim().parse::<i64>().ok().filter(|n| (1..=MAX_PULL).contains(n)).ok_or_else(|| {
+            DocplannerError::invalid_arguments([("limit", format!("This value should be between 1 and {MAX_PULL}."))])
+        })?,
+    };
+    let pulled = pull(&state, &client, limit).await?;
+    if pulled.notifications.is_empty() {
+        return Err(nothing_queued());
+    }
+    let notifications = pulled
+        .notifications
+        .iter()
+        .map(|b| serde_json::from_str(b))
+        .collect::<Result<Vec<Value>, _>>()
+        .map_err(polyclinic_store::StoreError::from)?;
+    Ok(super::ok(json!({"notifications": notifications, "remaining": pulled.remaining})))
+}
+
+/// `POST /notifications/release`: PUSH clients only, once an hour.
+async fn release(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+) -> Result<Response, DocplannerError> {
+    if client.credential.config.push_url.is_none() {
+        return Err(DocplannerError::forbidden("You are not allowed to use this method"));
+    }
+    let (tenant, credential, now) = (client.tenant.id, client.credential.id, state.now());
+    let outcome = state
+        .store
+        .write(move |c| {
+            Box::pin(async move {
+                docplanner_queue::release(c, tenant, credential, now, RELEASE_PERIOD_SECONDS).await
+            })
+        })
+        .await?;
+    match outcome {
+        Release::Done { .. } => {
+            state.engine.wake();
+            Ok(no_content())
+        }
+        Release::TooSoon { retry_after } => {
+            let mut r = DocplannerError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "You have reached the limit of 1 request per hour",
+            )
+            .into_response();
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            Ok(r)
+        }
+    }
+}
+
+// ------------------------------------------------------------------ rendering
+
+/// A fresh random (version 4) UUID: the `signature` of one notification.
+pub fn signature() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// The doctor as notifications show it (`Doctor`, no scopes).
+fn doctor_json(d: &Practitioner, facility: impl std::fmt::Display) -> Value {
+    let path = doctor_path(facility, d.id);
+    json!({"id": d.id.to_string(), "name": d.given, "surname": d.family, "_links": {
+        "self": link(&path),
+        "addresses": link(format!("{path}/addresses")),
+    }})
+}
+
+/// A calendar break as notifications show it (`BreakNotification`).
+fn break_json(b: &CalendarBreak, tz: &jiff::tz::TimeZone) -> Value {
+    json!({"id": b.id.to_string(), "since": format_time(b.interval.start, tz), "till": format_time(b.interval.end, tz)})
+}
+
+/// What a notification carries beside facility, doctor and address.
+enum Payload {
+    /// `visit_booking`.
+    Booking(Box<BookingView>),
+    /// `visit_booking` and `presence` (`PRESENT`/`ABSENT`).
+    Presence(Box<BookingView>, &'static str),
+    /// `old_visit_booking` and `new_visit_booking`.
+    Moved { old: Box<BookingView>, new: Box<BookingView> },
+    /// Another member, already rendered (`break`, `address_service`).
+    Member(&'static str, Value),
+    /// Nothing more (address notifications).
+    Nothing,
+}
+
+impl Payload {
+    fn render(&self, data: &mut Map<String, Value>, tz: &jiff::tz::TimeZone, signature: &str) {
+        match self {
+            Payload::Booking(v) => {
+                data.insert("visit_booking".into(), visit_booking_json(v, tz, signature));
+            }
+            Payload::Presence(v, presence) => {
+                data.insert("visit_booking".into(), visit_booking_json(v, tz, signature));
+                data.insert("presence".into(), json!(presence));
+            }
+            Payload::Moved { old, new } => {
+                data.insert("old_visit_booking".into(), visit_booking_json(old, tz, signature));
+                data.insert("new_visit_booking".into(), visit_booking_json(new, tz, signature));
+            }
+            Payload::Member(name, v) => {
+                data.insert((*name).into(), v.clone());
+            }
+            Payload::Nothing => {}
+        }
+    }
+}
+
+/// Which notification an event makes, before anything is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    Booking(&'static str),
+    Presence,
+    Moved,
+    Break(&'static str),
+    AddressService(&'static str),
+    Address(&'static str),
+}
+
+impl Plan {
+    fn name(self) -> &'static str {
+        match self {
+            Plan::Booking(n) | Plan::Break(n) | Plan::AddressService(n) | Plan::Address(n) => n,
+            Plan::Presence => "presence-marked",
+            Plan::Moved => "booking-moved",
+        }
+    }
+}
+
+/// An id in event data, written as a string or a number.
+fn id_in(data: &Value, field: &str) -> Option<i64> {
+    match data.get(field)? {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+}
+
+fn plan(event: &StoredEvent) -> Option<Plan> {
+    let has = |f: &str| event.data.get(f).is_some_and(|v| !v.is_null());
+    Some(match event.kind.as_str() {
+        // A Docplanner move is told once, as `booking-moved`.
+        "AppointmentCreated" if has("moved_from") => return None,
+        "AppointmentCreated" => Plan::Booking("slot-booked"),
+        "AppointmentCancelled" if has("moved_to") => return None,
+        "AppointmentCancelled" => Plan::Booking("booking-canceled"),
+        "AppointmentRescheduled" => Plan::Moved,
+        "AppointmentConfirmed" => Plan::Booking("booking-confirmed"),
+        "PresenceMarked" => Plan::Presence,
+        "BreakCreated" => Plan::Break("break-created"),
+        "BreakMoved" => Plan::Break("break-moved"),
+        "BreakRemoved" => Plan::Break("break-removed"),
+        "AddressServiceCreated" => Plan::AddressService("address-service-created"),
+        "AddressServiceChanged" => Plan::AddressService("address-service-changed"),
+        "AddressServiceDeleted" => Plan::AddressService("address-service-deleted"),
+        "AddressAssigned" => Plan::Address("address-assigned"),
+        "AddressUnassigned" => Plan::Address("address-unassigned"),
+        "AddressCommercialTypeChanged" => Plan::Address("address-commercial-type-changed"),
+        _ => return None,
+    })
+}
+
+/// Reads what the notification of `event` shows; `None` when there is
+/// nothing to tell (the booking or break is gone, or the data is not ours).
+async fn payload(
+    conn: &mut Conn,
+    tenant: TenantId,
+    tz: &jiff::tz::TimeZone,
+    plan: Plan,
+    event: &StoredEvent,
+) -> StoreResult<Option<Payload>> {
+    let data = &event.data;
+    let appointment = id_in(data, "appointment_id").or_else(|| event.aggregate_id.parse().ok()).map(AppointmentId);
+    Ok(match plan {
+        Plan::Booking(_) => match appointment {
+            Some(id) => load_view(conn, tenant, id).await?.map(|v| Payload::Booking(Box::new(v))),
+            None => None,
+        },
+        Plan::Presence => {
+            let Some(id) = appointment else { return Ok(None) };
+            let Some(v) = load_view(conn, tenant, id).await? else { return Ok(None) };
+            let word = match data.get("presence").and_then(Value::as_str) {
+                Some(p) => p.to_ascii_lowercase(),
+                None => match v.appointment.presence {
+                    Some(polyclinic_core::appointment::Presence::Absent) => "absent".into(),
+                    _ => "present".into(),
+                },
+            };
+            let presence = if word == "absent" { "ABSENT" } else { "PRESENT" };
+            Some(Payload::Presence(Box::new(v), presence))
+        }
+        Plan::Moved => {
+            let Some(id) = appointment else { return Ok(None) };
+            let Some(new) = load_view(conn, tenant, id).await? else { return Ok(None) };
+            // A Docplanner move: the old booking was cancelled in the same
+            // command and points at this one.
+            if let Some(from) = id_in(data, "moved_from").map(AppointmentId)
+                && let Some(old) = load_view(conn, tenant, from).await?
+                && old.appointment.moved_to == Some(id)
+                && old.appointment.canceled_at.is_some_and(|t| t.as_second() == event.created_at)
+            {
+                return Ok(Some(Payload::Moved { old: Box::new(old), new: Box::new(new) }));
+            }
+            // A new time for the same booking: the old one is it at its previous times.
+            let previous = |f: &str| data.get(f).and_then(Value::as_str).and_then(|s| s.parse::<Timestamp>().ok());
+            let (Some(start), Some(end)) = (previous("previous_start"), previous("previous_end")) else {
+                return Ok(None);
+            };
+            let mut old = new.clone();
+            old.appointment.interval = Interval { start, end };
+            Some(Payload::Moved { old: Box::new(old), new: Box::new(new) })
+        }
+        Plan::Break(_) => match data.get("break").cloned().map(serde_json::from_value::<CalendarBreak>) {
+            Some(Ok(b)) => Some(Payload::Member("break", break_json(&b, tz))),
+            _ => None,
+        },
+        Plan::AddressService(_) => {
+            match data.get("address_service").cloned().map(serde_json::from_value::<AddressService>) {
+                Some(Ok(s)) => Some(Payload::Member("address_service", address_service_json(&s, &[]))),
+                _ => None,
+            }
+        }
+        Plan::Address(_) => Some(Payload::Nothing),
+    })
+}
+
+/// The envelope: `{"name", "data": {"facility", "doctor", "address", ...}, "created_at"}`.
+fn envelope(name: &str, head: &Map<String, Value>, payload: &Payload, tz: &jiff::tz::TimeZone, at: Timestamp) -> Value {
+    let mut data = head.clone();
+    payload.render(&mut data, tz, &signature());
+    json!({"name": name, "data": data, "created_at": format_time(at, tz)})
+}
+
+/// Who hears about the event: the clients named by the event
+/// (`credential_ids`, for address (un)assignment), else every Docplanner
+/// client of the tenant assigned the facility.
+fn audience(clients: Vec<Credential>, data: &Value, facility: i64) -> Vec<Credential> {
+    match data.get("credential_ids").and_then(Value::as_array) {
+        Some(ids) => {
+            let named: Vec<String> = ids.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+            clients.into_iter().filter(|c| named.contains(&c.id.to_string())).collect()
+        }
+        None => clients.into_iter().filter(|c| c.config.facilities.iter().any(|f| f.get() == facility)).collect(),
+    }
+}
+
+/// Turns domain events into Docplanner notifications: PUSH deliveries and
+/// PULL queue entries.
+pub struct NotificationRouter {
+    /// Opens the sealed PUSH API keys.
+    key: SecretKey,
+}
+
+impl NotificationRouter {
+    /// A router that opens PUSH API keys with `key` (the store's).
+    pub fn new(key: SecretKey) -> Self {
+        NotificationRouter { key }
+    }
+
+    /// The headers of a PUSH to `client`: its API key, when it has one.
+    async fn push_headers(&self, conn: &mut Conn, client: &Credential) -> Vec<(String, String)> {
+        if !client.config.has_push_api_key {
+            return Vec::new();
+        }
+        match tenants::protocol_secrets(conn, client.tenant_id, client.id, &self.key).await {
+            Ok(s) => s.push_api_key.map(|k| vec![(API_KEY_HEADER.to_owned(), k)]).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(credential = %client.id, error = %e, "the PUSH API key could not be opened; pushing without it");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn route_event(
+        &self,
+        conn: &mut Conn,
+        tenant: TenantId,
+        event: &StoredEvent,
+    ) -> StoreResult<Vec<NewDelivery>> {
+        let Some(plan) = plan(event) else { return Ok(Vec::new()) };
+        let Some(address_id) = id_in(&event.data, "address_id") else { return Ok(Vec::new()) };
+        let Some(address): Option<Address> = catalog::address(conn, tenant, address_id).await? else {
+            return Ok(Vec::new());
+        };
+        // An address event names the facility it concerns (an unassigned
+        // address may have moved on to another).
+        let facility_id = id_in(&event.data, "facility_id").unwrap_or(address.facility_id.get());
+        let clients = audience(docplanner_queue::clients(conn, tenant).await?, &event.data, facility_id);
+        if clients.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (Some(facility), Some(doctor)) = (
+            catalog::facility(conn, tenant, facility_id).await?,
+            catalog::practitioner(conn, tenant, address.practitioner_id.get()).await?,
+        ) else {
+            return Ok(Vec::new());
+        };
+        let tz = tenants::get(conn, tenant).await?.tz();
+        let Some(payload) = payload(conn, tenant, &tz, plan, event).await? else { return Ok(Vec::new()) };
+        let scopes: Vec<String> =
+            if matches!(plan, Plan::Address(_)) { vec!["address.commercial_type".into()] } else { Vec::new() };
+        let mut head = Map::new();
+        head.insert("facility".into(), facility_json(&facility));
+        head.insert("doctor".into(), doctor_json(&doctor, facility.id));
+        head.insert("address".into(), address_json(&address, &scopes));
+        let at = Timestamp::from_second(event.created_at)
+            .map_err(|e| polyclinic_store::StoreError::Corrupt(format!("event {}: {e}", event.seq)))?;
+        let name = plan.name();
+        let mut out = Vec::new();
+        for client in clients {
+            let body = envelope(name, &head, &payload, &tz, at).to_string();
+            match &client.config.push_url {
+                Some(url) => out.push(NewDelivery {
+                    target_key: docplanner_queue::target_key(client.id),
+                    event: name.to_owned(),
+                    channel: Channel::Http {
+                        url: url.clone(),
+                        headers: self.push_headers(conn, &client).await,
+                        content_type: "application/json".into(),
+                        body,
+                    },
+                    retry_schedule: Some(PUSH_RETRY_SCHEDULE.to_vec()),
+                }),
+                None => {
+                    docplanner_queue::enqueue(conn, tenant, client.id, event.seq, name, &body, at).await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl polyclinic_delivery::Router for NotificationRouter {
+    fn route<'a>(
+        &'a self,
+        conn: &'a mut Conn,
+        tenant: TenantId,
+        event: &'a StoredEvent,
+        _now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
+        Box::pin(self.route_event(conn, tenant, event))
+    }
+
+    /// Purges the PULL notifications nobody took within 72 hours.
+    fn scheduled<'a>(
+        &'a self,
+        conn: &'a mut Conn,
+        tenant: TenantId,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
+        Box::pin(async move {
+            docplanner_queue::purge_expired(conn, tenant, now).await?;
+            Ok(Vec::new())
+        })
+    }
+
+    fn on_outcome<'a>(
+        &'a self,
+        _conn: &'a mut Conn,
+        _tenant: TenantId,
+        _delivery: &'a Delivery,
+        _state: &'a str,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn owns(&self, target_key: &str) -> bool {
+        target_key.starts_with("docplanner-client:")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_version_4_uuids() {
+        let s = signature();
+        assert!(s.parse::<polyclinic_core::Uuid>().is_ok(), "{s}");
+        assert_eq!(&s[14..15], "4");
+        assert!("89ab".contains(&s[19..20]), "{s}");
+        assert_ne!(signature(), s);
+    }
+
+    fn event(kind: &str, data: Value) -> StoredEvent {
+        StoredEvent {
+            seq: 1,
+            kind: kind.into(),
+            aggregate: "appointment".into(),
+            aggregate_id: "7".into(),
+            data,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_move_is_told_once() {
+        assert_eq!(plan(&event("AppointmentCreated", json!({"moved_from": "6"}))), None);
+        assert_eq!(plan(&event("AppointmentCancelled", json!({"moved_to": "8"}))), None);
+        assert_eq!(plan(&event("AppointmentRescheduled", json!({"moved_from": "6"}))), Some(Plan::Moved));
+        assert_eq!(plan(&event("AppointmentCreated", json!({"moved_from": null}))), Some(Plan::Booking("slot-booked")));
+        assert_eq!(plan(&event("AppointmentUpdated", json!({}))), None);
+    }
 }

@@ -1,8 +1,703 @@
-//! Docplanner: slots.
+//! Docplanner slots: work periods in (`PUT .../slots`), computed free slots
+//! out (`GET .../slots`), a day cleared (`DELETE .../slots/{date}`), and
+//! booking a slot (`POST .../slots/{start}/book`).
+//!
+//! Slots are never stored as given: a work period is cut on the grid of the
+//! greatest common divisor of its services' durations, and calendar breaks
+//! and bookings from every dialect hide the starts they overlap.
 
+use super::address_services::address_service_json;
+use super::bookings::{booking_json, view_of};
+use super::catalog::{Located, locate};
+use super::{Body, Client, DocplannerError, format_time, ok, parse_time};
 use crate::AppState;
-use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Router};
+use jiff::{SignedDuration, Timestamp};
+use polyclinic_core::appointment::{
+    Actor, ActorKind, Appointment, BookingInsurance, Participant, ParticipantRole, ParticipantWho, VideoAccess,
+};
+use polyclinic_core::facility::{Address, AddressService, InsuranceProvider};
+use polyclinic_core::patient::{ContactPoint, ContactSystem, ContactUse, Gender, HumanName, Identifier, Patient};
+use polyclinic_core::schedule::{Interval, WorkPeriod, within_one_day};
+use polyclinic_core::slots::{FreeSlot, ServiceDuration, free_slots};
+use polyclinic_core::tenant::{Dialect, Tenant};
+use polyclinic_core::{AddressServiceId, CoreError, InsuranceProviderId, TenantId};
+use polyclinic_store::catalog;
+use polyclinic_store::{Conn, StoreError, StoreResult, appointments, breaks, patients, work_periods};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+use std::collections::HashMap;
 
 pub(super) fn routes() -> Router<AppState> {
+    let at = "/facilities/{facility_id}/doctors/{doctor_id}/addresses/{address_id}";
     Router::new()
+        .route(&format!("{at}/slots"), get(list).put(replace))
+        .route(&format!("{at}/slots/{{start}}/book"), post(book))
+        .route(&format!("{at}/slots/{{date}}"), delete(clear_day))
+}
+
+/// Longest range `GET .../slots` answers.
+const MAX_RANGE_DAYS: i64 = 180;
+/// How far ahead work periods may reach.
+const MAX_AHEAD_WEEKS: i64 = 12;
+
+/// An id the document shows as a string but clients also send as a number.
+pub(super) fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!("expected a string or number, got {other}"))),
+    }
+}
+
+/// Like [`id_string`], for an optional field (`null` or absent: `None`).
+pub(super) fn opt_id_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() || s == "null" => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        other => Err(serde::de::Error::custom(format!("expected a string or number, got {other}"))),
+    }
+}
+
+/// The address, and refusal of calendar changes when its integration was
+/// removed or its calendar is disabled.
+fn editable(at: &Located) -> Result<(), DocplannerError> {
+    if !at.address.integrated || !at.address.calendar_enabled {
+        return Err(DocplannerError::forbidden("You are not authorized to make changes on this calendar"));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct RangeQuery {
+    start: Option<String>,
+    end: Option<String>,
+}
+
+fn query_time(field: &str, v: Option<&String>) -> Result<Timestamp, DocplannerError> {
+    let v = v.ok_or_else(|| DocplannerError::invalid_arguments([(field, "This value should not be blank.")]))?;
+    parse_time(v).ok_or_else(|| DocplannerError::bad_request("Invalid date given."))
+}
+
+/// `start`..`end` of a query: both required, ordered, at most 180 days.
+pub(super) fn query_range(start: Option<&String>, end: Option<&String>) -> Result<Interval, DocplannerError> {
+    let (start, end) = (query_time("start", start)?, query_time("end", end)?);
+    if end <= start {
+        return Err(DocplannerError::bad_request("Invalid date range"));
+    }
+    if end.duration_since(start) > SignedDuration::from_hours(24 * MAX_RANGE_DAYS) {
+        return Err(DocplannerError::bad_request("Date range must not exceed 180 days"));
+    }
+    Ok(Interval { start, end })
+}
+
+/// The free slots of an address in `window`, computed: work periods split on
+/// their grid, minus calendar breaks and every booking holding the doctor or
+/// the address, from now on. `ignore` is a booking's own time when that
+/// booking is being moved.
+pub async fn free_slots_at(
+    conn: &mut Conn,
+    tenant: TenantId,
+    address: &Address,
+    window: &Interval,
+    now: Timestamp,
+    ignore: Option<&Interval>,
+) -> StoreResult<Vec<FreeSlot>> {
+    let window = Interval { start: window.start.max(now), end: window.end };
+    if window.start >= window.end {
+        return Ok(Vec::new());
+    }
+    let periods = work_periods::overlapping(conn, tenant, address.id, &window).await?;
+    if periods.is_empty() {
+        return Ok(Vec::new());
+    }
+    let span = Interval {
+        start: periods.iter().map(|p| p.interval.start).min().unwrap_or(window.start),
+        end: periods.iter().map(|p| p.interval.end).max().unwrap_or(window.end),
+    };
+    let mut blockers: Vec<Interval> =
+        breaks::overlapping(conn, tenant, address.id, &span).await?.into_iter().map(|b| b.interval).collect();
+    blockers.extend(
+        appointments::busy_intervals(conn, tenant, Some(address.practitioner_id.get()), Some(address.id.get()), &span)
+            .await?
+            .into_iter()
+            .filter(|b| Some(b) != ignore),
+    );
+    let mut out: Vec<FreeSlot> = periods.iter().flat_map(|p| free_slots(p, &p.durations, &blockers, &window)).collect();
+    out.sort_by_key(|s| s.start);
+    out.dedup_by(|b, a| {
+        if a.start == b.start {
+            for s in &b.services {
+                if !a.services.contains(s) {
+                    a.services.push(*s);
+                }
+            }
+            true
+        } else {
+            false
+        }
+    });
+    Ok(out)
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a)): Path<(String, String, String)>,
+    Query(q): Query<RangeQuery>,
+    uri: axum::http::Uri,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    let window = query_range(q.start.as_ref(), q.end.as_ref())?;
+    let with_services = super::scopes(uri.query()).iter().any(|s| s == "slot.services");
+    let (tenant, now, address) = (client.tenant.id, state.now(), at.address.clone());
+    let (slots, services) = state
+        .store
+        .read(move |c| {
+            Box::pin(async move {
+                let slots = free_slots_at(c, tenant, &address, &window, now, None).await?;
+                let services = catalog::address_services(c, tenant, address.id.get()).await?;
+                Ok((slots, services))
+            })
+        })
+        .await?;
+    let tz = client.tenant.tz();
+    let by_id: HashMap<AddressServiceId, &AddressService> = services.iter().map(|s| (s.id, s)).collect();
+    let items: Vec<Value> = slots
+        .iter()
+        .map(|s| {
+            let mut v = json!({"start": format_time(s.start, &tz)});
+            if with_services {
+                let list: Vec<Value> =
+                    s.services.iter().filter_map(|id| by_id.get(id)).map(|x| address_service_json(x, &[])).collect();
+                v["address_services"] = json!({"_items": list});
+            }
+            v
+        })
+        .collect();
+    Ok(ok(json!({"_items": items})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplaceRequest {
+    slots: Vec<SlotRange>,
+}
+
+#[derive(Deserialize)]
+struct SlotRange {
+    start: String,
+    end: String,
+    #[serde(default)]
+    address_services: Option<Vec<SlotService>>,
+    #[serde(default)]
+    insurance_accepted: Option<String>,
+    #[serde(default)]
+    insurance_providers: Option<Vec<i64>>,
+}
+
+#[derive(Deserialize)]
+struct SlotService {
+    #[serde(deserialize_with = "id_string")]
+    address_service_id: String,
+    duration: i64,
+}
+
+/// Checks one range of a replace request; answers its interval and period.
+fn check_range(
+    i: usize,
+    r: &SlotRange,
+    address: &Address,
+    services: &[AddressService],
+    assigned_insurers: &[i64],
+    tenant: &Tenant,
+    now: Timestamp,
+) -> Result<(Interval, Option<WorkPeriod>), DocplannerError> {
+    let tz = tenant.tz();
+    let start = parse_time(&r.start)
+        .ok_or_else(|| DocplannerError::invalid_arguments([(format!("slots[{i}].start"), "Invalid date given.")]))?;
+    let end = parse_time(&r.end)
+        .ok_or_else(|| DocplannerError::invalid_arguments([(format!("slots[{i}].end"), "Invalid date given.")]))?;
+    if end < start + SignedDuration::from_mins(1) {
+        return Err(DocplannerError::invalid_arguments([(
+            format!("slots[{i}].minimumDifferenceBetweenDates"),
+            "The end date must be at least 1 minute after the start date",
+        )]));
+    }
+    let interval = Interval { start, end };
+    if !within_one_day(&interval, &tz) {
+        return Err(DocplannerError::bad_request(format!(
+            "Slot for date range {} - {} exceeds a single day boundary",
+            format_time(start, &tz),
+            format_time(end, &tz)
+        )));
+    }
+    let limit = now + SignedDuration::from_hours(24 * 7 * MAX_AHEAD_WEEKS);
+    if end > limit {
+        let shown = limit.to_zoned(tz.clone()).strftime("%d.%m.%Y, %H:%M");
+        return Err(DocplannerError::invalid_arguments([(
+            format!("slots[{i}].end"),
+            format!("End date should be less than or equal to {shown}."),
+        )]));
+    }
+    let providers = r.insurance_providers.clone().unwrap_or_default();
+    match r.insurance_accepted.as_deref() {
+        None | Some("with-and-without-insurance") => {}
+        Some("with-insurance-only") if providers.is_empty() => {
+            return Err(DocplannerError::bad_request(
+                "Slot requires insurance (with-insurance-only), but insurance providers are missing",
+            ));
+        }
+        Some("with-insurance-only") => {}
+        Some("without-insurance-only") if !providers.is_empty() => {
+            return Err(DocplannerError::bad_request(
+                "Insurance providers are not supported. Slot does not allow insurances (without-insurance-only)",
+            ));
+        }
+        Some("without-insurance-only") => {}
+        Some(_) => {
+            return Err(DocplannerError::invalid_arguments([(
+                format!("slots[{i}].insurance_accepted"),
+                "The value you selected is not a valid choice.",
+            )]));
+        }
+    }
+    let missing: Vec<String> =
+        providers.iter().filter(|p| !assigned_insurers.contains(p)).map(|p| p.to_string()).collect();
+    if !missing.is_empty() {
+        return Err(DocplannerError::bad_request(format!(
+            "Insurance provider(s) with id ({}) not found for address id ({})",
+            missing.join(", "),
+            address.id
+        )));
+    }
+    let wanted = r.address_services.as_deref().unwrap_or_default();
+    if wanted.is_empty() {
+        return Ok((interval, None));
+    }
+    let mut ids = Vec::new();
+    let mut durations = Vec::new();
+    for (j, s) in wanted.iter().enumerate() {
+        let Some(found) = services.iter().find(|x| x.id.to_string() == s.address_service_id) else {
+            return Err(DocplannerError::bad_request("Address service does not exist"));
+        };
+        if !(1..=24 * 60).contains(&s.duration) {
+            return Err(DocplannerError::invalid_arguments([(
+                format!("slots[{i}].address_services[{j}].duration"),
+                "The duration must be between 1 and 1440 minutes.",
+            )]));
+        }
+        if !ids.contains(&found.id) {
+            ids.push(found.id);
+            durations.push(ServiceDuration { id: found.id, minutes: s.duration });
+        }
+    }
+    let period = WorkPeriod { address_id: address.id, interval, address_services: ids, durations };
+    Ok((interval, Some(period)))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a)): Path<(String, String, String)>,
+    Body(req): Body<ReplaceRequest>,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    editable(&at)?;
+    let (tenant, address_id) = (client.tenant.id, at.address.id);
+    let (services, insurers) = state
+        .store
+        .read(move |c| {
+            Box::pin(async move {
+                let services = catalog::address_services(c, tenant, address_id.get()).await?;
+                let insurers = work_periods::insurance_provider_ids(c, tenant, address_id).await?;
+                Ok((services, insurers))
+            })
+        })
+        .await?;
+    let now = state.now();
+    let mut ranges: Vec<(Interval, Option<WorkPeriod>)> = Vec::new();
+    for (i, r) in req.slots.iter().enumerate() {
+        let (interval, period) = check_range(i, r, &at.address, &services, &insurers, &client.tenant, now)?;
+        if let Some(j) = ranges.iter().position(|(other, _)| other.overlaps(&interval)) {
+            return Err(DocplannerError::invalid_arguments([(
+                format!("slots[{i}]"),
+                format!("The slot overlaps slots[{j}]."),
+            )]));
+        }
+        ranges.push((interval, period));
+    }
+    state
+        .store
+        .write(move |c| Box::pin(async move { work_periods::replace(c, tenant, address_id, &ranges, now).await }))
+        .await?;
+    state.engine.wake();
+    Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, super::CONTENT_TYPE)]).into_response())
+}
+
+async fn clear_day(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a, date)): Path<(String, String, String, String)>,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    editable(&at)?;
+    let tz = client.tenant.tz();
+    let invalid = || DocplannerError::bad_request("Invalid date given.");
+    let day: jiff::civil::Date = date.parse().map_err(|_| invalid())?;
+    let start = day.to_zoned(tz.clone()).map_err(|_| invalid())?;
+    let end = day.tomorrow().and_then(|t| t.to_zoned(tz.clone())).map_err(|_| invalid())?;
+    let range = Interval { start: start.timestamp(), end: end.timestamp() };
+    let (tenant, address_id, now) = (client.tenant.id, at.address.id, state.now());
+    state
+        .store
+        .write(move |c| {
+            Box::pin(async move { work_periods::replace(c, tenant, address_id, &[(range, None)], now).await })
+        })
+        .await?;
+    Ok(super::no_content())
+}
+
+#[derive(Deserialize)]
+struct BookRequest {
+    #[serde(deserialize_with = "id_string")]
+    address_service_id: String,
+    duration: i64,
+    patient: BookPatient,
+    #[serde(default)]
+    is_returning: Option<bool>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(default, deserialize_with = "opt_id_string")]
+    insurance_provider_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_id_string")]
+    insurance_plan_id: Option<String>,
+    #[serde(default)]
+    insurance_number: Option<String>,
+    #[serde(default)]
+    is_recurring: Option<bool>,
+}
+
+/// The patient of a booking request (`Patient`: name and phone required).
+#[derive(Deserialize)]
+pub(super) struct BookPatient {
+    name: String,
+    #[serde(default)]
+    surname: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(deserialize_with = "id_string")]
+    phone: String,
+    #[serde(default)]
+    birth_date: Option<String>,
+    #[serde(default, deserialize_with = "opt_id_string")]
+    nin: Option<String>,
+    #[serde(default)]
+    gender: Option<String>,
+    #[serde(default)]
+    marketing_consent: Option<bool>,
+    #[serde(default)]
+    data_privacy_consent: Option<bool>,
+}
+
+impl BookPatient {
+    /// The core patient, validated (field errors name `patient.*`).
+    fn to_patient(&self, tenant: &Tenant) -> Result<Patient, DocplannerError> {
+        let bad = |f: &str, m: &str| DocplannerError::invalid_arguments([(format!("patient.{f}"), m.to_owned())]);
+        let name = self.name.trim();
+        if name.is_empty() {
+            return Err(bad("name", "This value should not be blank."));
+        }
+        let mut telecom = Vec::new();
+        let phone =
+            international_phone(&self.phone).ok_or_else(|| bad("phone", "This value is not a valid phone number."))?;
+        telecom.push(ContactPoint {
+            system: ContactSystem::Phone,
+            value: phone,
+            use_: Some(ContactUse::Mobile),
+            rank: None,
+            consent: None,
+        });
+        if let Some(e) = self.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+            let mut email = ContactPoint {
+                system: ContactSystem::Email,
+                value: e.to_owned(),
+                use_: None,
+                rank: None,
+                consent: None,
+            };
+            email.normalise().map_err(|_| bad("email", "This value is not a valid email address."))?;
+            telecom.push(email);
+        }
+        let birth_date = match self.birth_date.as_deref().filter(|b| !b.is_empty()) {
+            Some(b) => {
+                Some(b.parse::<jiff::civil::Date>().map_err(|_| bad("birth_date", "This value is not a valid date."))?)
+            }
+            None => None,
+        };
+        let gender = match self.gender.as_deref() {
+            None | Some("") => None,
+            Some("m") => Some(Gender::Male),
+            Some("f") => Some(Gender::Female),
+            Some(_) => return Err(bad("gender", "The value you selected is not a valid choice.")),
+        };
+        let mut identifiers = Vec::new();
+        if let Some(nin) = self.nin.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+            identifiers.push(national_id(tenant, nin));
+        }
+        Ok(Patient {
+            names: vec![HumanName {
+                given: vec![name.to_owned()],
+                family: self.surname.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned),
+                ..Default::default()
+            }],
+            telecom,
+            identifiers,
+            birth_date,
+            gender,
+            active: true,
+            marketing_consent: self.marketing_consent,
+            data_privacy_consent: self.data_privacy_consent,
+            ..Default::default()
+        })
+    }
+}
+
+/// A phone number as Docplanner means it: digits without a `+` are an
+/// international number (`48123123123` is `+48123123123`, as the guide's
+/// request and notification show); a leading single `0` marks a national
+/// number, kept as given.
+pub(super) fn international_phone(s: &str) -> Option<String> {
+    let p = polyclinic_core::text::Phone::parse(s).ok()?;
+    let v = p.as_str();
+    Some(if v.starts_with('+') || v.starts_with('0') { v.to_owned() } else { format!("+{v}") })
+}
+
+/// A `nin` as the national id of the tenant's country (normalised where the
+/// core knows the format, so other dialects find the same patient).
+fn national_id(tenant: &Tenant, nin: &str) -> Identifier {
+    let country = tenant.country.to_ascii_lowercase();
+    let value = match country.as_str() {
+        "se" => polyclinic_core::text::parse_swedish_national_id(nin).unwrap_or_else(|_| nin.to_owned()),
+        _ => nin.to_owned(),
+    };
+    Identifier { system: format!("{}{country}", polyclinic_core::patient::systems::NATIONAL_ID_PREFIX), value }
+}
+
+/// The patient a booking is for: the one with the same national id, else one
+/// with the same phone and name, else a new one.
+pub(super) async fn find_or_create_patient(
+    conn: &mut Conn,
+    tenant: TenantId,
+    patient: Patient,
+    now: Timestamp,
+) -> StoreResult<Patient> {
+    for i in &patient.identifiers {
+        if let Some(found) = patients::find_by(conn, tenant, &i.system, &i.value).await? {
+            return Ok(found);
+        }
+    }
+    if let Some(phone) = patient.telecom.iter().find(|t| t.system == ContactSystem::Phone) {
+        let same_name = |p: &Patient| {
+            let (a, b) = (p.names.first(), patient.names.first());
+            matches!((a, b), (Some(a), Some(b)) if a.given == b.given && a.family == b.family)
+        };
+        if let Some(found) = patients::find_by_contact(conn, tenant, &phone.value).await?.into_iter().find(same_name) {
+            return Ok(found);
+        }
+    }
+    patients::create(conn, tenant, patient, now).await
+}
+
+/// The booking's insurance, checked against the dictionary.
+fn insurance(
+    provider: Option<&str>,
+    plan: Option<&str>,
+    number: Option<String>,
+    dictionary: &[InsuranceProvider],
+) -> Result<Option<BookingInsurance>, DocplannerError> {
+    let Some(provider) = provider else { return Ok(None) };
+    let found = dictionary
+        .iter()
+        .find(|p| p.id.to_string() == provider)
+        .ok_or_else(|| DocplannerError::bad_request("Provided insurance provider ID not found in dictionary"))?;
+    let plan_id = match plan {
+        Some(pl) => Some(found.plans.iter().find(|x| x.id.to_string() == pl).map(|x| x.id).ok_or_else(|| {
+            DocplannerError::invalid_arguments([("insurance_plan_id", "The plan does not belong to the provider.")])
+        })?),
+        None => None,
+    };
+    Ok(Some(BookingInsurance { provider_id: InsuranceProviderId(found.id.get()), plan_id, number }))
+}
+
+/// Where and what a booking at an address is: checks the slot and service
+/// against the computed free slots. Shared by booking and moving.
+pub(super) struct SlotCheck<'a> {
+    pub service: &'a AddressService,
+    pub interval: Interval,
+}
+
+/// The 404s the document gives when a start is no free slot, or the slot
+/// does not take the service.
+pub(super) fn check_slot(
+    check: &SlotCheck<'_>,
+    free: &[FreeSlot],
+    tz: &jiff::tz::TimeZone,
+) -> Result<(), DocplannerError> {
+    let shown = format_time(check.interval.start, tz);
+    let Some(slot) = free.iter().find(|s| s.start == check.interval.start) else {
+        return Err(DocplannerError::new(
+            StatusCode::NOT_FOUND,
+            format!("Unable to perform booking. Requested target slot ({shown}) not found"),
+        ));
+    };
+    if !slot.services.contains(&check.service.id) {
+        return Err(DocplannerError::new(
+            StatusCode::NOT_FOUND,
+            format!("Unable to perform booking. Slot ({shown}) does not support service {}", check.service.id),
+        ));
+    }
+    Ok(())
+}
+
+/// The practitioner, patient and video access of a booking at `address`.
+pub(super) fn participants(address: &Address, patient: polyclinic_core::PatientId) -> Vec<Participant> {
+    let video = || {
+        address.is_online_only.then(|| {
+            let bytes: [u8; 20] = rand::random();
+            VideoAccess::from_random(&bytes).ok()
+        })?
+    };
+    vec![
+        Participant {
+            who: ParticipantWho::Practitioner(address.practitioner_id),
+            roles: vec![ParticipantRole::PrimaryPerformer],
+            video: video(),
+            required: None,
+            status: Some("accepted".into()),
+        },
+        Participant {
+            who: ParticipantWho::Patient(patient),
+            roles: vec![ParticipantRole::Participant],
+            video: video(),
+            required: None,
+            status: Some("accepted".into()),
+        },
+    ]
+}
+
+/// A booking's time: `start` for `duration` minutes (1 to 1440).
+pub(super) fn booking_interval(start: Timestamp, duration: i64) -> Result<Interval, DocplannerError> {
+    if !(1..=24 * 60).contains(&duration) {
+        return Err(DocplannerError::invalid_arguments([(
+            "duration",
+            "The duration must be between 1 and 1440 minutes.",
+        )]));
+    }
+    Ok(Interval { start, end: start + SignedDuration::from_mins(duration) })
+}
+
+/// The one answer for a start that turned out taken (a concurrent booking won).
+pub(super) fn taken(e: StoreError, start: Timestamp, tz: &jiff::tz::TimeZone) -> DocplannerError {
+    match e {
+        StoreError::Core(CoreError::SlotTaken { .. }) => DocplannerError::new(
+            StatusCode::NOT_FOUND,
+            format!("Unable to perform booking. Requested target slot ({}) not found", format_time(start, tz)),
+        ),
+        other => other.into(),
+    }
+}
+
+async fn book(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    Path((f, d, a, start)): Path<(String, String, String, String)>,
+    Body(req): Body<BookRequest>,
+) -> Result<Response, DocplannerError> {
+    let at = locate(&state, &client, &f, &d, &a).await?;
+    let start = parse_time(&start).ok_or_else(|| DocplannerError::bad_request("Invalid date given."))?;
+    if !at.address.integrated || !at.address.calendar_enabled {
+        return Err(DocplannerError::new(StatusCode::NOT_FOUND, "Unable to book a visit for this address"));
+    }
+    let interval = booking_interval(start, req.duration)?;
+    let patient = req.patient.to_patient(&client.tenant)?;
+    for (field, v) in [("label", &req.label), ("comment", &req.comment)] {
+        if let Some(v) = v {
+            polyclinic_core::text::check_len(field, v, polyclinic_core::text::MAX_TEXT)?;
+        }
+    }
+    let tenant = client.tenant.clone();
+    let tz = tenant.tz();
+    let (tid, address, now) = (tenant.id, at.address.clone(), state.now());
+    let (services, dictionary) = state
+        .store
+        .read(move |c| {
+            Box::pin(async move {
+                Ok((catalog::address_services(c, tid, address.id.get()).await?, catalog::insurance_providers(c).await?))
+            })
+        })
+        .await?;
+    let service = services
+        .iter()
+        .find(|s| s.id.to_string() == req.address_service_id)
+        .cloned()
+        .ok_or_else(|| DocplannerError::new(StatusCode::NOT_FOUND, "Service does not exist"))?;
+    let insurance = insurance(
+        req.insurance_provider_id.as_deref(),
+        req.insurance_plan_id.as_deref(),
+        req.insurance_number.clone(),
+        &dictionary,
+    )?;
+    let address = at.address.clone();
+    let day = Interval { start, end: interval.end.max(start + SignedDuration::from_hours(24)) };
+    let created = state
+        .store
+        .write(move |c| {
+            Box::pin(async move {
+                let free = free_slots_at(c, tid, &address, &day, now, None).await?;
+                let check = SlotCheck { service: &service, interval };
+                if let Err(e) = check_slot(&check, &free, &tenant.tz()) {
+                    return Ok(Err(e));
+                }
+                let patient = find_or_create_patient(c, tid, patient, now).await?;
+                let pid = patient.id.ok_or_else(|| StoreError::Corrupt("patient without id".into()))?;
+                let mut a = Appointment::booked(
+                    interval,
+                    participants(&address, pid),
+                    Actor { kind: ActorKind::Integration, dialect: Some(Dialect::Docplanner) },
+                    now,
+                );
+                a.address_id = Some(address.id);
+                a.address_service_id = Some(service.id);
+                a.healthcare_service_id = address.healthcare_service_id;
+                a.digital = address.is_online_only;
+                a.reasons = vec![service.custom_name.clone().unwrap_or_else(|| service.name.clone())];
+                a.comment = req.comment;
+                a.label = req.label;
+                a.is_returning = req.is_returning;
+                a.is_recurring = req.is_recurring.unwrap_or(false);
+                a.insurance = insurance;
+                a.id = appointments::new_id(c).await?;
+                let a = appointments::create(c, tid, a, now).await?;
+                Ok(Ok(view_of(c, tid, a).await?))
+            })
+        })
+        .await
+        .map_err(|e| taken(e, start, &tz))??;
+    state.engine.wake();
+    Ok(ok(booking_json(&created, &tz, &full_scopes())))
+}
+
+/// The scopes a single booking is shown with (the document's examples show
+/// the patient and the address service on `GET .../bookings/{id}`).
+pub(super) fn full_scopes() -> Vec<String> {
+    ["booking.patient", "booking.address_service"].map(String::from).to_vec()
 }

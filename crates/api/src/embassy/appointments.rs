@@ -1035,6 +1035,12 @@ async fn create(
                 for rp in &new_representatives {
                     polyclinic_store::related::create(c, tenant, rp, now).await?;
                 }
+                // The Docplanner address the service is linked to holds the
+                // time too, so the booking blocks that calendar's slots.
+                let performer = a.primary_performer().map(|p| p.get());
+                if let Some(hs) = a.healthcare_service_id {
+                    a.address_id = catalog::address_for_service(c, tenant, hs.get(), performer).await?.map(|x| x.id);
+                }
                 a.id = appointments::new_id(c).await?;
                 appointments::create(c, tenant, a, now).await
             })

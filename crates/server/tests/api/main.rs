@@ -9,6 +9,8 @@ mod admin;
 mod booking;
 mod cli;
 mod docplanner;
+mod docplanner_catalog;
+mod docplanner_bookings;
 mod dp;
 mod embassy_communication;
 mod embassy_resources;
