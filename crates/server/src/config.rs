@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use polyclinic_api::docplanner::ratelimit::Limits as DocplannerLimits;
 pub use polyclinic_store::Synchronous;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -80,6 +81,23 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+    #[command(flatten)]
+    pub docplanner: DocplannerArgs,
+}
+
+/// Docplanner rate limits, per API client and node (0 turns a limit off).
+#[derive(Debug, Args, Default, Clone)]
+pub struct DocplannerArgs {
+    /// Docplanner GET requests per API client and clock hour (default 8000; 0: unlimited).
+    #[arg(long, env = "POLYCLINIC_DOCPLANNER_GET_LIMIT_PER_HOUR")]
+    pub docplanner_get_limit_per_hour: Option<u32>,
+    /// Docplanner POST, PUT, PATCH and DELETE requests per API client and clock
+    /// minute (default 40; 0: unlimited).
+    #[arg(long, env = "POLYCLINIC_DOCPLANNER_WRITE_LIMIT_PER_MINUTE")]
+    pub docplanner_write_limit_per_minute: Option<u32>,
+    /// Turn the Docplanner rate limits (and their headers) off.
+    #[arg(long, env = "POLYCLINIC_DOCPLANNER_NO_RATE_LIMITS")]
+    pub docplanner_no_rate_limits: bool,
 }
 
 /// Delivery engine settings.
@@ -151,6 +169,9 @@ pub struct FileConfig {
     pub secret_key: Option<String>,
     pub secret_key_file: Option<PathBuf>,
     pub public_url: Option<String>,
+    pub docplanner_get_limit_per_hour: Option<u32>,
+    pub docplanner_write_limit_per_minute: Option<u32>,
+    pub docplanner_no_rate_limits: Option<bool>,
     #[serde(flatten)]
     pub delivery: Option<DeliveryArgs>,
 }
@@ -171,6 +192,8 @@ pub struct Config {
     pub secret_key_file: Option<PathBuf>,
     pub public_url: Option<String>,
     pub delivery: Delivery,
+    /// Docplanner rate limits per API client (in memory, per node).
+    pub docplanner_limits: DocplannerLimits,
 }
 
 /// Resolved delivery settings.
@@ -219,6 +242,7 @@ impl Config {
             secret_key_file: None,
             public_url: None,
             delivery: Delivery::default(),
+            docplanner_limits: DocplannerLimits::default(),
         }
     }
 
@@ -263,6 +287,24 @@ impl Config {
             secret_key: cli.secret_key.clone().or(file.secret_key),
             secret_key_file: cli.secret_key_file.clone().or(file.secret_key_file),
             public_url: serve.public_url.clone().or(file.public_url),
+            docplanner_limits: {
+                let a = &serve.docplanner;
+                if a.docplanner_no_rate_limits || file.docplanner_no_rate_limits.unwrap_or(false) {
+                    DocplannerLimits::OFF
+                } else {
+                    let d = DocplannerLimits::default();
+                    DocplannerLimits {
+                        get_per_hour: a
+                            .docplanner_get_limit_per_hour
+                            .or(file.docplanner_get_limit_per_hour)
+                            .unwrap_or(d.get_per_hour),
+                        writes_per_minute: a
+                            .docplanner_write_limit_per_minute
+                            .or(file.docplanner_write_limit_per_minute)
+                            .unwrap_or(d.writes_per_minute),
+                    }
+                }
+            },
             delivery: {
                 let d = Delivery::default();
                 let f = file.delivery.unwrap_or_default();
@@ -349,6 +391,22 @@ mod tests {
             parse(&["polyclinic", "--config", p, "serve", "--listen", "127.0.0.1:1", "--database", "sqlite://flag.db"]);
         assert_eq!(flags.listen, "127.0.0.1:1");
         assert_eq!(flags.database, "sqlite://flag.db");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn docplanner_rate_limits_come_from_flags_file_or_defaults() {
+        let (_, c) = parse(&["polyclinic", "serve"]);
+        assert_eq!(c.docplanner_limits, DocplannerLimits { get_per_hour: 8000, writes_per_minute: 40 });
+        let path = std::env::temp_dir().join(format!("polyclinic-config-dp-{}.toml", std::process::id()));
+        std::fs::write(&path, "docplanner_get_limit_per_hour = 100\ndocplanner_write_limit_per_minute = 5\n").unwrap();
+        let p = path.to_str().unwrap();
+        let (_, from_file) = parse(&["polyclinic", "--config", p, "serve"]);
+        assert_eq!(from_file.docplanner_limits, DocplannerLimits { get_per_hour: 100, writes_per_minute: 5 });
+        let (_, flags) = parse(&["polyclinic", "--config", p, "serve", "--docplanner-write-limit-per-minute", "0"]);
+        assert_eq!(flags.docplanner_limits, DocplannerLimits { get_per_hour: 100, writes_per_minute: 0 });
+        let (_, off) = parse(&["polyclinic", "--config", p, "serve", "--docplanner-no-rate-limits"]);
+        assert_eq!(off.docplanner_limits, DocplannerLimits::OFF);
         std::fs::remove_file(path).unwrap();
     }
 

@@ -63,9 +63,10 @@ impl Application {
         if let Some(url) = &d.sms_gateway_url {
             senders.sms = Arc::new(SmsGateway { url: url.clone(), http: senders.http.clone() });
         }
-        let routers: Vec<Arc<dyn Router>> = vec![Arc::new(polyclinic_api::embassy::notify::SubscriptionRouter {
-            base: format!("{public_url}/embassy"),
-        })];
+        let routers: Vec<Arc<dyn Router>> = vec![
+            Arc::new(polyclinic_api::embassy::notify::SubscriptionRouter { base: format!("{public_url}/embassy") }),
+            Arc::new(polyclinic_api::docplanner::notifications::NotificationRouter::new(store.secret_key().clone())),
+        ];
         let engine_config = EngineConfig {
             max_attempts: d.max_attempts,
             backoff_base_seconds: d.backoff_seconds,
@@ -76,6 +77,7 @@ impl Application {
         let engine = Arc::new(Engine::new(store.clone(), clock.clone(), routers, senders, engine_config));
         let mut state = AppState::new(store, clock, test_clock, &admin_token, engine, &public_url, local.port());
         state.heartbeat_seconds = d.heartbeat_seconds;
+        state.docplanner_limits = polyclinic_api::docplanner::ratelimit::RateLimiter::new(config.docplanner_limits);
         if config.demo {
             polyclinic_api::admin::apply_seed(&state, demo::seed_doc()?)
                 .await

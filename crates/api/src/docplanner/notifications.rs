@@ -136,14 +136,9 @@ async fn release(
             state.engine.wake();
             Ok(no_content())
         }
+        // As the document answers it: no body, the wait in `Retry-After`.
         Release::TooSoon { retry_after } => {
-            let mut r = DocplannerError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "You have reached the limit of 1 request per hour",
-            )
-            .into_response();
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            Ok(r)
+            Ok((StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, HeaderValue::from(retry_after))]).into_response())
         }
     }
 }

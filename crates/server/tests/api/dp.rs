@@ -28,12 +28,28 @@ pub async fn api(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
 }
 
 /// Any request to `/api/v3/integration{path}`, with an optional JSON body.
+/// Every response is checked against the OpenAPI document
+/// ([`crate::contract`]) before the test sees it.
 pub async fn call(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-    let mut b = app.client.request(method, app.url(&format!("/api/v3/integration{path}"))).bearer_auth(token);
+    let mut b = app.client.request(method.clone(), app.url(&format!("/api/v3/integration{path}"))).bearer_auth(token);
     if let Some(body) = body {
         b = b.header("content-type", "application/json; charset=utf-8").body(body.to_string());
     }
-    b.send().await.unwrap()
+    checked(method.as_str(), path, b.send().await.unwrap()).await
+}
+
+/// Checks a response against the contract and hands back an equal one.
+pub async fn checked(method: &str, path: &str, r: reqwest::Response) -> reqwest::Response {
+    let status = r.status();
+    let headers = r.headers().clone();
+    let bytes = r.bytes().await.unwrap();
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok());
+    crate::contract::check(method, path, status.as_u16(), ct, &bytes);
+    let mut rebuilt = axum::http::Response::builder().status(status);
+    for (k, v) in &headers {
+        rebuilt = rebuilt.header(k, v);
+    }
+    reqwest::Response::from(rebuilt.body(bytes).unwrap())
 }
 
 /// Asserts a Docplanner error with no field errors.

@@ -120,6 +120,9 @@ pub struct Spawn {
     pub database: Option<String>,
     /// Delivery settings; default: the server's defaults.
     pub delivery: Option<polyclinic::config::Delivery>,
+    /// Docplanner rate limits; default: off, so that suites writing more than
+    /// 40 times within one frozen test-clock minute are not throttled.
+    pub docplanner_limits: Option<polyclinic::config::DocplannerLimits>,
 }
 
 /// Starts a server with the test clock on a fresh database.
@@ -138,6 +141,7 @@ pub async fn spawn_app_with(engine: Engine, opts: Spawn) -> TestApp {
     if let Some(d) = opts.delivery {
         config.delivery = d;
     }
+    config.docplanner_limits = opts.docplanner_limits.unwrap_or(polyclinic::config::DocplannerLimits::OFF);
     config.admin_token = Some("test-admin-token".into());
     // One key per database, as a deployment would keep it.
     config.secret_key_file = Some(std::path::PathBuf::from(format!("{}.key", key_file_stem(&database))));
