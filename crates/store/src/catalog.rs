@@ -316,7 +316,10 @@ pub async fn address_for_service(
             .bind(service)
             .fetch_all(&mut *conn)
             .await?;
-    let all = docs.iter().map(|d| serde_json::from_str(d).map_err(StoreError::from)).collect::<StoreResult<Vec<Address>>>()?;
+    let all = docs
+        .iter()
+        .map(|d| serde_json::from_str(d).map_err(StoreError::from))
+        .collect::<StoreResult<Vec<Address>>>()?;
     if let Some(p) = practitioner
         && let Some(a) = all.iter().find(|a| a.practitioner_id.get() == p)
     {

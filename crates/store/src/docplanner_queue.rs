@@ -27,13 +27,12 @@ pub fn target_key(credential: CredentialId) -> String {
 
 /// The tenant's Docplanner API clients, by id.
 pub async fn clients(conn: &mut Conn, tenant: TenantId) -> StoreResult<Vec<Credential>> {
-    let rows = sqlx::query(
-        "SELECT id, client_id, doc FROM credentials WHERE tenant_id = $1 AND dialect = $2 ORDER BY id",
-    )
-    .bind(tenant.get())
-    .bind(Dialect::Docplanner.as_str())
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows =
+        sqlx::query("SELECT id, client_id, doc FROM credentials WHERE tenant_id = $1 AND dialect = $2 ORDER BY id")
+            .bind(tenant.get())
+            .bind(Dialect::Docplanner.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
     rows.iter()
         .map(|r| {
             Ok(Credential {

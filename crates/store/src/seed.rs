@@ -6,8 +6,8 @@
 //! is one command: it commits entirely or not at all.
 
 use crate::catalog::{self, SHARED, Table, upsert_keyed};
-use crate::seal::SecretKey;
 use crate::docplanner_queue;
+use crate::seal::SecretKey;
 use crate::tenants::{self, NewCredential};
 use crate::{Conn, StoreResult};
 use jiff::Timestamp;
@@ -589,7 +589,8 @@ fn address_events(
     let mut events = Vec::new();
     for (kind, changes) in [(EventKind::AddressUnassigned, unassigned), (EventKind::AddressAssigned, assigned)] {
         for (id, (facility, clients)) in changes {
-            let data = json!({"address_id": id.to_string(), "facility_id": facility.to_string(), "credential_ids": clients});
+            let data =
+                json!({"address_id": id.to_string(), "facility_id": facility.to_string(), "credential_ids": clients});
             events.push(NewEvent::new(kind, "address", id, data));
         }
     }

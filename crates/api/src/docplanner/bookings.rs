@@ -488,8 +488,7 @@ async fn opinion_request(
                     let (items, _) = appointments::search(c, tenant, &search).await?;
                     visit = items
                         .into_iter()
-                        .filter(|a| a.status.docplanner() == "booked" && a.practitioners().any(|x| x == doctor.id))
-                        .last();
+                        .rfind(|a| a.status.docplanner() == "booked" && a.practitioners().any(|x| x == doctor.id));
                     if visit.is_some() {
                         break;
                     }

@@ -214,7 +214,9 @@ async fn list_breaks(
             .ok_or_else(|| DocplannerError::new(StatusCode::NOT_FOUND, INVALID_DATE))
     };
     let (since, till) = (param("since")?, param("till")?);
-    let window = Interval::new(since, till).map_err(|_| invalid_range())?;
+    // A query is no request to process: an empty or reversed window is a
+    // validation error (400), where a break body's is a 422.
+    let window = Interval::new(since, till).map_err(|_| DocplannerError::bad_request("Invalid date range"))?;
     let tenant = client.tenant.id;
     let address = at.address.id;
     let found = state

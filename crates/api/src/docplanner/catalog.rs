@@ -184,8 +184,7 @@ async fn facility(
     let mut v = facility_json(&f);
     if scopes(uri.query()).iter().any(|s| s == "facility.doctors") {
         let (addresses, doctors) = facility_people(&state, &client, f.id.get()).await?;
-        v["doctors"] =
-            json!({"_items": doctors.iter().map(|d| doctor_json(d, f.id, &[], &addresses, &state)).collect::<Vec<_>>()});
+        v["doctors"] = json!({"_items": doctors.iter().map(|d| doctor_json(d, f.id, &[], &addresses, &state)).collect::<Vec<_>>()});
     }
     Ok(ok(v))
 }

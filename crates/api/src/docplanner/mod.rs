@@ -30,9 +30,9 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
 use polyclinic_core::tenant::{Credential, Tenant};
 use polyclinic_store::tenants::{self, TokenProblem};
-use jiff::Timestamp;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
@@ -51,6 +51,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(bookings::routes())
         .merge(notifications::routes())
         .fallback(|| async { DocplannerError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            DocplannerError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+        })
         // Layers run outside in: authentication first, then the client's rate limits.
         .layer(middleware::from_fn_with_state(state.clone(), ratelimit::limit))
         .layer(middleware::from_fn_with_state(state, authenticate))
@@ -183,6 +186,11 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequest<S> for Body
             .await
             .map_err(|_| DocplannerError::bad_request("Request body could not be read"))?;
         let raw: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        // Every request body of the document is an object (serde would take
+        // an array for a struct).
+        if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(DocplannerError::invalid_arguments([("body", "The body must be a JSON object.")]));
+        }
         let mut de = serde_json::Deserializer::from_slice(raw);
         serde_path_to_error::deserialize(&mut de).map(Body).map_err(|e| {
             let path = e.path().to_string();

@@ -126,9 +126,7 @@ async fn release(
     let outcome = state
         .store
         .write(move |c| {
-            Box::pin(async move {
-                docplanner_queue::release(c, tenant, credential, now, RELEASE_PERIOD_SECONDS).await
-            })
+            Box::pin(async move { docplanner_queue::release(c, tenant, credential, now, RELEASE_PERIOD_SECONDS).await })
         })
         .await?;
     match outcome {

@@ -65,13 +65,11 @@ pub(super) fn opt_id_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<St
     }
 }
 
-/// The address, and refusal of calendar changes when its integration was
-/// removed or its calendar is disabled.
+/// Calendar changes (work periods) need the integration and a commercial
+/// address; a disabled calendar may still be prepared.
 fn editable(at: &Located) -> Result<(), DocplannerError> {
-    if !at.address.integrated || !at.address.calendar_enabled {
-        return Err(DocplannerError::forbidden("You are not authorized to make changes on this calendar"));
-    }
-    Ok(())
+    super::calendar::editable(&at.address)?;
+    super::calendar::commercial(&at.address)
 }
 
 #[derive(Deserialize)]
@@ -157,6 +155,10 @@ async fn list(
     let window = query_range(q.start.as_ref(), q.end.as_ref())?;
     let with_services = super::scopes(uri.query()).iter().any(|s| s == "slot.services");
     let (tenant, now, address) = (client.tenant.id, state.now(), at.address.clone());
+    if !address.calendar_enabled || !address.integrated {
+        // A disabled calendar offers nothing to book.
+        return Ok(ok(json!({"_items": []})));
+    }
     let (slots, services) = state
         .store
         .read(move |c| {
@@ -627,6 +629,7 @@ async fn book(
     if !at.address.integrated || !at.address.calendar_enabled {
         return Err(DocplannerError::new(StatusCode::NOT_FOUND, "Unable to book a visit for this address"));
     }
+    super::calendar::commercial(&at.address)?;
     let interval = booking_interval(start, req.duration)?;
     let patient = req.patient.to_patient(&client.tenant)?;
     for (field, v) in [("label", &req.label), ("comment", &req.comment)] {

@@ -126,8 +126,7 @@ async fn token_for(app: &TestApp, client_id: &str, secret: &str) -> String {
 }
 
 async fn start(engine: Engine, doc: &Value, limits: Option<DocplannerLimits>) -> Ctx {
-    let app =
-        spawn_app_with(engine, Spawn { test_clock: true, docplanner_limits: limits, ..Default::default() }).await;
+    let app = spawn_app_with(engine, Spawn { test_clock: true, docplanner_limits: limits, ..Default::default() }).await;
     let ids = app.seed(doc).await;
     app.set_clock("2030-03-04T08:00:00Z").await;
     let token = token_for(&app, "dp-acme", "dp-secret").await;
@@ -156,7 +155,8 @@ async fn pull_answers_the_oldest_first_removes_it_and_404s_when_empty(engine: En
     let r = ctx.get("/notifications").await;
     assert!(r.headers().get("x-ratelimit-limit").is_none());
     let n = expect_ok(r).await;
-    let (hosp, ann, address) = (ctx.id("facilities", "hosp"), ctx.id("practitioners", "ann"), ctx.id("addresses", "obrzezna"));
+    let (hosp, ann, address) =
+        (ctx.id("facilities", "hosp"), ctx.id("practitioners", "ann"), ctx.id("addresses", "obrzezna"));
     assert_eq!(n["name"], "slot-booked");
     assert_eq!(n["created_at"], "2030-03-04T09:00:00+01:00", "when it happened, in the tenant's zone");
     let data = &n["data"];
@@ -172,7 +172,10 @@ async fn pull_answers_the_oldest_first_removes_it_and_404s_when_empty(engine: En
             "self": {"href": format!("/api/v3/integration/facilities/{hosp}/doctors/{ann}"), "method": "get"},
             "addresses": {"href": format!("/api/v3/integration/facilities/{hosp}/doctors/{ann}/addresses"), "method": "get"}}})
     );
-    assert_eq!((data["address"]["id"].as_str(), data["address"]["street"].as_str()), (Some(&*address), Some("Obrzezna")));
+    assert_eq!(
+        (data["address"]["id"].as_str(), data["address"]["street"].as_str()),
+        (Some(&*address), Some("Obrzezna"))
+    );
     let b = &data["visit_booking"];
     assert_eq!(b["id"], first.as_str());
     assert_eq!(b["status"], "booked");
@@ -234,21 +237,31 @@ async fn reschedules_and_cancellations_through_embassy_are_told(engine: Engine) 
     ctx.app.advance(60).await;
     ctx.patch(
         &id,
-        &[("/start", json!({"valueDateTime": "2030-03-06T11:00:00Z"})), ("/end", json!({"valueDateTime": "2030-03-06T11:30:00Z"}))],
+        &[
+            ("/start", json!({"valueDateTime": "2030-03-06T11:00:00Z"})),
+            ("/end", json!({"valueDateTime": "2030-03-06T11:30:00Z"})),
+        ],
     )
     .await;
     ctx.app.advance(60).await;
     ctx.patch(&id, &[("/status", json!({"valueCode": "cancelled"}))]).await;
     ctx.app.run_due().await;
     let page = expect_ok(ctx.get("/notifications/multiple?limit=10").await).await;
-    let names: Vec<&str> = page["notifications"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        page["notifications"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["slot-booked", "booking-moved", "booking-canceled"]);
     let moved = &page["notifications"][1];
     assert_eq!(moved["created_at"], "2030-03-04T09:01:00+01:00");
     let (old, new) = (&moved["data"]["old_visit_booking"], &moved["data"]["new_visit_booking"]);
     assert_eq!((old["id"].as_str(), new["id"].as_str()), (Some(id.as_str()), Some(id.as_str())), "the same booking");
-    assert_eq!((old["start_at"].as_str(), old["end_at"].as_str()), (Some("2030-03-05T10:00:00+01:00"), Some("2030-03-05T10:15:00+01:00")));
-    assert_eq!((new["start_at"].as_str(), new["end_at"].as_str()), (Some("2030-03-06T12:00:00+01:00"), Some("2030-03-06T12:30:00+01:00")));
+    assert_eq!(
+        (old["start_at"].as_str(), old["end_at"].as_str()),
+        (Some("2030-03-05T10:00:00+01:00"), Some("2030-03-05T10:15:00+01:00"))
+    );
+    assert_eq!(
+        (new["start_at"].as_str(), new["end_at"].as_str()),
+        (Some("2030-03-06T12:00:00+01:00"), Some("2030-03-06T12:30:00+01:00"))
+    );
     assert_eq!((old["duration"].as_i64(), new["duration"].as_i64()), (Some(15), Some(30)));
     assert!(is_uuid(&new["signature"]));
     let canceled = &page["notifications"][2]["data"]["visit_booking"];
@@ -315,7 +328,10 @@ async fn breaks_and_address_services_are_told(engine: Engine) {
     let b = CalendarBreak {
         id: CalendarBreakId(77),
         address_id: address,
-        interval: Interval { start: "2030-03-05T09:00:00Z".parse().unwrap(), end: "2030-03-05T11:00:00Z".parse().unwrap() },
+        interval: Interval {
+            start: "2030-03-05T09:00:00Z".parse().unwrap(),
+            end: "2030-03-05T11:00:00Z".parse().unwrap(),
+        },
         description: None,
         coupled_group: None,
     };
@@ -340,7 +356,10 @@ async fn breaks_and_address_services_are_told(engine: Engine) {
     ctx.app.run_due().await;
     let n = ctx.pull().await;
     assert_eq!(n["name"], "break-created");
-    assert_eq!(n["data"]["break"], json!({"id": "77", "since": "2030-03-05T10:00:00+01:00", "till": "2030-03-05T12:00:00+01:00"}));
+    assert_eq!(
+        n["data"]["break"],
+        json!({"id": "77", "since": "2030-03-05T10:00:00+01:00", "till": "2030-03-05T12:00:00+01:00"})
+    );
     assert_eq!(n["created_at"], "2030-03-04T09:00:00+01:00");
     let n = ctx.pull().await;
     assert_eq!(n["name"], "address-service-deleted");
@@ -368,7 +387,8 @@ async fn address_changes_by_seed_are_told(engine: Engine) {
     expect_error(ctx.get("/notifications").await, 404, "No notifications found").await;
     // A new address in an assigned facility, and a commercial type.
     let addresses = d["tenants"][0]["facilities"][0]["addresses"].as_array_mut().unwrap();
-    addresses.push(json!({"key": "ann-new", "doctor": "ann", "name": "New wing", "street": "Nowa 2", "city": "Warszawa"}));
+    addresses
+        .push(json!({"key": "ann-new", "doctor": "ann", "name": "New wing", "street": "Nowa 2", "city": "Warszawa"}));
     addresses[0]["commercial_type"] = json!("premium");
     let ids = ctx.app.seed(&d).await;
     ctx.app.run_due().await;
@@ -431,7 +451,10 @@ async fn push_sends_with_the_api_key_retries_at_1_5_15_minutes_and_release_reque
     expect_error(ctx.get("/notifications").await, 404, "No notifications found").await;
     let push = |d: Vec<Value>| d.into_iter().find(|d| d["event"] == "slot-booked").expect("a slot-booked delivery");
     let d = push(ctx.app.deliveries("acme").await);
-    assert_eq!((d["state"].as_str(), d["attempts"].as_i64(), d["target"].as_str()), (Some("failed"), Some(1), Some(&*rx.url)));
+    assert_eq!(
+        (d["state"].as_str(), d["attempts"].as_i64(), d["target"].as_str()),
+        (Some("failed"), Some(1), Some(&*rx.url))
+    );
     // Retries exactly 1, 5 and 15 minutes after each failure, then dead.
     for (wait, attempts) in [(60, 2), (300, 3), (900, 4)] {
         ctx.app.advance(wait - 1).await;
@@ -472,8 +495,9 @@ fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
 
 async fn rate_limits_count_gets_per_hour_and_writes_per_minute(engine: Engine) {
     let limits = DocplannerLimits { get_per_hour: 3, writes_per_minute: 2 };
-    let ctx = start(engine, &doc(None), Some(limits)).await;
+    let mut ctx = start(engine, &doc(None), Some(limits)).await;
     ctx.app.set_clock("2030-03-04T08:20:00Z").await;
+    ctx.renew().await;
     for used in 1..=3 {
         let r = ctx.get("/facilities").await;
         assert_eq!(r.status(), 200);
@@ -517,6 +541,7 @@ async fn rate_limits_count_gets_per_hour_and_writes_per_minute(engine: Engine) {
     assert_eq!(ctx.call(Method::POST, "/notifications/release").await.status(), 403);
     assert_eq!(ctx.get("/facilities").await.status(), 429);
     ctx.app.set_clock("2030-03-04T09:00:00Z").await;
+    ctx.renew().await;
     let r = ctx.get("/facilities").await;
     assert_eq!((r.status().as_u16(), header(&r, "x-ratelimit-used")), (200, "1"));
     // Unauthenticated requests are not counted (no client to count them for).
@@ -537,3 +562,113 @@ on_both_engines!(
     push_sends_with_the_api_key_retries_at_1_5_15_minutes_and_release_requeues,
     rate_limits_count_gets_per_hour_and_writes_per_minute,
 );
+
+/// The id at the end of a 201's `Location`.
+fn created_id(r: &reqwest::Response) -> String {
+    assert_eq!(r.status(), 201);
+    r.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().to_owned()
+}
+
+async fn docplanner_writes_are_told_to_the_client_too(engine: Engine) {
+    let ctx = crate::dp::setup_with(engine, &doc(None)).await;
+    let (app, t) = (&ctx.app, ctx.token.as_str());
+    let send =
+        |m: Method, path: String, body: Option<Value>| async move { crate::dp::call(app, t, m, &path, body).await };
+    let enc = |s: &str| s.replace(':', "%3A").replace('+', "%2B");
+    let r =
+        send(Method::POST, ctx.at("/services"), Some(json!({"service_id": "1", "price": 100, "is_price_from": false})))
+            .await;
+    let service = created_id(&r);
+    let r = send(
+        Method::PUT,
+        ctx.at("/slots"),
+        Some(json!({"slots": [
+        {"start": "2030-03-04T09:00:00+01:00", "end": "2030-03-04T10:00:00+01:00",
+         "address_services": [{"address_service_id": service, "duration": 20}]},
+        {"start": "2030-03-05T09:00:00+01:00", "end": "2030-03-05T11:00:00+01:00",
+         "address_services": [{"address_service_id": service, "duration": 20}]}]})),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let book = |start: &str| {
+        let body = json!({"address_service_id": service, "duration": 20, "is_returning": false,
+            "patient": {"name": "Abraham", "surname": "Lincoln", "email": "example@example.com", "phone": 48123123123_i64}});
+        send(Method::POST, ctx.at(&format!("/slots/{}/book", enc(start))), Some(body))
+    };
+    let today = expect_ok(book("2030-03-04T09:20:00+01:00").await).await["id"].as_str().unwrap().to_owned();
+    let r =
+        send(Method::PUT, ctx.at(&format!("/bookings/{today}/confirm")), Some(json!({"confirmed_by": "admin"}))).await;
+    assert_eq!(r.status(), 204);
+    app.advance(20 * 60).await;
+    let presence = ctx.at(&format!("/bookings/{today}/presence/patient"));
+    assert_eq!(send(Method::POST, presence.clone(), None).await.status(), 204);
+    assert_eq!(send(Method::DELETE, presence, None).await.status(), 204);
+    let old = expect_ok(book("2030-03-05T09:00:00+01:00").await).await["id"].as_str().unwrap().to_owned();
+    let r = send(
+        Method::POST,
+        ctx.at(&format!("/bookings/{old}/move")),
+        Some(json!({"address_service_id": service, "start": "2030-03-05T10:00:00+01:00"})),
+    )
+    .await;
+    let new = created_id(&r);
+    let r = send(
+        Method::POST,
+        ctx.at("/breaks"),
+        Some(json!({"since": "2030-03-06T10:00:00+01:00", "till": "2030-03-06T11:00:00+01:00"})),
+    )
+    .await;
+    let b = created_id(&r);
+    let r = send(
+        Method::PATCH,
+        ctx.at(&format!("/breaks/{b}")),
+        Some(json!({"since": "2030-03-06T12:00:00+01:00", "till": "2030-03-06T13:00:00+01:00"})),
+    )
+    .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assert!(send(Method::DELETE, ctx.at(&format!("/breaks/{b}")), None).await.status().is_success());
+    app.run_due().await;
+    let page = expect_ok(crate::dp::api(app, t, "/notifications/multiple?limit=100").await).await;
+    let all = page["notifications"].as_array().unwrap();
+    let names: Vec<&str> = all.iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "address-service-created",
+            "slot-booked",
+            "booking-confirmed",
+            "presence-marked",
+            "presence-marked",
+            "slot-booked",
+            "booking-moved",
+            "break-created",
+            "break-moved",
+            "break-removed"
+        ]
+    );
+    assert_eq!(all[0]["data"]["address_service"]["id"], service.as_str());
+    let booked = &all[1]["data"]["visit_booking"];
+    assert_eq!((booked["id"].as_str(), booked["booked_by"].as_str()), (Some(today.as_str()), Some("integration")));
+    assert_eq!(booked["address_service"]["id"], service.as_str());
+    assert_eq!(
+        (all[3]["data"]["presence"].as_str(), all[4]["data"]["presence"].as_str()),
+        (Some("PRESENT"), Some("ABSENT"))
+    );
+    let moved = &all[6]["data"];
+    assert_eq!(
+        (moved["old_visit_booking"]["id"].as_str(), moved["old_visit_booking"]["status"].as_str()),
+        (Some(old.as_str()), Some("canceled"))
+    );
+    assert_eq!(
+        (moved["new_visit_booking"]["id"].as_str(), moved["new_visit_booking"]["start_at"].as_str()),
+        (Some(new.as_str()), Some("2030-03-05T10:00:00+01:00"))
+    );
+    assert_eq!(
+        all[7]["data"]["break"],
+        json!({"id": b, "since": "2030-03-06T10:00:00+01:00", "till": "2030-03-06T11:00:00+01:00"})
+    );
+    assert_eq!(all[8]["data"]["break"]["since"], "2030-03-06T12:00:00+01:00");
+    assert_eq!(page["remaining"], 0);
+    ctx.app.stop().await;
+}
+
+on_both_engines!(docplanner_writes_are_told_to_the_client_too);
