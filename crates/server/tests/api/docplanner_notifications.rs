@@ -672,3 +672,79 @@ async fn docplanner_writes_are_told_to_the_client_too(engine: Engine) {
 }
 
 on_both_engines!(docplanner_writes_are_told_to_the_client_too);
+
+async fn two_nodes_pulling_at_once_never_answer_a_notification_twice(engine: Engine) {
+    let database = crate::helpers::fresh_database(engine).await;
+    let spawn = || Spawn { test_clock: true, database: Some(database.clone()), ..Default::default() };
+    let a = spawn_app_with(engine, spawn()).await;
+    let ids = a.seed(&doc(None)).await;
+    let b = spawn_app_with(engine, spawn()).await;
+    for node in [&a, &b] {
+        node.set_clock("2030-03-04T08:00:00Z").await;
+    }
+    let tenant = TenantId(ids["tenants"]["acme"]["id"].as_str().unwrap().parse().unwrap());
+    let address = AddressId(ids["tenants"]["acme"]["addresses"]["obrzezna"].as_str().unwrap().parse().unwrap());
+    const N: i64 = 60;
+    for n in 1..=N {
+        let start: jiff::Timestamp = "2030-03-05T08:00:00Z".parse().unwrap();
+        let b = CalendarBreak {
+            id: CalendarBreakId(n),
+            address_id: address,
+            interval: Interval { start, end: start + jiff::SignedDuration::from_mins(30) },
+            description: None,
+            coupled_group: None,
+        };
+        let data = json!({"address_id": address.to_string(), "break": b});
+        emit(&a, tenant, NewEvent::new(EventKind::BreakCreated, "calendar_break", n, data)).await;
+    }
+    // Either node may be the one dispatching: wait until every event is queued.
+    loop {
+        a.run_due().await;
+        b.run_due().await;
+        let pending = a
+            .store
+            .read(move |c| Box::pin(async move { polyclinic_store::deliveries::has_undispatched(c, tenant).await }))
+            .await
+            .unwrap();
+        if !pending {
+            break;
+        }
+    }
+    let tokens = [token_for(&a, "dp-acme", "dp-secret").await, token_for(&b, "dp-acme", "dp-secret").await];
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (base, token) = (if i % 2 == 0 { a.base.clone() } else { b.base.clone() }, tokens[i % 2].clone());
+        let client = crate::helpers::http_client();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let path = if i % 4 < 2 { "/notifications" } else { "/notifications/multiple?limit=3" };
+                let r =
+                    client.get(format!("{base}/api/v3/integration{path}")).bearer_auth(&token).send().await.unwrap();
+                if r.status() == 404 {
+                    return got;
+                }
+                assert_eq!(r.status(), 200);
+                let v: Value = r.json().await.unwrap();
+                let list = if v["notifications"].is_array() {
+                    v["notifications"].as_array().unwrap().clone()
+                } else {
+                    vec![v]
+                };
+                for n in list {
+                    got.push(n["data"]["break"]["id"].as_str().unwrap().parse::<i64>().unwrap());
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=N).collect::<Vec<_>>(), "each notification answered exactly once");
+    b.stop().await;
+    a.stop().await;
+}
+
+on_both_engines!(two_nodes_pulling_at_once_never_answer_a_notification_twice);
