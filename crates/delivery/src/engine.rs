@@ -379,7 +379,10 @@ impl Worker {
         let started = Instant::now();
         let result: SendResult = match &delivery.spec.channel {
             Channel::Http { url, headers, content_type, body } => {
-                self.senders.http.post(url, headers, content_type, body).await
+                match deliveries::open_headers(self.store.secret_key(), headers) {
+                    Ok(headers) => self.senders.http.post(url, &headers, content_type, body).await,
+                    Err(e) => Err(format!("a sealed header could not be opened: {e}")),
+                }
             }
             Channel::Email { to, subject, body } => self.senders.mail.send(to, subject, body).await,
             Channel::Sms { to, body } => self.senders.sms.send(to, body).await,

@@ -41,6 +41,30 @@ impl Channel {
     }
 }
 
+/// Prefix of an HTTP header value stored sealed (a secret such as an API
+/// key): the engine opens it with the server key just before sending, so the
+/// delivery record never holds the secret in clear.
+pub const SEALED_PREFIX: &str = "sealed:";
+
+/// A header value stored sealed under `key` (see [`SEALED_PREFIX`]).
+pub fn sealed_header(key: &crate::seal::SecretKey, value: &str) -> String {
+    format!("{SEALED_PREFIX}{}", key.seal(value))
+}
+
+/// The headers to send: sealed values opened under `key`.
+pub fn open_headers(
+    key: &crate::seal::SecretKey,
+    headers: &[(String, String)],
+) -> Result<Vec<(String, String)>, crate::seal::SealError> {
+    headers
+        .iter()
+        .map(|(k, v)| match v.strip_prefix(SEALED_PREFIX) {
+            Some(sealed) => Ok((k.clone(), key.open(sealed)?)),
+            None => Ok((k.clone(), v.clone())),
+        })
+        .collect()
+}
+
 /// A delivery to create.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewDelivery {

@@ -359,7 +359,11 @@ impl NotificationRouter {
             return Vec::new();
         }
         match tenants::protocol_secrets(conn, client.tenant_id, client.id, &self.key).await {
-            Ok(s) => s.push_api_key.map(|k| vec![(API_KEY_HEADER.to_owned(), k)]).unwrap_or_default(),
+            // Sealed again for the delivery record: the engine opens it at send time.
+            Ok(s) => s
+                .push_api_key
+                .map(|k| vec![(API_KEY_HEADER.to_owned(), polyclinic_store::deliveries::sealed_header(&self.key, &k))])
+                .unwrap_or_default(),
             Err(e) => {
                 tracing::warn!(credential = %client.id, error = %e, "the PUSH API key could not be opened; pushing without it");
                 Vec::new()

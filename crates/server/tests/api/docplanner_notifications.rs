@@ -444,6 +444,16 @@ async fn push_sends_with_the_api_key_retries_at_1_5_15_minutes_and_release_reque
     let got = rx.wait_for(1).await;
     assert_eq!(got[0].header("x-api-key"), Some("push-key-1"));
     assert_eq!(got[0].header("content-type"), Some("application/json"));
+    // The delivery record holds the key sealed, never in clear.
+    let docs: Vec<String> = ctx
+        .app
+        .store
+        .read(|c| {
+            Box::pin(async move { Ok(sqlx::query_scalar("SELECT doc FROM deliveries").fetch_all(&mut *c).await?) })
+        })
+        .await
+        .unwrap();
+    assert!(!docs.is_empty() && docs.iter().all(|d| !d.contains("push-key-1") && d.contains("sealed:")));
     let body = got[0].json();
     assert_eq!(body["name"], "slot-booked");
     assert_eq!(body["data"]["visit_booking"]["id"], id.as_str());
