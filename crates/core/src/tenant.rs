@@ -187,4 +187,8 @@ pub struct CredentialConfig {
     pub has_webhook_secret: bool,
     /// Docplanner: whether PUSH requests carry an API key (sealed apart).
     pub has_push_api_key: bool,
+    /// Docplanner: the client approves bookings and moves made elsewhere
+    /// before they happen (the optional real-time `slot-booking` and
+    /// `booking-moving` notifications, sent to `push_url`).
+    pub realtime_booking: bool,
 }

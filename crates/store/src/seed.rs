@@ -122,6 +122,9 @@ pub struct SeedCredential {
     pub push_url: Option<String>,
     pub push_api_key: Option<String>,
     pub webhook_secret: Option<String>,
+    /// Docplanner: real-time approval of bookings made elsewhere (needs `push_url`).
+    #[serde(default)]
+    pub realtime_booking: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -534,7 +537,13 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp, key: &Secr
             push_url: c.push_url.clone(),
             has_webhook_secret: c.webhook_secret.is_some(),
             has_push_api_key: c.push_api_key.is_some(),
+            realtime_booking: c.realtime_booking,
         };
+        if config.realtime_booking && config.push_url.is_none() {
+            return Err(
+                CoreError::invalid("credentials.realtime_booking", "real-time approval needs a push_url").into()
+            );
+        }
         let protocol_secrets =
             tenants::ProtocolSecrets { webhook_secret: c.webhook_secret.clone(), push_api_key: c.push_api_key.clone() };
         let sealed_secret = protocol_secrets.seal(key)?;

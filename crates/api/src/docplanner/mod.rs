@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod notifications;
 pub mod oauth;
 pub mod ratelimit;
+pub mod realtime;
 pub mod slots;
 
 use crate::AppState;

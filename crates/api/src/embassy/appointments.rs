@@ -6,6 +6,7 @@ use super::search::{Page, SearchParams, bundle};
 use super::systems::*;
 use super::{Caller, EmbassyError, FhirJson, Prefer, fhir, respond};
 use crate::AppState;
+use crate::docplanner::realtime::{self, Proposal};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -1016,6 +1017,33 @@ async fn create(
     a.digital = resolved.service.digital;
     a.description = draft.description;
     let tenant = caller.tenant.id;
+    // A Docplanner client of the address the booking lands at may have to
+    // approve it first (its optional real-time `slot-booking`).
+    let (performer, service) = (a.primary_performer().map(|p| p.get()), resolved.service.id.get());
+    let address = state
+        .store
+        .read(move |c| Box::pin(async move { catalog::address_for_service(c, tenant, service, performer).await }))
+        .await?;
+    if let Some(address) = &address {
+        let patient = match a.patient().filter(|p| p.get() != 0) {
+            Some(id) => state.store.read(move |c| Box::pin(async move { patients::get(c, tenant, id).await })).await?,
+            None => resolved.new_patients.first().map(|np| np.patient.clone()),
+        };
+        let proposal = Proposal {
+            address,
+            interval: a.interval,
+            patient: patient.as_ref(),
+            comment: a.description.as_deref(),
+            by: ActorKind::Integration,
+            moving: None,
+        };
+        if !realtime::approve(&state, &caller.tenant, proposal).await? {
+            return Err(unprocessable(
+                "AllPractionersAreNotAvailable",
+                "the calendar's owner declined a booking at that time",
+            ));
+        }
+    }
     let (new_patients, new_representatives) = (resolved.new_patients, resolved.new_representatives);
     // One transaction: the patients and representatives this booking
     // introduces exist only if the appointment does.
@@ -1340,6 +1368,37 @@ async fn patch(
         check_reschedule_allowed(&a, &settings, now)
             .map_err(|e| unprocessable("TooLateToUpdateAppointment", e.to_string()))?;
         let to = Interval { start: s, end: e };
+        // The Docplanner client of the booking's address may have to approve
+        // the move first (its optional real-time `booking-moving`).
+        if let Some(address_id) = a.address_id {
+            let patient_id = a.patient();
+            let found = state
+                .store
+                .read(move |c| {
+                    Box::pin(async move {
+                        let address = catalog::address(c, tenant, address_id.get()).await?;
+                        let patient = match patient_id {
+                            Some(p) => patients::get(c, tenant, p).await?,
+                            None => None,
+                        };
+                        Ok((address, patient))
+                    })
+                })
+                .await?;
+            if let (Some(address), patient) = &found {
+                let proposal = Proposal {
+                    address,
+                    interval: to,
+                    patient: patient.as_ref(),
+                    comment: a.description.as_deref(),
+                    by: ActorKind::Integration,
+                    moving: Some(&a),
+                };
+                if !realtime::approve(&state, &caller.tenant, proposal).await? {
+                    return Err(unprocessable("ScheduleConflicts", "the calendar's owner declined the new time"));
+                }
+            }
+        }
         state
             .store
             .write(move |c| Box::pin(async move { appointments::reschedule(c, tenant, a.id, to, now).await }))

@@ -5,6 +5,7 @@
 use crate::dp::{Ctx, api, call, expect_error, expect_ok, setup};
 use crate::helpers::Engine;
 use crate::on_both_engines;
+use crate::receiver::Receiver;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -640,6 +641,124 @@ async fn requesting_an_opinion(engine: Engine) {
     ctx.app.stop().await;
 }
 
+/// Books Eva Holm with Ann through Embassy (healthcare service `gp`, linked
+/// to Ann's address), creating the patient first when needed.
+async fn embassy_booking(ctx: &Ctx, start: &str, end: &str) -> reqwest::Response {
+    let gp = ctx.id("healthcare_services", "gp");
+    let r = ctx
+        .app
+        .embassy(Method::POST, "/Patient")
+        .header("content-type", "application/fhir+json")
+        .json(&json!({
+            "resourceType": "Patient", "name": [{"family": "Holm", "given": ["Eva"]}],
+            "identifier": [{"system": "http://schema.visibacare.com/identifier/patient/nationalidentificationnumber", "value": "198001011231"}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status() == 200 || r.status() == 422, "{}", r.status());
+    ctx.app.embassy(Method::POST, "/Appointment").header("content-type", "application/fhir+json").json(&json!({
+        "resourceType": "Appointment", "status": "booked", "start": start, "end": end,
+        "participant": [
+            {"type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PPRF"}]}],
+             "actor": {"type": "Practitioner", "identifier": {"system": "http://schema.visibacare.com/identifier/practitioner/hsaid", "value": "SE2321000016-0001"}}},
+            {"actor": {"type": "Patient", "identifier": {"system": "http://schema.visibacare.com/identifier/nationalidentificationnumber/se", "value": "198001011231"}}},
+            {"actor": {"type": "HealthcareService", "identifier": {"system": "http://schema.visibacare.com/identifier/healthcaresservice/visibaid", "value": gp}}}
+        ]
+    })).send().await.unwrap()
+}
+
+/// An Embassy reschedule of appointment `id`.
+async fn embassy_reschedule(ctx: &Ctx, id: &str, start: &str, end: &str) -> reqwest::Response {
+    let op = |path: &str, value: &str| {
+        json!({"name": "operation", "part": [{"name": "type", "valueCode": "replace"},
+            {"name": "path", "valueString": path}, {"name": "value", "valueDateTime": value}]})
+    };
+    let body = json!({"resourceType": "Parameters", "parameter": [op("/start", start), op("/end", end)]});
+    ctx.app
+        .embassy(Method::PATCH, &format!("/Appointment/{id}"))
+        .header("content-type", "application/fhir+json")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The optional real-time approvals: a client with `realtime_booking` is
+/// asked before a booking made elsewhere lands at its address, and before it
+/// moves; anything but a 2xx declines.
+async fn realtime_approval_of_bookings_made_elsewhere(engine: Engine) {
+    let rx = Receiver::start().await;
+    let mut doc = crate::dp::seed();
+    let dp = doc["tenants"][0]["credentials"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["dialect"] == "docplanner")
+        .unwrap();
+    dp["push_url"] = json!(rx.url);
+    dp["push_api_key"] = json!("rt-key");
+    dp["realtime_booking"] = json!(true);
+    let ctx = crate::dp::setup_with(engine, &doc).await;
+    let asked =
+        |name: &str| -> Vec<Value> { rx.received().iter().map(|r| r.json()).filter(|b| b["name"] == name).collect() };
+    // Declined: no booking.
+    rx.respond_with(409);
+    let r = embassy_booking(&ctx, "2030-03-11T10:00:00+01:00", "2030-03-11T10:15:00+01:00").await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["issue"][0]["details"]["coding"][0]["code"],
+        "AllPractionersAreNotAvailable"
+    );
+    let request = asked("slot-booking");
+    assert_eq!(request.len(), 1);
+    crate::contract::check_schema("SlotBookingNotification", &request[0]);
+    let vbr = &request[0]["data"]["visit_booking_request"];
+    assert_eq!((vbr["start_at"].as_str(), vbr["duration"].as_i64()), (Some("2030-03-11T10:00:00+01:00"), Some(15)));
+    assert_eq!(vbr["patient"]["surname"], "Holm");
+    assert_eq!(request[0]["data"]["address"]["id"], ctx.address.as_str());
+    assert_eq!(
+        rx.received().iter().find(|r| r.json()["name"] == "slot-booking").unwrap().header("x-api-key"),
+        Some("rt-key")
+    );
+    let q = format!("/bookings?start={}&end={}", enc("2030-03-11T00:00:00+01:00"), enc("2030-03-12T00:00:00+01:00"));
+    assert!(expect_ok(api(&ctx.app, &ctx.token, &ctx.at(&q)).await).await["_items"].as_array().unwrap().is_empty());
+    // Approved: booked.
+    rx.respond_with(200);
+    let r = embassy_booking(&ctx, "2030-03-11T10:00:00+01:00", "2030-03-11T10:15:00+01:00").await;
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(asked("slot-booking").len(), 2);
+    // A move through Embassy: `booking-moving` first, declined then approved.
+    rx.respond_with(500);
+    let r = embassy_reschedule(&ctx, &id, "2030-03-11T11:00:00+01:00", "2030-03-11T11:15:00+01:00").await;
+    assert_eq!(r.status(), 422);
+    let moving = asked("booking-moving");
+    assert_eq!(moving.len(), 1);
+    crate::contract::check_schema("BookingMovingNotification", &moving[0]);
+    assert_eq!(moving[0]["data"]["canceling_booking"]["id"], id.as_str());
+    assert_eq!(moving[0]["data"]["creating_booking"]["start_at"], "2030-03-11T11:00:00+01:00");
+    let listed = expect_ok(api(&ctx.app, &ctx.token, &ctx.at(&q)).await).await;
+    assert_eq!(listed["_items"][0]["start_at"], "2030-03-11T10:00:00+01:00", "not moved");
+    rx.respond_with(204);
+    let r = embassy_reschedule(&ctx, &id, "2030-03-11T11:00:00+01:00", "2030-03-11T11:15:00+01:00").await;
+    assert_eq!(r.status(), 200);
+    let listed = expect_ok(api(&ctx.app, &ctx.token, &ctx.at(&q)).await).await;
+    assert_eq!(listed["_items"][0]["start_at"], "2030-03-11T11:00:00+01:00");
+    // Bookings through the Docplanner API itself are not put to approval.
+    let short = add_service(&ctx, "1").await;
+    put_slots(
+        &ctx,
+        json!([{"start": "2030-03-11T13:00:00+01:00", "end": "2030-03-11T14:00:00+01:00",
+        "address_services": [{"address_service_id": short, "duration": 30}]}]),
+    )
+    .await;
+    rx.respond_with(500);
+    expect_ok(book(&ctx, "2030-03-11T13:00:00+01:00", &short, 30).await).await;
+    assert_eq!(asked("slot-booking").len(), 2);
+    ctx.app.stop().await;
+}
+
 /// An Embassy booking of the healthcare service linked to the address lands
 /// at the address: it hides the slots and is listed with the others.
 async fn bookings_from_embassy_block_slots(engine: Engine) {
@@ -652,22 +771,7 @@ async fn bookings_from_embassy_block_slots(engine: Engine) {
         "address_services": [{"address_service_id": short, "duration": 30}]}]),
     )
     .await;
-    let gp = ctx.id("healthcare_services", "gp");
-    let r = ctx.app.embassy(Method::POST, "/Patient").header("content-type", "application/fhir+json").json(&json!({
-        "resourceType": "Patient", "name": [{"family": "Holm", "given": ["Eva"]}],
-        "identifier": [{"system": "http://schema.visibacare.com/identifier/patient/nationalidentificationnumber", "value": "198001011231"}]
-    })).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let r = ctx.app.embassy(Method::POST, "/Appointment").header("content-type", "application/fhir+json").json(&json!({
-        "resourceType": "Appointment", "status": "booked",
-        "start": "2030-03-11T10:00:00+01:00", "end": "2030-03-11T10:15:00+01:00",
-        "participant": [
-            {"type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PPRF"}]}],
-             "actor": {"type": "Practitioner", "identifier": {"system": "http://schema.visibacare.com/identifier/practitioner/hsaid", "value": "SE2321000016-0001"}}},
-            {"actor": {"type": "Patient", "identifier": {"system": "http://schema.visibacare.com/identifier/nationalidentificationnumber/se", "value": "198001011231"}}},
-            {"actor": {"type": "HealthcareService", "identifier": {"system": "http://schema.visibacare.com/identifier/healthcaresservice/visibaid", "value": gp}}}
-        ]
-    })).send().await.unwrap();
+    let r = embassy_booking(&ctx, "2030-03-11T10:00:00+01:00", "2030-03-11T10:15:00+01:00").await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let day = ("2030-03-11T00:00:00+01:00", "2030-03-12T00:00:00+01:00");
     assert_eq!(
@@ -698,5 +802,6 @@ on_both_engines!(
     moving_a_booking_both_forms,
     confirming_and_marking_presence,
     requesting_an_opinion,
-    bookings_from_embassy_block_slots
+    bookings_from_embassy_block_slots,
+    realtime_approval_of_bookings_made_elsewhere
 );

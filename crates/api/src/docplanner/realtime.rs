@@ -1,0 +1,136 @@
+//! Docplanner's optional real-time approvals: before a booking made through
+//! another dialect lands at an address (`slot-booking`), or before such a
+//! booking moves (`booking-moving`), every API client of the address's
+//! facility that asked for them (credential `realtime_booking`) is asked at
+//! its push URL, at once. A 2xx answer approves; anything else, or no answer,
+//! declines, and the booking or move does not happen.
+//!
+//! Bookings made through the Docplanner API itself are not put to approval:
+//! their maker is the integration that would approve them.
+
+use super::bookings::{patient_json, view_of, visit_booking_json};
+use super::catalog::{address_json, doctor_json, facility_json};
+use super::format_time;
+use super::notifications::{API_KEY_HEADER, signature};
+use crate::AppState;
+use jiff::Timestamp;
+use polyclinic_core::appointment::{ActorKind, Appointment};
+use polyclinic_core::facility::Address;
+use polyclinic_core::patient::Patient;
+use polyclinic_core::schedule::Interval;
+use polyclinic_core::tenant::{Credential, Tenant};
+use polyclinic_store::deliveries::{Channel, NewDelivery, sealed_header};
+use polyclinic_store::{StoreResult, catalog, docplanner_queue, tenants};
+use serde_json::{Value, json};
+
+/// What is about to happen at an address.
+pub struct Proposal<'a> {
+    pub address: &'a Address,
+    pub interval: Interval,
+    pub patient: Option<&'a Patient>,
+    pub comment: Option<&'a str>,
+    /// Who is booking (`booking_by`).
+    pub by: ActorKind,
+    /// The booking being moved (`booking-moving`); `None` for a new booking.
+    pub moving: Option<&'a Appointment>,
+}
+
+/// The clients that approve bookings at `address` in real time.
+fn approvers(clients: Vec<Credential>, address: &Address) -> Vec<Credential> {
+    clients
+        .into_iter()
+        .filter(|c| c.config.realtime_booking && c.config.push_url.is_some())
+        .filter(|c| c.config.facilities.contains(&address.facility_id))
+        .collect()
+}
+
+/// `visit_booking_request` / `creating_booking` (`VisitBookingRequestNotification`).
+fn request_json(p: &Proposal<'_>, tz: &jiff::tz::TimeZone, now: Timestamp, signature: &str) -> Value {
+    let mut patient = patient_json(p.patient, None, None);
+    if let Some(pt) = p.patient {
+        patient["marketing_consent"] = json!(pt.marketing_consent);
+        patient["data_privacy_consent"] = json!(pt.data_privacy_consent);
+    }
+    json!({
+        "booking_at": format_time(now, tz),
+        "booking_by": p.by.as_str(),
+        "duration": p.interval.seconds() / 60,
+        "start_at": format_time(p.interval.start, tz),
+        "end_at": format_time(p.interval.end, tz),
+        "address_service": null,
+        "patient": patient,
+        "signature": signature,
+        "comment": p.comment.unwrap_or_default(),
+        "visit_payment": false,
+    })
+}
+
+/// Asks the real-time clients of the address; answers whether all approve
+/// (true at once when none asked for approvals).
+pub async fn approve(state: &AppState, tenant: &Tenant, p: Proposal<'_>) -> StoreResult<bool> {
+    let (tid, address) = (tenant.id, p.address.clone());
+    let moving = p.moving.cloned();
+    let secret = state.store.secret_key().clone();
+    let found = state
+        .store
+        .read(move |c| {
+            Box::pin(async move {
+                let approvers = approvers(docplanner_queue::clients(c, tid).await?, &address);
+                if approvers.is_empty() {
+                    return Ok(None);
+                }
+                let facility = catalog::facility(c, tid, address.facility_id.get()).await?;
+                let doctor = catalog::practitioner(c, tid, address.practitioner_id.get()).await?;
+                let moving = match moving {
+                    Some(a) => Some(view_of(c, tid, a).await?),
+                    None => None,
+                };
+                let mut keys = Vec::new();
+                for a in &approvers {
+                    let key = if a.config.has_push_api_key {
+                        tenants::protocol_secrets(c, tid, a.id, &secret).await?.push_api_key
+                    } else {
+                        None
+                    };
+                    keys.push(key);
+                }
+                Ok(Some((approvers, keys, facility, doctor, moving)))
+            })
+        })
+        .await?;
+    let Some((approvers, keys, Some(facility), Some(doctor), moving)) = found else { return Ok(true) };
+    let tz = tenant.tz();
+    let now = state.now();
+    let sig = signature();
+    let mut data = serde_json::Map::new();
+    data.insert("facility".into(), facility_json(&facility));
+    data.insert("doctor".into(), doctor_json(&doctor, facility.id, &[], &[], state));
+    data.insert("address".into(), address_json(p.address, &[]));
+    let name = match &moving {
+        Some(view) => {
+            data.insert("canceling_booking".into(), visit_booking_json(view, &tz, &sig));
+            data.insert("creating_booking".into(), request_json(&p, &tz, now, &sig));
+            "booking-moving"
+        }
+        None => {
+            data.insert("visit_booking_request".into(), request_json(&p, &tz, now, &sig));
+            "slot-booking"
+        }
+    };
+    let body = json!({"name": name, "data": data, "created_at": format_time(now, &tz)}).to_string();
+    let secret = state.store.secret_key();
+    for (client, key) in approvers.iter().zip(keys) {
+        let Some(url) = client.config.push_url.clone() else { continue };
+        let headers = key.map(|k| vec![(API_KEY_HEADER.to_owned(), sealed_header(secret, &k))]).unwrap_or_default();
+        let delivery = NewDelivery {
+            target_key: format!("docplanner-realtime:{}", client.id),
+            event: name.to_owned(),
+            channel: Channel::Http { url, headers, content_type: "application/json".into(), body: body.clone() },
+            retry_schedule: Some(Vec::new()),
+        };
+        if !state.engine.send_now(tenant.id, delivery).await?.ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
