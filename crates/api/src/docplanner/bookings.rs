@@ -43,16 +43,21 @@ fn integration() -> Actor {
     Actor { kind: ActorKind::Integration, dialect: Some(Dialect::Docplanner) }
 }
 
-/// A booking of the located address: 404 unknown, 403 "This booking does not
-/// belong to this address" when it is another address's.
-async fn booking_at(state: &AppState, client: &Client, at: &Located, id: &str) -> Result<Appointment, DocplannerError> {
+/// A booking of the tenant: 404 "Object not found" when there is none.
+async fn find_booking(state: &AppState, client: &Client, id: &str) -> Result<Appointment, DocplannerError> {
     let n: i64 = id.parse().map_err(|_| DocplannerError::not_found())?;
     let tenant = client.tenant.id;
-    let found = state
+    state
         .store
         .read(move |c| Box::pin(async move { appointments::get(c, tenant, AppointmentId(n)).await }))
         .await?
-        .ok_or_else(DocplannerError::not_found)?;
+        .ok_or_else(DocplannerError::not_found)
+}
+
+/// A booking of the located address: 404 unknown, 403 "This booking does not
+/// belong to this address" when it is another address's.
+async fn booking_at(state: &AppState, client: &Client, at: &Located, id: &str) -> Result<Appointment, DocplannerError> {
+    let found = find_booking(state, client, id).await?;
     if found.address_id != Some(at.address.id) {
         return Err(DocplannerError::forbidden("This booking does not belong to this address"));
     }
@@ -423,7 +428,14 @@ async fn presence(
     presence: Presence,
 ) -> Result<Response, DocplannerError> {
     let at = locate(&state, &client, &f, &d, &a).await?;
-    let booking = booking_at(&state, &client, &at, &b).await?;
+    let booking = find_booking(&state, &client, &b).await?;
+    if booking.address_id != Some(at.address.id) {
+        // The document's presence answer for another doctor's visit.
+        if booking.primary_performer() != Some(at.doctor.id) {
+            return Err(DocplannerError::new(StatusCode::NOT_FOUND, "This visit does not belong to this doctor"));
+        }
+        return Err(DocplannerError::forbidden("This booking does not belong to this address"));
+    }
     if booking.status.docplanner() == "canceled" {
         return Err(DocplannerError::conflict("Visit is marked as canceled"));
     }

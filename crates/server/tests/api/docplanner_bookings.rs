@@ -641,6 +641,150 @@ async fn requesting_an_opinion(engine: Engine) {
     ctx.app.stop().await;
 }
 
+/// The remaining documented errors of slots and bookings, and a move to
+/// another doctor's address in the same facility.
+async fn the_documented_errors_of_slots_and_bookings(engine: Engine) {
+    let ctx = setup(engine).await;
+    let (short, _) = tuesday(&ctx).await;
+    let (bo, bo_address) = (ctx.id("practitioners", "bo"), ctx.id("addresses", "bo-hosp"));
+    let bo_at = format!("/facilities/{}/doctors/{bo}/addresses/{bo_address}", ctx.hosp);
+    let r =
+        call(&ctx.app, &ctx.token, Method::POST, &format!("{bo_at}/services"), Some(json!({"service_id": "5"}))).await;
+    assert_eq!(r.status(), 201);
+    let bo_service = r.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let r = call(
+        &ctx.app,
+        &ctx.token,
+        Method::PUT,
+        &format!("{bo_at}/slots"),
+        Some(json!({"slots": [{
+        "start": "2030-03-05T12:00:00+01:00", "end": "2030-03-05T13:00:00+01:00",
+        "address_services": [{"address_service_id": bo_service, "duration": 30}]}]})),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let first =
+        expect_ok(book(&ctx, "2030-03-05T09:00:00+01:00", &short, 20).await).await["id"].as_str().unwrap().to_owned();
+    let second =
+        expect_ok(book(&ctx, "2030-03-05T09:20:00+01:00", &short, 20).await).await["id"].as_str().unwrap().to_owned();
+    let move_path = ctx.at(&format!("/bookings/{first}/move"));
+    let move_first = |body: Value| call(&ctx.app, &ctx.token, Method::POST, &move_path, Some(body));
+    expect_error(
+        move_first(json!({"address_service_id": short, "address_id": "999999"})).await,
+        400,
+        "Address does not exist",
+    )
+    .await;
+    expect_error(
+        move_first(json!({"address_service_id": bo_service})).await,
+        400,
+        "Service does not belong to the address",
+    )
+    .await;
+    // To Bo's address in the same facility: the booking moves to Bo.
+    let r = move_first(json!({"address_service_id": bo_service, "address_id": bo_address,
+        "start": "2030-03-05T12:30:00+01:00", "duration": 30}))
+    .await;
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let moved = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/api/v3/integration{bo_at}/bookings/{moved}"));
+    let at_bo = expect_ok(api(&ctx.app, &ctx.token, &format!("{bo_at}/bookings/{moved}")).await).await;
+    assert_eq!(at_bo["start_at"], "2030-03-05T12:30:00+01:00");
+    expect_error(
+        call(
+            &ctx.app,
+            &ctx.token,
+            Method::PUT,
+            &ctx.at(&format!("/bookings/{first}/confirm")),
+            Some(json!({"confirmed_by": "user"})),
+        )
+        .await,
+        409,
+        "Visit has been deleted",
+    )
+    .await;
+    expect_error(
+        call(&ctx.app, &ctx.token, Method::POST, &ctx.at(&format!("/bookings/{moved}/presence/patient")), None).await,
+        404,
+        "This visit does not belong to this doctor",
+    )
+    .await;
+    expect_error(
+        call(
+            &ctx.app,
+            &ctx.token,
+            Method::PUT,
+            &ctx.at(&format!("/bookings/{moved}/confirm")),
+            Some(json!({"confirmed_by": "user"})),
+        )
+        .await,
+        403,
+        "This booking does not belong to this address",
+    )
+    .await;
+    // A disabled calendar offers nothing and takes no booking.
+    assert_eq!(call(&ctx.app, &ctx.token, Method::POST, &ctx.at("/calendar/disable"), None).await.status(), 200);
+    assert!(starts(&ctx, DAY.0, DAY.1).await.is_empty());
+    expect_error(
+        book(&ctx, "2030-03-05T10:00:00+01:00", &short, 20).await,
+        404,
+        "Unable to book a visit for this address",
+    )
+    .await;
+    assert_eq!(call(&ctx.app, &ctx.token, Method::POST, &ctx.at("/calendar/enable"), None).await.status(), 200);
+    assert_eq!(starts(&ctx, DAY.0, DAY.1).await.len(), 5, "only 09:20 is taken");
+    // Without the integration: no calendar edits, no bookings, no cancellations.
+    assert_eq!(call(&ctx.app, &ctx.token, Method::DELETE, &ctx.at("/integration"), None).await.status(), 202);
+    let locked = "You are not authorized to make changes on this calendar";
+    expect_error(
+        call(&ctx.app, &ctx.token, Method::PUT, &ctx.at("/slots"), Some(json!({"slots": []}))).await,
+        403,
+        locked,
+    )
+    .await;
+    expect_error(call(&ctx.app, &ctx.token, Method::DELETE, &ctx.at("/slots/2030-03-05"), None).await, 403, locked)
+        .await;
+    expect_error(
+        book(&ctx, "2030-03-05T10:00:00+01:00", &short, 20).await,
+        404,
+        "Unable to book a visit for this address",
+    )
+    .await;
+    expect_error(
+        call(&ctx.app, &ctx.token, Method::DELETE, &ctx.at(&format!("/bookings/{second}")), None).await,
+        400,
+        "Unable to cancel a visit for this address",
+    )
+    .await;
+    expect_error(
+        call(
+            &ctx.app,
+            &ctx.token,
+            Method::PUT,
+            &ctx.at(&format!("/bookings/{second}/confirm")),
+            Some(json!({"confirmed_by": "user"})),
+        )
+        .await,
+        400,
+        "Integration is not authorized for this address",
+    )
+    .await;
+    // A basic (free) address: 422 for work periods and bookings.
+    let mut doc = crate::dp::seed();
+    doc["tenants"][0]["facilities"][0]["addresses"][0]["commercial_type"] = json!("basic");
+    ctx.app.seed(&doc).await;
+    let basic = format!("Cannot activate calendar on address {}, profile/address is not commercial", ctx.address);
+    expect_error(
+        call(&ctx.app, &ctx.token, Method::PUT, &ctx.at("/slots"), Some(json!({"slots": []}))).await,
+        422,
+        &basic,
+    )
+    .await;
+    expect_error(book(&ctx, "2030-03-05T10:00:00+01:00", &short, 20).await, 422, &basic).await;
+    ctx.app.stop().await;
+}
+
 /// Books Eva Holm with Ann through Embassy (healthcare service `gp`, linked
 /// to Ann's address), creating the patient first when needed.
 async fn embassy_booking(ctx: &Ctx, start: &str, end: &str) -> reqwest::Response {
@@ -803,5 +947,6 @@ on_both_engines!(
     confirming_and_marking_presence,
     requesting_an_opinion,
     bookings_from_embassy_block_slots,
+    the_documented_errors_of_slots_and_bookings,
     realtime_approval_of_bookings_made_elsewhere
 );
