@@ -186,6 +186,19 @@ async fn break_at(
     })
 }
 
+/// The break with its coupled group (every member lives at one of the
+/// doctor's addresses in the facility).
+async fn group_of(
+    c: &mut Conn,
+    tenant: TenantId,
+    facility: FacilityId,
+    doctor: PractitionerId,
+    b: &CalendarBreak,
+) -> StoreResult<Vec<CalendarBreak>> {
+    let places: Vec<AddressId> = doctor_addresses(c, tenant, facility, doctor).await?.iter().map(|a| a.id).collect();
+    breaks::with_group(c, tenant, b, &places).await
+}
+
 /// The doctor's addresses in the facility, where a coupled group can live.
 async fn doctor_addresses(
     c: &mut Conn,
@@ -365,9 +378,7 @@ async fn move_break(
                 if b.interval == to {
                     return Ok(Err(DocplannerError::new(StatusCode::UNPROCESSABLE_ENTITY, "Same Date Range")));
                 }
-                let places: Vec<AddressId> =
-                    doctor_addresses(c, tenant, facility, doctor).await?.iter().map(|a| a.id).collect();
-                let group = breaks::with_group(c, tenant, &b, &places).await?;
+                let group = group_of(c, tenant, facility, doctor, &b).await?;
                 breaks::move_to(c, tenant, &group, to, now).await?;
                 Ok(Ok(()))
             })
@@ -395,9 +406,7 @@ async fn delete_break(
                     Ok(b) => b,
                     Err(e) => return Ok(Err(e)),
                 };
-                let places: Vec<AddressId> =
-                    doctor_addresses(c, tenant, facility, doctor).await?.iter().map(|a| a.id).collect();
-                let group = breaks::with_group(c, tenant, &b, &places).await?;
+                let group = group_of(c, tenant, facility, doctor, &b).await?;
                 breaks::remove(c, tenant, &group, now).await?;
                 Ok(Ok(()))
             })
