@@ -334,9 +334,17 @@ impl Engine {
         d.retry_schedule = Some(Vec::new());
         let now = self.clock.now();
         let spec = d.clone();
+        // Leased from the start: the background workers must not send it too.
+        let until = wall_now() + self.config.lease_seconds;
         let id = self
             .store
-            .write(move |c| Box::pin(async move { deliveries::enqueue(c, tenant, 0, &spec, now).await }))
+            .write(move |c| {
+                Box::pin(async move {
+                    let id = deliveries::enqueue(c, tenant, 0, &spec, now).await?;
+                    deliveries::hold(c, tenant, id, until).await?;
+                    Ok(id)
+                })
+            })
             .await?;
         let worker = Worker {
             store: self.store.clone(),

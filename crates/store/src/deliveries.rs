@@ -135,6 +135,18 @@ pub async fn enqueue(
     Ok(id)
 }
 
+/// Leases a delivery to the caller until `until` (wall-clock seconds), so no
+/// worker claims it meanwhile (a delivery sent at once by its creator).
+pub async fn hold(conn: &mut Conn, tenant: TenantId, id: i64, until: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE deliveries SET lease_until = $1 WHERE tenant_id = $2 AND id = $3")
+        .bind(until)
+        .bind(tenant.get())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Every tenant id (the engine walks tenants: every query stays tenant-first).
 pub async fn tenant_ids(conn: &mut Conn) -> StoreResult<Vec<TenantId>> {
     let ids: Vec<i64> =

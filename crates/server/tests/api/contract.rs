@@ -170,8 +170,30 @@ pub fn check(method: &str, path: &str, status: u16, content_type: Option<&str>, 
             if let Err(e) = validate(&schema, &v) {
                 panic!("{what}: the body does not match the document's schema: {e}\nbody: {v}");
             }
+            // A pulled notification is also held to its own callback schema.
+            match (template.as_str(), status) {
+                ("/notifications", 200) => check_notification(&v),
+                ("/notifications/multiple", 200) => {
+                    v["notifications"].as_array().into_iter().flatten().for_each(check_notification)
+                }
+                _ => {}
+            }
         }
     }
+}
+
+/// Checks a notification against the schema of its name (`slot-booked`:
+/// `SlotBookedNotification`).
+pub fn check_notification(n: &Value) {
+    let name = n["name"].as_str().unwrap_or_default();
+    let schema: String = name
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect();
+    check_schema(&format!("{schema}Notification"), n);
 }
 
 /// Checks an arbitrary value against a named component schema (for

@@ -455,6 +455,7 @@ async fn push_sends_with_the_api_key_retries_at_1_5_15_minutes_and_release_reque
         .unwrap();
     assert!(!docs.is_empty() && docs.iter().all(|d| !d.contains("push-key-1") && d.contains("sealed:")));
     let body = got[0].json();
+    crate::contract::check_notification(&body);
     assert_eq!(body["name"], "slot-booked");
     assert_eq!(body["data"]["visit_booking"]["id"], id.as_str());
     // Nothing is queued for PULL.
