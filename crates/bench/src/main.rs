@@ -7,7 +7,14 @@
 //! - **book**: each worker books `--bookings` Embassy appointments (POST
 //!   `/embassy/Appointment`, 15-minute slots on distinct times) — every booking
 //!   is a durable commit through the double-booking guard and the outbox;
-//! - **read**: each worker reads appointments back by id (GET).
+//! - **read**: each worker reads appointments back by id (GET);
+//! - **dp-book**: each worker, one Docplanner address each (work periods of
+//!   08:00-16:00 on 28 days, services of 20 and 60 minutes), books
+//!   `--bookings` slots through `POST .../slots/{start}/book`: every booking
+//!   first recomputes the day's free slots, then commits;
+//! - **dp-slots**: each worker asks `--slot-reads` times for the free slots of
+//!   all 28 days (`GET .../slots`, with `slot.services`), computed from the
+//!   work periods, the bookings and the breaks at each request.
 //!
 //! It prints throughput and latency percentiles per phase. Nothing here is an
 //! assertion: the numbers go to `docs/benchmarks.md` with the machine and date.
@@ -33,6 +40,9 @@ struct Args {
     /// SQLite `synchronous`: full or normal.
     #[arg(long, default_value = "full")]
     synchronous: String,
+    /// 28-day slot reads per client (Docplanner phase).
+    #[arg(long, default_value_t = 50)]
+    slot_reads: usize,
 }
 
 const KEY: &str = "bench-embassy-key";
@@ -62,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
     if args.synchronous == "normal" {
         config.sqlite_synchronous = polyclinic::config::Synchronous::Normal;
     }
+    config.docplanner_limits = polyclinic::config::DocplannerLimits::OFF;
     let app = Application::build(&config).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until(std::future::pending()));
@@ -73,11 +84,19 @@ async fn main() -> anyhow::Result<()> {
         .map(|i| json!({"key": format!("p{i}"), "given": "Doc", "family": format!("Bench{i}"), "email": format!("p{i}@bench.test")}))
         .collect();
     let keys: Vec<String> = (0..args.concurrency).map(|i| format!("p{i}")).collect();
-    let seed = json!({"tenants": [{
+    // And one Docplanner address per worker, in one facility.
+    let addresses: Vec<Value> = (0..args.concurrency)
+        .map(|i| json!({"key": format!("a{i}"), "doctor": format!("p{i}"), "name": "Bench clinic", "street": "Bench 1", "city": "Warszawa"}))
+        .collect();
+    let seed = json!({
+        "services": [{"id": "1", "name": "ablacja"}, {"id": "3", "name": "ablacja serca"}],
+        "tenants": [{
         "key": "bench", "name": "Bench", "country": "SE", "language": "sv", "timezone": "Europe/Stockholm",
-        "credentials": [{"dialect": "embassy", "api_key": KEY}],
+        "credentials": [{"dialect": "embassy", "api_key": KEY},
+                        {"dialect": "docplanner", "client_id": "bench-dp", "client_secret": "bench-dp-secret", "facilities": ["clinic"]}],
         "practitioners": practitioners,
-        "healthcare_services": [{"key": "gp", "name": "GP", "practitioners": keys}]
+        "healthcare_services": [{"key": "gp", "name": "GP", "practitioners": keys}],
+        "facilities": [{"key": "clinic", "name": "Bench clinic", "addresses": addresses}]
     }]});
     let ids: Value =
         client.post(format!("{base}/admin/seed")).bearer_auth("bench-admin").json(&seed).send().await?.json().await?;
@@ -176,6 +195,103 @@ async fn main() -> anyhow::Result<()> {
         latencies.extend(t.await??);
     }
     report("read (GET /embassy/Appointment/{id})", started.elapsed(), &mut latencies);
+    docplanner(&args, &client, &base, &ids["tenants"]["bench"]).await
+}
+
+/// The Docplanner phases: booking computed slots, and reading 28 days of them.
+async fn docplanner(args: &Args, client: &reqwest::Client, base: &str, ids: &Value) -> anyhow::Result<()> {
+    let token: Value = client
+        .post(format!("{base}/oauth/v2/token"))
+        .basic_auth("bench-dp", Some("bench-dp-secret"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&scope=integration")
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = token["access_token"].as_str().context("token")?.to_owned();
+    let facility = ids["facilities"]["clinic"].as_str().context("facility id")?.to_owned();
+    // Work periods: 28 days from 2030-01-02, 08:00-16:00 local (+01:00).
+    let day = |d: i64| jiff::civil::date(2030, 1, 2).checked_add(jiff::Span::new().days(d)).unwrap_or_default();
+    let mut paths = Vec::new();
+    for w in 0..args.concurrency {
+        let (doctor, address) = (
+            ids["practitioners"][format!("p{w}")].as_str().context("doctor id")?,
+            ids["addresses"][format!("a{w}")].as_str().context("address id")?,
+        );
+        let at = format!("{base}/api/v3/integration/facilities/{facility}/doctors/{doctor}/addresses/{address}");
+        let mut services = Vec::new();
+        for service in ["1", "3"] {
+            let r = client
+                .post(format!("{at}/services"))
+                .bearer_auth(&token)
+                .json(&json!({"service_id": service, "price": 100}))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().as_u16() == 201, "adding a service answered {}", r.status());
+            let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            services.push(location.rsplit('/').next().unwrap_or_default().to_owned());
+        }
+        let slots: Vec<Value> = (0..28)
+            .map(|d| {
+                json!({"start": format!("{}T08:00:00+01:00", day(d)), "end": format!("{}T16:00:00+01:00", day(d)),
+                "address_services": [{"address_service_id": services[0], "duration": 20},
+                                     {"address_service_id": services[1], "duration": 60}]})
+            })
+            .collect();
+        let r = client.put(format!("{at}/slots")).bearer_auth(&token).json(&json!({"slots": slots})).send().await?;
+        anyhow::ensure!(r.status().as_u16() == 201, "replacing slots answered {}: {}", r.status(), r.text().await?);
+        paths.push((at, services[0].clone()));
+    }
+    // 24 starts a day on the 20-minute grid: bookings go day by day.
+    let n = args.bookings.min(28 * 24);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (at, service) in paths.clone() {
+        let (client, token) = (client.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n);
+            for i in 0..n {
+                let (d, k) = ((i / 24) as i64, (i % 24) as i64);
+                let start = format!("{}T{:02}:{:02}:00%2B01:00", day(d), 8 + k * 20 / 60, k * 20 % 60);
+                let body = json!({"address_service_id": service, "duration": 20,
+                    "patient": {"name": "Bench", "surname": format!("Patient{i}"), "phone": format!("+4670{:07}", i)}});
+                let t = Instant::now();
+                let r = client.post(format!("{at}/slots/{start}/book")).bearer_auth(&token).json(&body).send().await?;
+                lat.push(t.elapsed());
+                anyhow::ensure!(r.status().is_success(), "booking answered {}: {}", r.status(), r.text().await?);
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    report("dp-book (POST .../slots/{start}/book)", started.elapsed(), &mut latencies);
+
+    let range = format!("start={}T00:00:00%2B01:00&end={}T00:00:00%2B01:00&with=slot.services", day(0), day(28));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (at, _) in paths {
+        let (client, token, range, reads) = (client.clone(), token.clone(), range.clone(), args.slot_reads);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(reads);
+            for _ in 0..reads {
+                let t = Instant::now();
+                let r = client.get(format!("{at}/slots?{range}")).bearer_auth(&token).send().await?;
+                anyhow::ensure!(r.status().is_success(), "slots answered {}", r.status());
+                let _ = r.bytes().await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    report("dp-slots (GET .../slots, 28 days)", started.elapsed(), &mut latencies);
     Ok(())
 }
 
