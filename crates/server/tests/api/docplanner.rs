@@ -193,6 +193,9 @@ async fn facilities_doctors_and_addresses(engine: Engine) {
             {"id": "5", "name": "akupresura"}, {"id": "7", "name": "akupunktura"}]})
     );
     expect_error(api(app, &t, "/no/such/path").await, 404, "Object not found").await;
+    // A method the path does not take: 405 in the Docplanner shape.
+    let r = app.client.put(app.url("/api/v3/integration/facilities")).bearer_auth(&t).send().await.unwrap();
+    expect_error(r, 405, "Method not allowed").await;
     ctx.app.stop().await;
 }
 
