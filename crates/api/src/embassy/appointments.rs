@@ -1017,7 +1017,7 @@ async fn create(
     a.digital = resolved.service.digital;
     a.description = draft.description;
     let tenant = caller.tenant.id;
-    // A Docplanner client of the address the booking lands at may have to
+    // The Docplanner address the booking lands at, whose client may have to
     // approve it first (its optional real-time `slot-booking`).
     let (performer, service) = (a.primary_performer().map(|p| p.get()), resolved.service.id.get());
     let address = state
@@ -1044,6 +1044,9 @@ async fn create(
             ));
         }
     }
+    // The Docplanner address the service is linked to holds the time too, so
+    // the booking blocks that calendar's slots.
+    a.address_id = address.as_ref().map(|x| x.id);
     let (new_patients, new_representatives) = (resolved.new_patients, resolved.new_representatives);
     // One transaction: the patients and representatives this booking
     // introduces exist only if the appointment does.
@@ -1062,12 +1065,6 @@ async fn create(
                 }
                 for rp in &new_representatives {
                     polyclinic_store::related::create(c, tenant, rp, now).await?;
-                }
-                // The Docplanner address the service is linked to holds the
-                // time too, so the booking blocks that calendar's slots.
-                let performer = a.primary_performer().map(|p| p.get());
-                if let Some(hs) = a.healthcare_service_id {
-                    a.address_id = catalog::address_for_service(c, tenant, hs.get(), performer).await?.map(|x| x.id);
                 }
                 a.id = appointments::new_id(c).await?;
                 appointments::create(c, tenant, a, now).await
