@@ -338,12 +338,13 @@ async fn move_booking(
         .store
         .write(move |c| {
             Box::pin(async move {
-                let day = Interval { start, end: interval.end.max(start + SignedDuration::from_hours(24)) };
+                // Only the start matters: the periods around it, their breaks and bookings.
+                let at_start = Interval { start, end: start + SignedDuration::from_secs(1) };
                 // The booking's own time is not in its way.
                 let ignore = (old.address_id == Some(target.id)
                     || old.primary_performer() == Some(target.practitioner_id))
                 .then_some(&old_interval);
-                let free = free_slots_at(c, tenant, &target, &day, now, ignore).await?;
+                let free = free_slots_at(c, tenant, &target, &at_start, now, ignore).await?;
                 if let Err(e) = check_slot(&SlotCheck { service: &service, interval }, &free, &tz) {
                     return Ok(Err(e));
                 }

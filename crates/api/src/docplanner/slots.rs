@@ -660,12 +660,13 @@ async fn book(
         &dictionary,
     )?;
     let address = at.address.clone();
-    let day = Interval { start, end: interval.end.max(start + SignedDuration::from_hours(24)) };
+    // Only the start matters: the periods around it, their breaks and bookings.
+    let at_start = Interval { start, end: start + SignedDuration::from_secs(1) };
     let created = state
         .store
         .write(move |c| {
             Box::pin(async move {
-                let free = free_slots_at(c, tid, &address, &day, now, None).await?;
+                let free = free_slots_at(c, tid, &address, &at_start, now, None).await?;
                 let check = SlotCheck { service: &service, interval };
                 if let Err(e) = check_slot(&check, &free, &tenant.tz()) {
                     return Ok(Err(e));
