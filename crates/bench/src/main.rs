@@ -195,7 +195,17 @@ async fn main() -> anyhow::Result<()> {
         latencies.extend(t.await??);
     }
     report("read (GET /embassy/Appointment/{id})", started.elapsed(), &mut latencies);
-    docplanner(&args, &client, &base, &ids["tenants"]["bench"]).await
+    let outcome = docplanner(&args, &client, &base, &ids["tenants"]["bench"]).await;
+    // The SQLite files and the key file are the run's own: leave nothing behind.
+    if let Some(path) = database.strip_prefix("sqlite://") {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+    }
+    if let Some(key) = &config.secret_key_file {
+        let _ = std::fs::remove_file(key);
+    }
+    outcome
 }
 
 /// The Docplanner phases: booking computed slots, and reading 28 days of them.
