@@ -265,6 +265,43 @@ mod tests {
             }
         }
 
+        /// A blocker never adds a start or a service; booking an offered
+        /// start for an offered service takes away every start it covers.
+        #[test]
+        fn blockers_only_take_away(
+            durations in proptest::collection::vec(1i64..=12, 1..4),
+            period_units in 1i64..48,
+            blockers in proptest::collection::vec((0i64..48, 1i64..12), 0..6),
+            extra in (0i64..48, 1i64..12),
+            pick in 0usize..1000,
+        ) {
+            let durations: Vec<i64> = durations.iter().map(|d| d * 5).collect();
+            let end = T0 + period_units * 5 * 60;
+            let ids: Vec<i64> = (1..=durations.len() as i64).collect();
+            let p = period(T0, end, &ids);
+            let d: Vec<ServiceDuration> = ids.iter().zip(&durations).map(|(i, m)| ServiceDuration { id: AddressServiceId(*i), minutes: *m }).collect();
+            let mut blockers: Vec<Interval> = blockers.iter().map(|(s, l)| Interval { start: ts(T0 + s * 300), end: ts(T0 + (s + l) * 300) }).collect();
+            let before = free_slots(&p, &d, &blockers, &everything());
+            let more = Interval { start: ts(T0 + extra.0 * 300), end: ts(T0 + (extra.0 + extra.1) * 300) };
+            let mut with_more = blockers.clone();
+            with_more.push(more);
+            for slot in free_slots(&p, &d, &with_more, &everything()) {
+                let was = before.iter().find(|x| x.start == slot.start);
+                prop_assert!(was.is_some(), "a blocker added a start");
+                prop_assert!(slot.services.iter().all(|s| was.unwrap().services.contains(s)), "a blocker added a service");
+            }
+            if !before.is_empty() {
+                let slot = &before[pick % before.len()];
+                let service = slot.services[pick % slot.services.len()];
+                let minutes = d.iter().find(|x| x.id == service).unwrap().minutes;
+                let booking = Interval { start: slot.start, end: ts(slot.start.as_second() + minutes * 60) };
+                blockers.push(booking);
+                for after in free_slots(&p, &d, &blockers, &everything()) {
+                    prop_assert!(!(booking.start <= after.start && after.start < booking.end), "a booked start is still offered");
+                }
+            }
+        }
+
         /// Fixed slots never overlap each other or a blocker.
         #[test]
         fn fixed_slots_are_disjoint_and_free(
