@@ -98,7 +98,15 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         .await;
     match found {
         Ok(Ok((tenant, credential))) => {
-            req.extensions_mut().insert(Client { tenant, credential });
+            let client = Client { tenant, credential };
+            // A facility that is not the client's answers 403 before anything
+            // else about the request (its body included) is looked at.
+            if let Some(f) = path_facility(req.uri().path())
+                && !f.parse::<i64>().is_ok_and(|n| client.sees(n))
+            {
+                return DocplannerError::forbidden("You are not authorized to see this facility").into_response();
+            }
+            req.extensions_mut().insert(client);
             next.run(req).await
         }
         Ok(Err(TokenProblem::Expired)) => {
@@ -109,6 +117,14 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         }
         Err(e) => DocplannerError::from(e).into_response(),
     }
+}
+
+/// The facility segment of `/facilities/{facility_id}/...` (the router's
+/// paths, with or without the mount prefix).
+fn path_facility(path: &str) -> Option<&str> {
+    let mut segments = path.split('/').skip_while(|s| *s != "facilities");
+    segments.next()?;
+    segments.next().filter(|s| !s.is_empty())
 }
 
 /// A success body.

@@ -193,6 +193,16 @@ async fn facilities_doctors_and_addresses(engine: Engine) {
             {"id": "5", "name": "akupresura"}, {"id": "7", "name": "akupunktura"}]})
     );
     expect_error(api(app, &t, "/no/such/path").await, 404, "Object not found").await;
+    // Another facility answers 403 before its body is even read.
+    let r = crate::dp::call(
+        app,
+        &t,
+        reqwest::Method::POST,
+        "/facilities/999999/doctors/1/addresses/1/services",
+        Some(json!("not an object")),
+    )
+    .await;
+    expect_error(r, 403, "You are not authorized to see this facility").await;
     // A method the path does not take: 405 in the Docplanner shape.
     let r = app.client.put(app.url("/api/v3/integration/facilities")).bearer_auth(&t).send().await.unwrap();
     expect_error(r, 405, "Method not allowed").await;
