@@ -344,7 +344,8 @@ pub async fn request_opinion(
         return Ok(false);
     }
     crate::catalog::claim_identifier(conn, tenant, ENTITY_OPINION, &system, phone, a.id.get()).await?;
-    let data = json!({"practitioner_id": practitioner.to_string()});
+    // The phone is where the request goes (the delivery engine sends it).
+    let data = json!({"practitioner_id": practitioner.to_string(), "phone": phone});
     append(conn, tenant, now, &[event(EventKind::OpinionRequested, a, data)]).await?;
     Ok(true)
 }

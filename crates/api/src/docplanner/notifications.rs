@@ -377,6 +377,9 @@ impl NotificationRouter {
         tenant: TenantId,
         event: &StoredEvent,
     ) -> StoreResult<Vec<NewDelivery>> {
+        if event.kind == "OpinionRequested" {
+            return opinion_sms(conn, tenant, event).await;
+        }
         let Some(plan) = plan(event) else { return Ok(Vec::new()) };
         let Some(address_id) = id_in(&event.data, "address_id") else { return Ok(Vec::new()) };
         let Some(address): Option<Address> = catalog::address(conn, tenant, address_id).await? else {
@@ -428,6 +431,36 @@ impl NotificationRouter {
         }
         Ok(out)
     }
+}
+
+/// The text message of an opinion request (`PUT …/opinion-request`): to the
+/// phone given, naming the doctor and the day of the visit.
+async fn opinion_sms(conn: &mut Conn, tenant: TenantId, event: &StoredEvent) -> StoreResult<Vec<NewDelivery>> {
+    let Some(phone) = event.data.get("phone").and_then(Value::as_str) else { return Ok(Vec::new()) };
+    let doctor = match id_in(&event.data, "practitioner_id") {
+        Some(id) => catalog::practitioner(conn, tenant, id).await?,
+        None => None,
+    };
+    let tz = tenants::get(conn, tenant).await?.tz();
+    let day = event
+        .data
+        .get("start")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<Timestamp>().ok())
+        .map(|t| t.to_zoned(tz).date().to_string());
+    let who = doctor.map(|d| format!("{} {}", d.given, d.family)).unwrap_or_else(|| "Your doctor".into());
+    let when = day.map(|d| format!(" on {d}")).unwrap_or_default();
+    Ok(vec![NewDelivery {
+        target_key: format!("opinion-request:{}", event.aggregate_id),
+        event: "opinion-request".into(),
+        channel: Channel::Sms {
+            to: phone.to_owned(),
+            body: format!(
+                "{who} would like to hear how your visit{when} went. Reply to this message to share your opinion."
+            ),
+        },
+        retry_schedule: None,
+    }])
 }
 
 impl polyclinic_delivery::Router for NotificationRouter {

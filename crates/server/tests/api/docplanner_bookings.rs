@@ -630,6 +630,12 @@ async fn requesting_an_opinion(engine: Engine) {
     expect_error(ask(json!("12")).await, 400, "Phone number is invalid.").await;
     expect_error(ask(json!("+46701234567")).await, 403, "Visit not found").await;
     assert_eq!(ask(json!("+48123123123")).await.status(), 200);
+    // The request goes out as a text message through the delivery engine.
+    ctx.app.run_due().await;
+    let sms: Vec<Value> =
+        ctx.app.deliveries("acme").await.into_iter().filter(|d| d["event"] == "opinion-request").collect();
+    assert_eq!(sms.len(), 1);
+    assert_eq!((sms[0]["target"].as_str(), sms[0]["state"].as_str()), (Some("sms:+48123123123"), Some("delivered")));
     expect_error(ask(json!(48123123123_i64)).await, 409, "Opinion already exists").await;
     let bo = format!("/facilities/{}/doctors/{}/opinion-request", ctx.hosp, ctx.id("practitioners", "bo"));
     expect_error(
