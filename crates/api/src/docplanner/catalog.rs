@@ -31,6 +31,16 @@ pub(super) fn facility_json(f: &Facility) -> Value {
     }})
 }
 
+/// A doctor of facility `facility` with its `_links`, no scopes (as
+/// notifications show it).
+pub(super) fn doctor_ref(d: &Practitioner, facility: impl std::fmt::Display) -> Value {
+    let path = doctor_path(facility, d.id);
+    json!({"id": d.id.to_string(), "name": d.given, "surname": d.family, "_links": {
+        "self": link(&path),
+        "addresses": link(format!("{path}/addresses")),
+    }})
+}
+
 /// A doctor of facility `facility`, with the scopes asked for and `_links`.
 pub(super) fn doctor_json(
     d: &Practitioner,
@@ -39,11 +49,7 @@ pub(super) fn doctor_json(
     addresses: &[Address],
     state: &AppState,
 ) -> Value {
-    let path = doctor_path(facility, d.id);
-    let mut v = json!({"id": d.id.to_string(), "name": d.given, "surname": d.family, "_links": {
-        "self": link(&path),
-        "addresses": link(format!("{path}/addresses")),
-    }});
+    let mut v = doctor_ref(d, facility);
     if scopes.iter().any(|s| s == "doctor.profile_url") {
         v["profile_url"] = json!(format!("{}/doctors/{}", state.public_url, d.id));
     }

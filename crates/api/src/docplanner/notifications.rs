@@ -25,8 +25,8 @@
 
 use super::address_services::address_service_json;
 use super::bookings::{BookingView, load_view, visit_booking_json};
-use super::catalog::{address_json, facility_json};
-use super::{Client, DocplannerError, doctor_path, format_time, link, no_content};
+use super::catalog::{address_json, doctor_ref, facility_json};
+use super::{Client, DocplannerError, format_time, no_content};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
@@ -36,7 +36,6 @@ use axum::{Extension, Router};
 use futures_util::future::BoxFuture;
 use jiff::Timestamp;
 use polyclinic_core::facility::{Address, AddressService};
-use polyclinic_core::practitioner::Practitioner;
 use polyclinic_core::schedule::{CalendarBreak, Interval};
 use polyclinic_core::tenant::Credential;
 use polyclinic_core::{AppointmentId, TenantId};
@@ -145,20 +144,7 @@ async fn release(
 
 /// A fresh random (version 4) UUID: the `signature` of one notification.
 pub fn signature() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-}
-
-/// The doctor as notifications show it (`Doctor`, no scopes).
-fn doctor_json(d: &Practitioner, facility: impl std::fmt::Display) -> Value {
-    let path = doctor_path(facility, d.id);
-    json!({"id": d.id.to_string(), "name": d.given, "surname": d.family, "_links": {
-        "self": link(&path),
-        "addresses": link(format!("{path}/addresses")),
-    }})
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// A calendar break as notifications show it (`BreakNotification`).
@@ -353,24 +339,6 @@ impl NotificationRouter {
         NotificationRouter { key }
     }
 
-    /// The headers of a PUSH to `client`: its API key, when it has one.
-    async fn push_headers(&self, conn: &mut Conn, client: &Credential) -> Vec<(String, String)> {
-        if !client.config.has_push_api_key {
-            return Vec::new();
-        }
-        match tenants::protocol_secrets(conn, client.tenant_id, client.id, &self.key).await {
-            // Sealed again for the delivery record: the engine opens it at send time.
-            Ok(s) => s
-                .push_api_key
-                .map(|k| vec![(API_KEY_HEADER.to_owned(), polyclinic_store::deliveries::sealed_header(&self.key, &k))])
-                .unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(credential = %client.id, error = %e, "the PUSH API key could not be opened; pushing without it");
-                Vec::new()
-            }
-        }
-    }
-
     async fn route_event(
         &self,
         conn: &mut Conn,
@@ -404,7 +372,7 @@ impl NotificationRouter {
             if matches!(plan, Plan::Address(_)) { vec!["address.commercial_type".into()] } else { Vec::new() };
         let mut head = Map::new();
         head.insert("facility".into(), facility_json(&facility));
-        head.insert("doctor".into(), doctor_json(&doctor, facility.id));
+        head.insert("doctor".into(), doctor_ref(&doctor, facility.id));
         head.insert("address".into(), address_json(&address, &scopes));
         let at = Timestamp::from_second(event.created_at)
             .map_err(|e| polyclinic_store::StoreError::Corrupt(format!("event {}: {e}", event.seq)))?;
@@ -418,7 +386,7 @@ impl NotificationRouter {
                     event: name.to_owned(),
                     channel: Channel::Http {
                         url: url.clone(),
-                        headers: self.push_headers(conn, &client).await,
+                        headers: push_headers(conn, &client, &self.key).await,
                         content_type: "application/json".into(),
                         body,
                     },
@@ -461,6 +429,25 @@ async fn opinion_sms(conn: &mut Conn, tenant: TenantId, event: &StoredEvent) -> 
         },
         retry_schedule: None,
     }])
+}
+
+/// The headers of a push to `client`: its API key, sealed for the delivery
+/// record (the engine opens it at send time); none when it has no key.
+pub async fn push_headers(conn: &mut Conn, client: &Credential, key: &SecretKey) -> Vec<(String, String)> {
+    if !client.config.has_push_api_key {
+        return Vec::new();
+    }
+    match tenants::protocol_secrets(conn, client.tenant_id, client.id, key).await {
+        // Sealed again for the delivery record: the engine opens it at send time.
+        Ok(s) => s
+            .push_api_key
+            .map(|k| vec![(API_KEY_HEADER.to_owned(), polyclinic_store::deliveries::sealed_header(key, &k))])
+            .unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(credential = %client.id, error = %e, "the PUSH API key could not be opened; pushing without it");
+            Vec::new()
+        }
+    }
 }
 
 impl polyclinic_delivery::Router for NotificationRouter {

@@ -9,9 +9,9 @@
 //! their maker is the integration that would approve them.
 
 use super::bookings::{patient_json, view_of, visit_booking_json};
-use super::catalog::{address_json, doctor_json, facility_json};
+use super::catalog::{address_json, doctor_ref, facility_json};
 use super::format_time;
-use super::notifications::{API_KEY_HEADER, signature};
+use super::notifications::{push_headers, signature};
 use crate::AppState;
 use jiff::Timestamp;
 use polyclinic_core::appointment::{ActorKind, Appointment};
@@ -19,8 +19,8 @@ use polyclinic_core::facility::Address;
 use polyclinic_core::patient::Patient;
 use polyclinic_core::schedule::Interval;
 use polyclinic_core::tenant::{Credential, Tenant};
-use polyclinic_store::deliveries::{Channel, NewDelivery, sealed_header};
-use polyclinic_store::{StoreResult, catalog, docplanner_queue, tenants};
+use polyclinic_store::deliveries::{Channel, NewDelivery};
+use polyclinic_store::{StoreResult, catalog, docplanner_queue};
 use serde_json::{Value, json};
 
 /// What is about to happen at an address.
@@ -85,26 +85,21 @@ pub async fn approve(state: &AppState, tenant: &Tenant, p: Proposal<'_>) -> Stor
                     Some(a) => Some(view_of(c, tid, a).await?),
                     None => None,
                 };
-                let mut keys = Vec::new();
+                let mut headers = Vec::new();
                 for a in &approvers {
-                    let key = if a.config.has_push_api_key {
-                        tenants::protocol_secrets(c, tid, a.id, &secret).await?.push_api_key
-                    } else {
-                        None
-                    };
-                    keys.push(key);
+                    headers.push(push_headers(c, a, &secret).await);
                 }
-                Ok(Some((approvers, keys, facility, doctor, moving)))
+                Ok(Some((approvers, headers, facility, doctor, moving)))
             })
         })
         .await?;
-    let Some((approvers, keys, Some(facility), Some(doctor), moving)) = found else { return Ok(true) };
+    let Some((approvers, headers, Some(facility), Some(doctor), moving)) = found else { return Ok(true) };
     let tz = tenant.tz();
     let now = state.now();
     let sig = signature();
     let mut data = serde_json::Map::new();
     data.insert("facility".into(), facility_json(&facility));
-    data.insert("doctor".into(), doctor_json(&doctor, facility.id, &[], &[], state));
+    data.insert("doctor".into(), doctor_ref(&doctor, facility.id));
     data.insert("address".into(), address_json(p.address, &[]));
     let name = match &moving {
         Some(view) => {
@@ -118,10 +113,8 @@ pub async fn approve(state: &AppState, tenant: &Tenant, p: Proposal<'_>) -> Stor
         }
     };
     let body = json!({"name": name, "data": data, "created_at": format_time(now, &tz)}).to_string();
-    let secret = state.store.secret_key();
-    for (client, key) in approvers.iter().zip(keys) {
+    for (client, headers) in approvers.iter().zip(headers) {
         let Some(url) = client.config.push_url.clone() else { continue };
-        let headers = key.map(|k| vec![(API_KEY_HEADER.to_owned(), sealed_header(secret, &k))]).unwrap_or_default();
         let delivery = NewDelivery {
             target_key: format!("docplanner-realtime:{}", client.id),
             event: name.to_owned(),

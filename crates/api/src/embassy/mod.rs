@@ -110,9 +110,7 @@ async fn request_id_and_format(req: Request, next: Next) -> Response {
 }
 
 fn request_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// The format the client asked for: `_format` first, then `Accept`; JSON when
