@@ -94,15 +94,3 @@ pub async fn replace(
     }
     append(conn, tenant, now, &events).await
 }
-
-/// The insurance providers assigned to an address (what work periods may name).
-pub async fn insurance_provider_ids(conn: &mut Conn, tenant: TenantId, address: AddressId) -> StoreResult<Vec<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT insurance_provider_id FROM address_insurance_providers WHERE tenant_id = $1 AND address_id = $2 \
-         ORDER BY insurance_provider_id",
-    )
-    .bind(tenant.get())
-    .bind(address.get())
-    .fetch_all(&mut *conn)
-    .await?)
-}

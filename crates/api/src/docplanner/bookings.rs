@@ -121,6 +121,8 @@ async fn list(
         ..Default::default()
     };
     let tenant = client.tenant.id;
+    let scopes = scopes(uri.query());
+    let wanted = scopes.clone();
     let (views, total) = state
         .store
         .read(move |c| {
@@ -128,14 +130,13 @@ async fn list(
                 let (items, total) = appointments::search(c, tenant, &search).await?;
                 let mut views = Vec::with_capacity(items.len());
                 for a in items {
-                    views.push(view_of(c, tenant, a).await?);
+                    views.push(view_for(c, tenant, a, &wanted).await?);
                 }
                 Ok((views, total))
             })
         })
         .await?;
     let tz = client.tenant.tz();
-    let scopes = scopes(uri.query());
     let mut body = json!({"_items": views.iter().map(|v| list_item(v, &tz, &scopes)).collect::<Vec<_>>()});
     if let Some(page) = page {
         let pages = (total + limit - 1) / limit;
@@ -538,13 +539,30 @@ pub async fn load_view(conn: &mut Conn, tenant: TenantId, id: AppointmentId) -> 
     view_of(conn, tenant, appointment).await.map(Some)
 }
 
-/// The view of an appointment already read.
+/// The view of an appointment already read, with everything it is shown with.
 pub async fn view_of(conn: &mut Conn, tenant: TenantId, appointment: Appointment) -> StoreResult<BookingView> {
-    let patient = match appointment.patient() {
+    view_with(conn, tenant, appointment, true, true).await
+}
+
+/// The view of a booking in a list: the patient and the address service are
+/// read only when their scopes ask for them.
+async fn view_for(conn: &mut Conn, tenant: TenantId, a: Appointment, scopes: &[String]) -> StoreResult<BookingView> {
+    let has = |x: &str| scopes.iter().any(|s| s == x);
+    view_with(conn, tenant, a, has("booking.patient"), has("booking.address_service")).await
+}
+
+async fn view_with(
+    conn: &mut Conn,
+    tenant: TenantId,
+    appointment: Appointment,
+    patient: bool,
+    service: bool,
+) -> StoreResult<BookingView> {
+    let patient = match appointment.patient().filter(|_| patient) {
         Some(p) => patients::get(conn, tenant, p).await?,
         None => None,
     };
-    let address_service = match appointment.address_service_id {
+    let address_service = match appointment.address_service_id.filter(|_| service) {
         Some(s) => catalog::get(conn, Table::AddressServices, tenant, s.get()).await?,
         None => None,
     };

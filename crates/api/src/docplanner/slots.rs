@@ -164,7 +164,11 @@ async fn list(
         .read(move |c| {
             Box::pin(async move {
                 let slots = free_slots_at(c, tenant, &address, &window, now, None).await?;
-                let services = catalog::address_services(c, tenant, address.id.get()).await?;
+                let services = if with_services {
+                    catalog::address_services(c, tenant, address.id.get()).await?
+                } else {
+                    Vec::new()
+                };
                 Ok((slots, services))
             })
         })
@@ -318,7 +322,11 @@ async fn replace(
         .read(move |c| {
             Box::pin(async move {
                 let services = catalog::address_services(c, tenant, address_id.get()).await?;
-                let insurers = work_periods::insurance_provider_ids(c, tenant, address_id).await?;
+                let insurers: Vec<i64> = catalog::address_insurance_providers(c, tenant, address_id)
+                    .await?
+                    .iter()
+                    .map(|p| p.insurance_provider_id.get())
+                    .collect();
                 Ok((services, insurers))
             })
         })
@@ -519,17 +527,18 @@ pub(super) async fn find_or_create_patient(
     patients::create(conn, tenant, patient, now).await
 }
 
-/// The booking's insurance, checked against the dictionary.
+/// The booking's insurance: `provider` is the dictionary entry the request's
+/// provider id names, if any.
 fn insurance(
-    provider: Option<&str>,
+    requested: Option<&str>,
     plan: Option<&str>,
     number: Option<String>,
-    dictionary: &[InsuranceProvider],
+    provider: Option<&InsuranceProvider>,
 ) -> Result<Option<BookingInsurance>, DocplannerError> {
-    let Some(provider) = provider else { return Ok(None) };
-    let found = dictionary
-        .iter()
-        .find(|p| p.id.to_string() == provider)
+    if requested.is_none() {
+        return Ok(None);
+    }
+    let found = provider
         .ok_or_else(|| DocplannerError::bad_request("Provided insurance provider ID not found in dictionary"))?;
     let plan_id = match plan {
         Some(pl) => Some(found.plans.iter().find(|x| x.id.to_string() == pl).map(|x| x.id).ok_or_else(|| {
@@ -640,11 +649,17 @@ async fn book(
     let tenant = client.tenant.clone();
     let tz = tenant.tz();
     let (tid, address, now) = (tenant.id, at.address.clone(), state.now());
-    let (services, dictionary) = state
+    let provider_id = req.insurance_provider_id.as_deref().and_then(|p| p.parse::<i64>().ok());
+    let (services, provider) = state
         .store
         .read(move |c| {
             Box::pin(async move {
-                Ok((catalog::address_services(c, tid, address.id.get()).await?, catalog::insurance_providers(c).await?))
+                let services = catalog::address_services(c, tid, address.id.get()).await?;
+                let provider = match provider_id {
+                    Some(id) => catalog::insurance_provider(c, id).await?,
+                    None => None,
+                };
+                Ok((services, provider))
             })
         })
         .await?;
@@ -657,7 +672,7 @@ async fn book(
         req.insurance_provider_id.as_deref(),
         req.insurance_plan_id.as_deref(),
         req.insurance_number.clone(),
-        &dictionary,
+        provider.as_ref(),
     )?;
     let address = at.address.clone();
     // Only the start matters: the periods around it, their breaks and bookings.
