@@ -2,18 +2,12 @@
 //! booking, listing, cancelling, moving (both forms), confirming, patient
 //! presence, opinion requests; bookings from the Embassy dialect block slots.
 
-use crate::dp::{Ctx, api, call, expect_error, expect_ok, setup};
+use crate::dp::{Ctx, api, call, enc, expect_error, expect_ok, setup};
 use crate::helpers::Engine;
 use crate::on_both_engines;
 use crate::receiver::Receiver;
 use reqwest::Method;
 use serde_json::{Value, json};
-
-/// A date-time as a path segment or query value, URL-encoded as the
-/// document shows (`2020-12-01T00%3A00%3A00%2B01%3A00`).
-fn enc(t: &str) -> String {
-    t.replace(':', "%3A").replace('+', "%2B")
-}
 
 /// Adds dictionary service `service_id` to Ann's address; answers the id.
 async fn add_service(ctx: &Ctx, service_id: &str) -> String {
@@ -807,15 +801,7 @@ async fn embassy_booking(ctx: &Ctx, start: &str, end: &str) -> reqwest::Response
         .await
         .unwrap();
     assert!(r.status() == 200 || r.status() == 422, "{}", r.status());
-    ctx.app.embassy(Method::POST, "/Appointment").header("content-type", "application/fhir+json").json(&json!({
-        "resourceType": "Appointment", "status": "booked", "start": start, "end": end,
-        "participant": [
-            {"type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PPRF"}]}],
-             "actor": {"type": "Practitioner", "identifier": {"system": "http://schema.visibacare.com/identifier/practitioner/hsaid", "value": "SE2321000016-0001"}}},
-            {"actor": {"type": "Patient", "identifier": {"system": "http://schema.visibacare.com/identifier/nationalidentificationnumber/se", "value": "198001011231"}}},
-            {"actor": {"type": "HealthcareService", "identifier": {"system": "http://schema.visibacare.com/identifier/healthcaresservice/visibaid", "value": gp}}}
-        ]
-    })).send().await.unwrap()
+    crate::dp::embassy_appointment(&ctx.app, &gp, start, end).await
 }
 
 /// An Embassy reschedule of appointment `id`.

@@ -15,10 +15,6 @@ use polyclinic_core::{AddressId, AddressServiceId, CalendarBreakId, ServiceId, T
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const NID_SE: &str = "http://schema.visibacare.com/identifier/nationalidentificationnumber/se";
-const PRACT_HSA: &str = "http://schema.visibacare.com/identifier/practitioner/hsaid";
-const SERVICE: &str = "http://schema.visibacare.com/identifier/healthcaresservice/visibaid";
-
 struct Ctx {
     app: TestApp,
     ids: Value,
@@ -53,16 +49,7 @@ impl Ctx {
 
     /// Books `gp` with Ann for Eva through Embassy; answers the appointment id.
     async fn book(&self, start: &str, end: &str) -> String {
-        let body = json!({
-            "resourceType": "Appointment", "status": "booked", "start": start, "end": end,
-            "participant": [
-                {"type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PPRF"}]}],
-                 "actor": {"type": "Practitioner", "identifier": {"system": PRACT_HSA, "value": "SE2321000016-0001"}}},
-                {"actor": {"type": "Patient", "identifier": {"system": NID_SE, "value": "198001011231"}}},
-                {"actor": {"type": "HealthcareService", "identifier": {"system": SERVICE, "value": self.id("healthcare_services", "gp")}}}
-            ]
-        });
-        let r = self.embassy(Method::POST, "/Appointment", &body).await;
+        let r = crate::dp::embassy_appointment(&self.app, &self.id("healthcare_services", "gp"), start, end).await;
         assert_eq!(r.status(), 201);
         r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
     }

@@ -3,15 +3,11 @@
 //! address service, work periods, booking actions, patient presence. Every
 //! response is checked against the OpenAPI document on the way (`dp::call`).
 
-use crate::dp::{api, call, expect_ok, seed, token};
+use crate::dp::{api, call, enc, expect_ok, seed, token};
 use crate::helpers::{Engine, spawn_app};
 use crate::on_both_engines;
 use reqwest::Method;
 use serde_json::{Value, json};
-
-fn enc(t: &str) -> String {
-    t.replace(':', "%3A").replace('+', "%2B")
-}
 
 async fn the_recommended_order_of_calls(engine: Engine) {
     let app = spawn_app(engine).await;

@@ -135,3 +135,28 @@ pub async fn setup_with(engine: Engine, doc: &Value) -> Ctx {
 pub async fn setup(engine: Engine) -> Ctx {
     setup_with(engine, &seed()).await
 }
+
+/// A date-time as a path segment or query value, URL-encoded as the
+/// document shows (`2020-12-01T00%3A00%3A00%2B01%3A00`).
+pub fn enc(t: &str) -> String {
+    t.replace(':', "%3A").replace('+', "%2B")
+}
+
+/// An Embassy booking with Ann (the seed's HSA id) of patient 198001011231
+/// for healthcare service `gp`, which the seed links to Ann's address.
+pub async fn embassy_appointment(app: &TestApp, gp: &str, start: &str, end: &str) -> reqwest::Response {
+    app.embassy(Method::POST, "/Appointment")
+        .header("content-type", "application/fhir+json")
+        .json(&json!({
+            "resourceType": "Appointment", "status": "booked", "start": start, "end": end,
+            "participant": [
+                {"type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PPRF"}]}],
+                 "actor": {"type": "Practitioner", "identifier": {"system": "http://schema.visibacare.com/identifier/practitioner/hsaid", "value": "SE2321000016-0001"}}},
+                {"actor": {"type": "Patient", "identifier": {"system": "http://schema.visibacare.com/identifier/nationalidentificationnumber/se", "value": "198001011231"}}},
+                {"actor": {"type": "HealthcareService", "identifier": {"system": "http://schema.visibacare.com/identifier/healthcaresservice/visibaid", "value": gp}}}
+            ]
+        }))
+        .send()
+        .await
+        .unwrap()
+}
