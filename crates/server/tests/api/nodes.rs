@@ -196,15 +196,26 @@ async fn two_nodes_on_postgres_deliver_each_event_once_and_survive_one_dying() {
     let numbers = event_numbers(&got);
     assert_eq!(numbers.len(), 30, "no duplicates between the two nodes");
     assert_eq!(numbers.iter().copied().collect::<BTreeSet<i64>>(), (1..=30).collect::<BTreeSet<i64>>());
-    let deliveries: Vec<Value> = crate::helpers::http_client()
-        .get(format!("{}/admin/deliveries?tenant=acme", b.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The receiver answers before the sender records the attempt: wait until
+    // every delivery's outcome is recorded, then look at the attempts.
+    let mut deliveries: Vec<Value> = Vec::new();
+    for _ in 0..500 {
+        deliveries = crate::helpers::http_client()
+            .get(format!("{}/admin/deliveries?tenant=acme", b.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let settled =
+            deliveries.iter().filter(|d| d["event"] == "AppointmentCreated" && d["state"] != "pending").count();
+        if settled == 30 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let events: Vec<&Value> = deliveries.iter().filter(|d| d["event"] == "AppointmentCreated").collect();
     assert_eq!(events.len(), 30);
     assert!(events.iter().all(|d| d["state"] == "delivered" && d["attempts"] == 1), "each sent exactly once");
