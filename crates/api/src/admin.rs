@@ -37,6 +37,17 @@ pub fn router(state: AppState) -> Router<AppState> {
 }
 
 async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let subjects: Vec<_> = crate::throttle::peer_of(&req).into_iter().collect();
+    if let Err(retry_after) = state.auth_locked(&subjects) {
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "too many requests with an invalid admin token; try again later",
+        )
+        .into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after));
+        return r;
+    }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -46,6 +57,7 @@ async fn require_admin(State(state): State<AppState>, req: Request, next: Next) 
     match presented {
         Some(token) if bool::from(hash_token(token).ct_eq(&state.admin_token_hash[..])) => next.run(req).await,
         Some(_) => {
+            state.auth_failed(&subjects);
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the admin token is not valid").into_response()
         }
         None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <admin token>")
@@ -60,11 +72,27 @@ async fn seed_handler(
     Ok(axum::Json(apply_seed(&state, doc).await?))
 }
 
-/// Loads a seed document as one command.
+/// Loads a seed document as one command. PUSH URLs are checked against the
+/// delivery target policy first (DNS is not resolved inside the transaction).
 pub async fn apply_seed(state: &AppState, doc: SeedDoc) -> Result<SeedResult, ApiError> {
+    check_push_urls(state, &doc).await?;
     let now = state.now();
     let key = state.store.secret_key().clone();
     Ok(state.store.write(move |c| Box::pin(async move { seed::load(c, &doc, now, &key).await })).await?)
+}
+
+/// Refuses a seed whose credentials name a PUSH URL on an internal address
+/// (unless the operator allows it), before anything is written.
+async fn check_push_urls(state: &AppState, doc: &SeedDoc) -> Result<(), ApiError> {
+    let targets = &state.engine.senders().targets;
+    let urls: std::collections::BTreeSet<&str> =
+        doc.tenants.iter().flat_map(|t| &t.credentials).filter_map(|c| c.push_url.as_deref()).collect();
+    for url in urls {
+        targets.check_url(url).await.map_err(|refused| {
+            polyclinic_core::CoreError::invalid("credentials.push_url", format!("`{url}` is refused: {refused}"))
+        })?;
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -87,12 +115,13 @@ async fn clock_handler(
             let t: Timestamp = now.parse().map_err(|e| {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid", format!("`now` must be an RFC 3339 instant: {e}"))
             })?;
+            if !polyclinic_core::clock::in_range(t) {
+                return Err(out_of_range("now"));
+            }
             clock.set(t);
         }
         (None, Some(secs)) => {
-            clock.advance(secs).ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid", "advance_seconds leaves the supported time range")
-            })?;
+            clock.advance(secs).ok_or_else(|| out_of_range("advance_seconds"))?;
         }
         _ => {
             return Err(ApiError::new(
@@ -105,6 +134,17 @@ async fn clock_handler(
     Ok(axum::Json(json!({"now": state.now().to_string()})))
 }
 
+/// 400 for a clock setting outside the instants the server supports (an
+/// engine adding a retry delay to such a "now" would overflow).
+fn out_of_range(field: &str) -> ApiError {
+    use polyclinic_core::clock::{EARLIEST, LATEST};
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid",
+        format!("`{field}` leaves the supported time range {EARLIEST} to {LATEST}"),
+    )
+}
+
 async fn run_due(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     if state.test_clock.is_none() {
         return Err(ApiError::not_found("the test clock is off; start with --test-clock"));
@@ -112,7 +152,9 @@ async fn run_due(State(state): State<AppState>) -> Result<axum::Json<Value>, Api
     // Every piece of time-driven work runs here and reports what it did.
     // Deliveries: fan-out of new events, heartbeats, first sends and retries due now.
     let deliveries = state.engine.run_due().await?;
-    Ok(axum::Json(json!({"now": state.now().to_string(), "ran": {"deliveries": deliveries}})))
+    let expired_tokens = crate::docplanner::oauth::sweep_expired_tokens(&state).await?;
+    Ok(axum::Json(json!({"now": state.now().to_string(),
+        "ran": {"deliveries": deliveries, "expired_tokens_deleted": expired_tokens}})))
 }
 
 #[derive(Deserialize)]

@@ -11,6 +11,7 @@
 //! | missing or wrong admin token | 401 | `unauthorized` |
 //! | `CoreError::NotFound`, unknown tenant key | 404 | `not_found` |
 //! | `AlreadyExists`, `SlotTaken`, `Conflict`, `InvalidTransition` | 409 | their core code |
+//! | a text PostgreSQL cannot hold (a NUL character) | 400 | `invalid` |
 //! | database failure | 500 | `internal` (cause logged, never shown) |
 
 use axum::extract::rejection::JsonRejection;
@@ -60,6 +61,12 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Core(c) => c.into(),
+            // The client's text, not the database, is at fault: PostgreSQL
+            // cannot hold a NUL in text (SQLite can; there such a text simply
+            // matches nothing). The statement failed, so nothing was written.
+            other if other.is_unstorable_text() => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid", "text must not contain NUL (U+0000) characters")
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")

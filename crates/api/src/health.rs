@@ -1,5 +1,5 @@
-//! `/healthz` (the process answers), `/readyz` (the database answers) and
-//! `/metrics` (Prometheus text).
+//! `/healthz` (the process answers), `/readyz` (the database answers and,
+//! on SQLite, the writer task runs) and `/metrics` (Prometheus text).
 
 use crate::AppState;
 use axum::Router;
@@ -18,6 +18,10 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if !state.store.writer_alive() {
+        tracing::error!("the SQLite writer is not running; writes fail");
+        return (StatusCode::SERVICE_UNAVAILABLE, "database writer not running");
+    }
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready"),
         Err(e) => {

@@ -11,6 +11,7 @@ pub mod embassy;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod throttle;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -23,6 +24,11 @@ pub use clock::{Clock, SystemClock, TestClock};
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Largest seed document accepted by the admin API.
 pub const MAX_SEED_BYTES: usize = 16 * 1024 * 1024;
+
+/// The dialects [`app`] mounts. A dialect joins this list in the same change
+/// that nests its router below.
+pub const MOUNTED_DIALECTS: &[polyclinic_core::tenant::Dialect] =
+    &[polyclinic_core::tenant::Dialect::Embassy, polyclinic_core::tenant::Dialect::Docplanner];
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -44,6 +50,8 @@ pub struct AppState {
     pub heartbeat_seconds: i64,
     /// Docplanner rate limits and their per-node counters.
     pub docplanner_limits: docplanner::ratelimit::RateLimiter,
+    /// Failed authentications of every dialect and the admin API.
+    pub auth_throttle: throttle::AuthThrottle,
 }
 
 impl AppState {
@@ -68,7 +76,19 @@ impl AppState {
             local_port,
             heartbeat_seconds: 3600,
             docplanner_limits: docplanner::ratelimit::RateLimiter::default(),
+            auth_throttle: throttle::AuthThrottle::default(),
         }
+    }
+
+    /// `Err(retry_after_seconds)` when one of `subjects` has failed to
+    /// authenticate too often in this window (see [`throttle`]).
+    pub fn auth_locked(&self, subjects: &[throttle::Subject]) -> Result<(), i64> {
+        self.auth_throttle.check(subjects, self.now().as_second())
+    }
+
+    /// Counts a failed authentication of `subjects`.
+    pub fn auth_failed(&self, subjects: &[throttle::Subject]) {
+        self.auth_throttle.failed(subjects, self.now().as_second())
     }
 
     /// "Now", from the injected clock.

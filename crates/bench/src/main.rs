@@ -16,8 +16,14 @@
 //!   all 28 days (`GET .../slots`, with `slot.services`), computed from the
 //!   work periods, the bookings and the breaks at each request.
 //!
-//! It prints throughput and latency percentiles per phase. Nothing here is an
-//! assertion: the numbers go to `docs/benchmarks.md` with the machine and date.
+//! - **memory**: `--memory-requests` reads (default 500,000) with nobody
+//!   scraping `/metrics`; it prints the process's resident memory after the
+//!   first 50,000 and at the end, and fails when it grew by more than 10 MB
+//!   (the load generator shares the process, and its own memory is flat).
+//!
+//! It prints throughput and latency percentiles per phase. Apart from the
+//! memory ceiling nothing here is an assertion: the numbers go to
+//! `docs/benchmarks.md` with the machine and date.
 
 use anyhow::Context;
 use clap::Parser;
@@ -43,12 +49,25 @@ struct Args {
     /// 28-day slot reads per client (Docplanner phase).
     #[arg(long, default_value_t = 50)]
     slot_reads: usize,
+    /// Reads of the memory phase (0 skips it).
+    #[arg(long, default_value_t = 500_000)]
+    memory_requests: usize,
 }
+
+/// Reads after which the memory phase takes its first RSS reading.
+const MEMORY_WARMUP: usize = 50_000;
+/// Most growth of resident memory allowed over the memory phase.
+const MEMORY_GROWTH_LIMIT_KB: i64 = 10 * 1024;
 
 const KEY: &str = "bench-embassy-key";
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The server runs in this process: the same allocator settings as `polyclinic`.
+    polyclinic::limit_malloc_arenas();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let database = match &args.postgres {
         Some(server) => {
@@ -170,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
     }
     report("book (POST /embassy/Appointment)", started.elapsed(), &mut latencies);
 
+    let first_ids: Vec<String> = all_ids.iter().flatten().take(1000).cloned().collect();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for ids in all_ids {
@@ -195,7 +215,11 @@ async fn main() -> anyhow::Result<()> {
         latencies.extend(t.await??);
     }
     report("read (GET /embassy/Appointment/{id})", started.elapsed(), &mut latencies);
-    let outcome = docplanner(&args, &client, &base, &ids["tenants"]["bench"]).await;
+    let read_ids: Vec<String> = first_ids;
+    let mut outcome = docplanner(&args, &client, &base, &ids["tenants"]["bench"]).await;
+    if outcome.is_ok() && args.memory_requests > 0 {
+        outcome = memory(&args, &client, &base, &read_ids).await;
+    }
     // The SQLite files and the key file are the run's own: leave nothing behind.
     if let Some(path) = database.strip_prefix("sqlite://") {
         for suffix in ["", "-wal", "-shm"] {
@@ -303,6 +327,82 @@ async fn docplanner(args: &Args, client: &reqwest::Client, base: &str, ids: &Val
     }
     report("dp-slots (GET .../slots, 28 days)", started.elapsed(), &mut latencies);
     Ok(())
+}
+
+/// The memory phase: `--memory-requests` reads with no scrape of `/metrics`;
+/// fails when resident memory grows by more than 10 MB after the warm-up.
+async fn memory(args: &Args, client: &reqwest::Client, base: &str, ids: &[String]) -> anyhow::Result<()> {
+    anyhow::ensure!(!ids.is_empty(), "the memory phase reads booked appointments; none were booked");
+    let total = args.memory_requests.max(MEMORY_WARMUP);
+    let run = |count: usize| {
+        let per_worker = count.div_ceil(args.concurrency);
+        let tasks: Vec<_> = (0..args.concurrency)
+            .map(|w| {
+                let (client, base) = (client.clone(), base.to_owned());
+                let ids: Vec<String> = ids.iter().skip(w).step_by(args.concurrency).cloned().collect();
+                let ids = if ids.is_empty() { vec![String::new()] } else { ids };
+                tokio::spawn(async move {
+                    for i in 0..per_worker {
+                        let id = &ids[i % ids.len()];
+                        let r = client
+                            .get(format!("{base}/embassy/Appointment/{id}"))
+                            .header("X-Visiba-Care-API-Key", KEY)
+                            .send()
+                            .await?;
+                        anyhow::ensure!(r.status().is_success(), "read answered {}", r.status());
+                        let _ = r.bytes().await?;
+                    }
+                    Ok::<_, anyhow::Error>(per_worker)
+                })
+            })
+            .collect();
+        async move {
+            let mut done = 0;
+            for t in tasks {
+                done += t.await??;
+            }
+            Ok::<_, anyhow::Error>(done)
+        }
+    };
+    let started = Instant::now();
+    let warm = run(MEMORY_WARMUP).await?;
+    let after_warmup = rss_kb()?;
+    // The rest in steps, with a reading after each, so that a leak (steady
+    // growth) shows apart from caches filling up (growth that levels off).
+    let mut rest = 0;
+    let mut readings = Vec::new();
+    while rest < total - MEMORY_WARMUP {
+        rest += run(MEMORY_WARMUP.min(total - MEMORY_WARMUP - rest)).await?;
+        readings.push(format!("{}k: {} KB", (warm + rest) / 1000, rss_kb()?));
+    }
+    println!("memory: RSS after {}", readings.join(", "));
+    let at_end = rss_kb()?;
+    let growth = at_end - after_warmup;
+    println!(
+        "memory (no /metrics scrape): {} requests in {:.1} s; RSS {} KB after {warm}, {} KB at the end: {}{} KB",
+        warm + rest,
+        started.elapsed().as_secs_f64(),
+        after_warmup,
+        at_end,
+        if growth >= 0 { "+" } else { "" },
+        growth
+    );
+    anyhow::ensure!(
+        growth <= MEMORY_GROWTH_LIMIT_KB,
+        "resident memory grew by {growth} KB (more than {MEMORY_GROWTH_LIMIT_KB} KB) over {rest} requests"
+    );
+    Ok(())
+}
+
+/// This process's resident set size, in KB (Linux `/proc`).
+fn rss_kb() -> anyhow::Result<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS in /proc/self/status")
 }
 
 fn engine_name(database: &str, sync: &str) -> String {

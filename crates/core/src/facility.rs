@@ -35,13 +35,19 @@ pub struct Address {
     pub is_online_only: bool,
     /// Docplanner `insurance_support`: `private`, `insurance` or `private_and_insurance`.
     pub insurance_support: InsuranceSupport,
-    /// Docplanner `commercial_type`.
+    /// Docplanner `commercial_type` (`None` on addresses stored before it
+    /// was defaulted: read it as [`DEFAULT_COMMERCIAL_TYPE`]).
     pub commercial_type: Option<String>,
     /// The integration with the calendar is enabled (Docplanner calendar status).
     pub calendar_enabled: bool,
     /// The integration was removed (Docplanner DELETE address integration).
     pub integrated: bool,
 }
+
+/// The Docplanner `commercial_type` of an address given none: a commercial
+/// (`premium`) profile, so that its calendar can be managed, as Polyclinic
+/// has always treated such an address.
+pub const DEFAULT_COMMERCIAL_TYPE: &str = "premium";
 
 /// Which patients an address accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -305,9 +305,9 @@ impl Engine {
     }
 
     fn spawn_send(&self, delivery: Delivery) {
-        let (count, _) = &*self.inflight;
-        count.fetch_add(1, Ordering::SeqCst);
-        let inflight = self.inflight.clone();
+        // Decrements the count however the send ends (a panic, or a task
+        // dropped unpolled, included): `run_due` and shutdown wait for zero.
+        let inflight = InFlight::start(self.inflight.clone());
         let permits = self.permits.clone();
         let worker = Worker {
             store: self.store.clone(),
@@ -317,13 +317,11 @@ impl Engine {
             config: self.config.clone(),
         };
         tokio::spawn(async move {
+            let _inflight = inflight;
             let _permit = permits.acquire_owned().await;
             if let Err(e) = worker.deliver(delivery).await {
                 tracing::error!(error = %e, "recording a delivery attempt failed; the lease will expire and it is retried");
             }
-            let (count, notify) = &*inflight;
-            count.fetch_sub(1, Ordering::SeqCst);
-            notify.notify_waiters();
         });
     }
 
@@ -366,6 +364,30 @@ impl Engine {
         };
         worker.deliver(delivery).await
     }
+}
+
+/// One send in flight, counted from its spawn until it is dropped.
+struct InFlight(Arc<(AtomicUsize, Notify)>);
+
+impl InFlight {
+    fn start(counter: Arc<(AtomicUsize, Notify)>) -> Self {
+        counter.0.fetch_add(1, Ordering::SeqCst);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let (count, notify) = &*self.0;
+        count.fetch_sub(1, Ordering::SeqCst);
+        notify.notify_waiters();
+    }
+}
+
+/// When a retry `delay_seconds` after `now` is due: saturating, so that a
+/// "now" near the end of the time range never panics.
+fn retry_at(now: Timestamp, delay_seconds: i64) -> Timestamp {
+    now.saturating_add(SignedDuration::from_secs(delay_seconds)).unwrap_or(Timestamp::MAX)
 }
 
 /// Seconds of the wall clock (leases are about real process liveness, so they
@@ -417,7 +439,7 @@ impl Worker {
             let jitter = rand::random_range(0.8..=1.2);
             self.config
                 .retry_delay(failed, delivery.spec.retry_schedule.as_deref(), jitter)
-                .map(|secs| now + SignedDuration::from_secs(secs))
+                .map(|secs| retry_at(now, secs))
         };
         if !attempt.ok {
             tracing::warn!(
@@ -461,6 +483,39 @@ mod tests {
         assert_eq!(c.retry_delay(4, None, 1.0), None, "four attempts, then dead");
         assert_eq!(c.retry_delay(1, None, 0.8), Some(24));
         assert_eq!(c.retry_delay(1, None, 5.0), Some(36), "jitter is clamped to 20%");
+    }
+
+    #[test]
+    fn a_retry_past_the_end_of_time_saturates() {
+        assert_eq!(retry_at(Timestamp::MAX, 3600), Timestamp::MAX);
+        assert_eq!(retry_at(Timestamp::MAX - SignedDuration::from_secs(10), i64::MAX), Timestamp::MAX);
+        let t: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(retry_at(t, 60).to_string(), "2030-01-01T00:01:00Z");
+    }
+
+    #[tokio::test]
+    async fn a_send_that_panics_still_leaves_the_in_flight_count() {
+        let counter = Arc::new((AtomicUsize::new(0), Notify::new()));
+        let sends: Vec<InFlight> = (0..3).map(|_| InFlight::start(counter.clone())).collect();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 3);
+        let mut tasks = Vec::new();
+        for (i, send) in sends.into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                let _send = send;
+                if i == 0 {
+                    panic!("a sender panicked");
+                }
+            }));
+        }
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.is_ok());
+        }
+        assert_eq!(results, [false, true, true], "the first send panicked");
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0, "every send, the panicked one too, is let go");
+        // A send dropped before it ever ran is let go too.
+        drop(InFlight::start(counter.clone()));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
     }
 
     #[test]

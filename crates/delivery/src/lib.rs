@@ -18,12 +18,17 @@
 //! Guarantees: at-least-once (a crash between send and record means a resend
 //! once the lease expires); in order per target queue; a failing or slow
 //! target delays only its own queue.
+//!
+//! Targets registered by API clients are checked against server-side request
+//! forgery when registered and at every send ([`targets`]).
 
 pub mod engine;
 pub mod senders;
+pub mod targets;
 
 pub use engine::{Engine, EngineConfig, Router, RunSummary};
 pub use senders::{
     HttpSender, LocalMailer, LocalSms, Mailer, ReqwestSender, Senders, SmsGateway, SmsSender, SmtpMailer,
     install_tls_provider,
 };
+pub use targets::{Refused, TargetPolicy};

@@ -1,6 +1,7 @@
 //! Senders: how a delivery leaves the machine. Each is a trait so that tests
 //! and deployments plug in their own.
 
+use crate::targets::{GuardedResolver, Refused, TargetPolicy};
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,12 +40,22 @@ pub struct Senders {
     pub http: Arc<dyn HttpSender>,
     pub mail: Arc<dyn Mailer>,
     pub sms: Arc<dyn SmsSender>,
+    /// Which HTTP targets may be reached: checked when a target is
+    /// registered, and by the HTTP sender at every send.
+    pub targets: Arc<TargetPolicy>,
 }
 
 impl Senders {
-    /// HTTP through reqwest with `timeout`; e-mail and SMS kept local.
-    pub fn local(timeout: Duration) -> Self {
-        Senders { http: Arc::new(ReqwestSender::new(timeout)), mail: Arc::new(LocalMailer), sms: Arc::new(LocalSms) }
+    /// HTTP through reqwest with `timeout`, guarded by `targets`; e-mail and
+    /// SMS kept local.
+    pub fn local(timeout: Duration, targets: TargetPolicy) -> Self {
+        let targets = Arc::new(targets);
+        Senders {
+            http: Arc::new(ReqwestSender::guarded(timeout, targets.clone())),
+            mail: Arc::new(LocalMailer),
+            sms: Arc::new(LocalSms),
+            targets,
+        }
     }
 }
 
@@ -58,24 +69,54 @@ pub fn install_tls_provider() {
 }
 
 /// HTTP sender over reqwest. Redirects are not followed: a webhook endpoint
-/// answers for itself.
+/// answers for itself. No proxy from the environment is used: the address
+/// check must see the target's own addresses.
 pub struct ReqwestSender {
     client: reqwest::Client,
+    /// The policy targets are checked against; `None` for URLs the operator
+    /// configured (an SMS gateway), which may well be internal.
+    guard: Option<Arc<TargetPolicy>>,
 }
 
 impl ReqwestSender {
-    /// A sender whose every request gives up after `timeout`.
+    /// A sender for URLs the operator configured (no address check), whose
+    /// every request gives up after `timeout`.
     pub fn new(timeout: Duration) -> Self {
+        ReqwestSender { client: Self::builder(timeout).build().unwrap_or_else(|_| reqwest::Client::new()), guard: None }
+    }
+
+    /// A sender for targets that API clients registered: each request goes
+    /// only to addresses `policy` allows, resolved and checked by
+    /// [`GuardedResolver`] at connection time.
+    pub fn guarded(timeout: Duration, policy: Arc<TargetPolicy>) -> Self {
+        let client = Self::builder(timeout)
+            .dns_resolver(GuardedResolver::new(policy.clone()))
+            .build()
+            .expect("an HTTP client with rustls and a custom resolver builds");
+        ReqwestSender { client, guard: Some(policy) }
+    }
+
+    fn builder(timeout: Duration) -> reqwest::ClientBuilder {
         install_tls_provider();
-        let client = reqwest::Client::builder()
+        reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .user_agent(concat!("polyclinic/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        ReqwestSender { client }
     }
+}
+
+/// The refusal behind a failed request, when the guard caused it.
+fn refusal<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refused> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(r) = c.downcast_ref::<Refused>() {
+            return Some(r);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 impl HttpSender for ReqwestSender {
@@ -87,13 +128,19 @@ impl HttpSender for ReqwestSender {
         body: &'a str,
     ) -> BoxFuture<'a, SendResult> {
         Box::pin(async move {
+            let parsed = reqwest::Url::parse(url).map_err(|e| format!("the target URL is invalid: {e}"))?;
+            if let Some(policy) = &self.guard {
+                // IP literals are connected to without resolving: checked here.
+                policy.check_literal(&parsed).map_err(|r| format!("refused: {r}"))?;
+            }
             let mut req =
-                self.client.post(url).header(reqwest::header::CONTENT_TYPE, content_type).body(body.to_owned());
+                self.client.post(parsed).header(reqwest::header::CONTENT_TYPE, content_type).body(body.to_owned());
             for (k, v) in headers {
                 req = req.header(k.as_str(), v.as_str());
             }
             match req.send().await {
                 Ok(resp) => Ok(Some(resp.status().as_u16())),
+                Err(ref e) if let Some(r) = refusal(e) => Err(format!("refused: {r}")),
                 Err(e) if e.is_timeout() => Err("timed out".into()),
                 Err(e) if e.is_connect() => Err("connection failed".into()),
                 Err(e) => Err(format!("request failed: {}", e.without_url())),
@@ -180,5 +227,21 @@ impl SmsSender for SmsGateway {
                 other => Ok(other),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_guarded_sender_refuses_internal_targets_before_connecting() {
+        let strict = Arc::new(TargetPolicy::new(false, Vec::<String>::new()));
+        let sender = ReqwestSender::guarded(Duration::from_secs(2), strict);
+        // `localhost` goes through the resolver; the literal is checked first.
+        for url in ["http://localhost:9/hook", "http://127.0.0.1:9/hook", "http://[::ffff:127.0.0.1]:9/hook"] {
+            let e = sender.post(url, &[], "application/json", "{}").await.unwrap_err();
+            assert!(e.starts_with("refused: ") && e.contains("loopback"), "{url}: {e}");
+        }
     }
 }

@@ -42,6 +42,25 @@ pub struct Cli {
     /// SQLite `synchronous`: `full` (every commit durable) or `normal`.
     #[arg(long, global = true, env = "POLYCLINIC_SQLITE_SYNCHRONOUS", value_enum)]
     pub sqlite_synchronous: Option<SyncArg>,
+    /// Let delivery targets (subscription endpoints, PUSH URLs) be loopback,
+    /// private, link-local or other internal addresses. Default: on under
+    /// `--test-clock`, off otherwise; `--delivery-allow-private=false` turns
+    /// it off under the test clock too. Checked when a seed or an API client
+    /// registers a target, and at every send.
+    #[arg(
+        long,
+        global = true,
+        env = "POLYCLINIC_DELIVERY_ALLOW_PRIVATE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub delivery_allow_private: Option<bool>,
+    /// Host names (or IP literals) that delivery targets may name even when
+    /// they resolve to internal addresses; a comma-separated list.
+    #[arg(long, global = true, env = "POLYCLINIC_DELIVERY_ALLOW_HOSTS", value_delimiter = ',')]
+    pub delivery_allow_hosts: Vec<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -172,6 +191,8 @@ pub struct FileConfig {
     pub docplanner_get_limit_per_hour: Option<u32>,
     pub docplanner_write_limit_per_minute: Option<u32>,
     pub docplanner_no_rate_limits: Option<bool>,
+    pub delivery_allow_private: Option<bool>,
+    pub delivery_allow_hosts: Option<Vec<String>>,
     #[serde(flatten)]
     pub delivery: Option<DeliveryArgs>,
 }
@@ -208,6 +229,11 @@ pub struct Delivery {
     pub sms_gateway_url: Option<String>,
     pub smtp_url: Option<String>,
     pub mail_from: String,
+    /// Whether targets may be internal addresses; `None` follows the test
+    /// clock (on with it, off without).
+    pub allow_private: Option<bool>,
+    /// Hosts exempt from the internal-address check.
+    pub allow_hosts: Vec<String>,
 }
 
 impl Default for Delivery {
@@ -222,7 +248,17 @@ impl Default for Delivery {
             sms_gateway_url: None,
             smtp_url: None,
             mail_from: "Polyclinic <polyclinic@localhost>".into(),
+            allow_private: None,
+            allow_hosts: Vec::new(),
         }
+    }
+}
+
+impl Delivery {
+    /// Whether delivery targets may be internal addresses, for a server with
+    /// or without the test clock.
+    pub fn allows_private(&self, test_clock: bool) -> bool {
+        self.allow_private.unwrap_or(test_clock)
     }
 }
 
@@ -343,6 +379,16 @@ impl Config {
                     sms_gateway_url: a.sms_gateway_url.clone().or(f.sms_gateway_url),
                     smtp_url: a.smtp_url.clone().or(f.smtp_url),
                     mail_from: a.mail_from.clone().or(f.mail_from).unwrap_or(d.mail_from),
+                    allow_private: cli.delivery_allow_private.or(file.delivery_allow_private),
+                    allow_hosts: if cli.delivery_allow_hosts.is_empty() {
+                        file.delivery_allow_hosts.unwrap_or_default()
+                    } else {
+                        cli.delivery_allow_hosts.clone()
+                    }
+                    .into_iter()
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+                    .collect(),
                 }
             },
         })
@@ -407,6 +453,27 @@ mod tests {
         assert_eq!(flags.docplanner_limits, DocplannerLimits { get_per_hour: 100, writes_per_minute: 0 });
         let (_, off) = parse(&["polyclinic", "--config", p, "serve", "--docplanner-no-rate-limits"]);
         assert_eq!(off.docplanner_limits, DocplannerLimits::OFF);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn delivery_allow_private_follows_the_test_clock_unless_set() {
+        let (_, plain) = parse(&["polyclinic", "serve"]);
+        assert!(!plain.delivery.allows_private(plain.test_clock), "off by default");
+        let (_, sandbox) = parse(&["polyclinic", "serve", "--test-clock"]);
+        assert!(sandbox.delivery.allows_private(sandbox.test_clock), "on under --test-clock");
+        let (_, off) = parse(&["polyclinic", "serve", "--test-clock", "--delivery-allow-private=false"]);
+        assert!(!off.delivery.allows_private(off.test_clock), "turned off explicitly");
+        let (_, on) = parse(&["polyclinic", "serve", "--delivery-allow-private"]);
+        assert!(on.delivery.allows_private(on.test_clock));
+        let (_, hosts) =
+            parse(&["polyclinic", "seed", "x.json", "--delivery-allow-hosts", "receiver.internal, 10.0.0.5"]);
+        assert_eq!(hosts.delivery.allow_hosts, ["receiver.internal", "10.0.0.5"]);
+        let path = std::env::temp_dir().join(format!("polyclinic-config-ssrf-{}.toml", std::process::id()));
+        std::fs::write(&path, "delivery_allow_private = true\ndelivery_allow_hosts = [\"hooks.lan\"]\n").unwrap();
+        let (_, file) = parse(&["polyclinic", "--config", path.to_str().unwrap(), "serve"]);
+        assert!(file.delivery.allows_private(false));
+        assert_eq!(file.delivery.allow_hosts, ["hooks.lan"]);
         std::fs::remove_file(path).unwrap();
     }
 

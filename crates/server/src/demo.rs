@@ -12,9 +12,11 @@ pub fn seed_doc() -> anyhow::Result<SeedDoc> {
     Ok(serde_json::from_str(DEMO_SEED)?)
 }
 
-/// One ready-to-paste curl line per dialect, with the demo's credentials.
+/// One ready-to-paste curl line per mounted dialect, with the demo's
+/// credentials. A dialect that is not mounted prints nothing: every line
+/// printed answers 2xx.
 pub fn curl_lines(base: &str) -> Vec<(&'static str, String)> {
-    vec![
+    let all = [
         (
             "embassy",
             format!("curl -s -H 'X-Visiba-Care-API-Key: demo-embassy-key-acme' '{base}/embassy/HealthcareService'"),
@@ -28,5 +30,6 @@ pub fn curl_lines(base: &str) -> Vec<(&'static str, String)> {
         ),
         ("solo", format!("curl -s -H 'Api-Key: demo-solo-key-acme' '{base}/qapi/v1/waiting-rooms'")),
         ("fhir", format!("curl -s -H 'Authorization: Bearer demo-fhir-token-acme' '{base}/fhir/metadata'")),
-    ]
+    ];
+    all.into_iter().filter(|(name, _)| polyclinic_api::MOUNTED_DIALECTS.iter().any(|d| d.as_str() == *name)).collect()
 }

@@ -7,8 +7,12 @@ use polyclinic::{Application, Config, LogFormat, demo, shutdown_signal};
 use polyclinic_store::{Store, StoreOptions};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    polyclinic::limit_malloc_arenas();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let serve_args = match &cli.command {
         Command::Serve(a) => Some(a.as_ref()),

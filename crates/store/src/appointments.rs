@@ -6,8 +6,18 @@
 //! [`CoreError::SlotTaken`]; the database enforces the same rule underneath
 //! (PostgreSQL's exclusion constraint; SQLite's single writer makes the check
 //! and the insert one atomic step).
+//!
+//! Every command that reads an appointment and then writes it reads it with
+//! [`get_for_update`]: on PostgreSQL `SELECT ... FOR UPDATE` holds the row
+//! until the command's transaction ends, so two commands on one appointment
+//! run one after the other and the second sees what the first wrote; on
+//! SQLite the single writer already runs one command at a time. Each command
+//! then checks the appointment's status as it is now (not as the caller saw
+//! it): of two concurrent moves of one booking one wins and the other answers
+//! [`CoreError::InvalidTransition`]; a cancel racing a reschedule ends either
+//! cancelled with its time freed, or moved with the new time held.
 
-use crate::outbox::{Seq, append, next_id};
+use crate::outbox::{Seq, append, is_postgres, next_id};
 use crate::{Conn, StoreError, StoreResult, secs};
 use jiff::Timestamp;
 use polyclinic_core::appointment::{Actor, Appointment};
@@ -174,6 +184,26 @@ pub async fn require(conn: &mut Conn, tenant: TenantId, id: AppointmentId) -> St
     get(conn, tenant, id).await?.ok_or_else(|| CoreError::not_found(ENTITY, id).into())
 }
 
+/// Reads an appointment to change it, inside a write: PostgreSQL locks the
+/// row (`FOR UPDATE`) until the transaction ends, waiting for a concurrent
+/// command that holds it and then reading what that one committed; SQLite's
+/// single writer already runs one command at a time (and has no `FOR UPDATE`).
+pub async fn get_for_update(conn: &mut Conn, tenant: TenantId, id: AppointmentId) -> StoreResult<Option<Appointment>> {
+    let sql = if is_postgres(conn) {
+        "SELECT doc FROM appointments WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+    } else {
+        "SELECT doc FROM appointments WHERE tenant_id = $1 AND id = $2"
+    };
+    let doc: Option<String> =
+        sqlx::query_scalar(sql).bind(tenant.get()).bind(id.get()).fetch_optional(&mut *conn).await?;
+    doc.map(|d| serde_json::from_str(&d).map_err(StoreError::from)).transpose()
+}
+
+/// [`get_for_update`], or not found.
+async fn require_for_update(conn: &mut Conn, tenant: TenantId, id: AppointmentId) -> StoreResult<Appointment> {
+    get_for_update(conn, tenant, id).await?.ok_or_else(|| CoreError::not_found(ENTITY, id).into())
+}
+
 /// Finds an appointment by the booking system's external id.
 pub async fn by_external_id(conn: &mut Conn, tenant: TenantId, external_id: &str) -> StoreResult<Option<Appointment>> {
     let doc: Option<String> = sqlx::query_scalar(
@@ -197,7 +227,7 @@ pub async fn cancel(
     reason: Option<String>,
     now: Timestamp,
 ) -> StoreResult<Appointment> {
-    let mut a = require(conn, tenant, id).await?;
+    let mut a = require_for_update(conn, tenant, id).await?;
     a.status = a.status.transition(AppointmentStatus::Cancelled)?;
     a.canceled_by = Some(by);
     a.canceled_at = Some(now);
@@ -219,7 +249,7 @@ pub async fn reschedule(
     to: Interval,
     now: Timestamp,
 ) -> StoreResult<Appointment> {
-    let mut a = require(conn, tenant, id).await?;
+    let mut a = require_for_update(conn, tenant, id).await?;
     if !a.status.can_reschedule() {
         return Err(CoreError::InvalidTransition { from: a.status.as_str().into(), to: "rescheduled".into() }.into());
     }
@@ -255,7 +285,7 @@ pub async fn move_to(
     by: Actor,
     now: Timestamp,
 ) -> StoreResult<(Appointment, Appointment)> {
-    let mut old = require(conn, tenant, old_id).await?;
+    let mut old = require_for_update(conn, tenant, old_id).await?;
     if !old.status.can_reschedule() || old.moved_to.is_some() {
         return Err(CoreError::InvalidTransition { from: old.status.as_str().into(), to: "moved".into() }.into());
     }
@@ -288,8 +318,27 @@ pub async fn move_to(
     Ok((old, new))
 }
 
+/// Whether an appointment is withdrawn: cancelled, a no-show, entered in
+/// error, or moved away. Such an appointment takes no confirmation, presence
+/// or opinion request.
+fn withdrawn(a: &Appointment) -> bool {
+    matches!(a.status, AppointmentStatus::Cancelled | AppointmentStatus::NoShow | AppointmentStatus::EnteredInError)
+        || a.moved_to.is_some()
+}
+
+/// Refuses a change of a [`withdrawn`] appointment.
+fn refuse_withdrawn(a: &Appointment, to: &str) -> StoreResult<()> {
+    if withdrawn(a) {
+        let from = if a.moved_to.is_some() { "moved" } else { a.status.as_str() };
+        return Err(CoreError::InvalidTransition { from: from.into(), to: to.into() }.into());
+    }
+    Ok(())
+}
+
 /// Marks a booking confirmed by the office; emits `AppointmentConfirmed`.
-/// Already confirmed, cancelled or past bookings are the caller's to refuse.
+/// Past bookings are the caller's to refuse; a booking withdrawn meanwhile
+/// (see [`withdrawn`]) answers [`CoreError::InvalidTransition`], one already
+/// confirmed [`CoreError::Conflict`].
 pub async fn confirm(
     conn: &mut Conn,
     tenant: TenantId,
@@ -297,7 +346,11 @@ pub async fn confirm(
     by: &str,
     now: Timestamp,
 ) -> StoreResult<Appointment> {
-    let mut a = require(conn, tenant, id).await?;
+    let mut a = require_for_update(conn, tenant, id).await?;
+    refuse_withdrawn(&a, "confirmed")?;
+    if a.confirmed {
+        return Err(CoreError::Conflict { entity: ENTITY, id: id.to_string() }.into());
+    }
     a.confirmed = true;
     a.version += 1;
     a.updated_at = now;
@@ -306,7 +359,9 @@ pub async fn confirm(
     Ok(a)
 }
 
-/// Records the patient's presence (`Some`) on a booking; emits `PresenceMarked`.
+/// Records the patient's presence (`Some`) on a booking; emits
+/// `PresenceMarked`. A booking withdrawn meanwhile (see [`withdrawn`])
+/// answers [`CoreError::InvalidTransition`].
 pub async fn set_presence(
     conn: &mut Conn,
     tenant: TenantId,
@@ -314,7 +369,8 @@ pub async fn set_presence(
     presence: polyclinic_core::appointment::Presence,
     now: Timestamp,
 ) -> StoreResult<Appointment> {
-    let mut a = require(conn, tenant, id).await?;
+    let mut a = require_for_update(conn, tenant, id).await?;
+    refuse_withdrawn(&a, "presence")?;
     a.presence = Some(presence);
     a.version += 1;
     a.updated_at = now;
@@ -329,7 +385,8 @@ pub async fn set_presence(
 
 /// Records that the patient of `a` was asked for an opinion by phone; emits
 /// `OpinionRequested`. Answers false (and records nothing) when that phone was
-/// already asked about this doctor.
+/// already asked about this doctor; a booking withdrawn meanwhile (see
+/// [`withdrawn`]) answers [`CoreError::InvalidTransition`].
 pub async fn request_opinion(
     conn: &mut Conn,
     tenant: TenantId,
@@ -339,6 +396,10 @@ pub async fn request_opinion(
     now: Timestamp,
 ) -> StoreResult<bool> {
     const ENTITY_OPINION: &str = "opinion-request";
+    // The row lock makes two requests about one booking run one after the
+    // other, so that the second finds the first's record.
+    let a = &require_for_update(conn, tenant, a.id).await?;
+    refuse_withdrawn(a, "opinion-requested")?;
     let system = format!("practitioner:{practitioner}");
     if crate::catalog::find_by_identifier(conn, tenant, ENTITY_OPINION, &system, phone).await?.is_some() {
         return Ok(false);
@@ -360,7 +421,7 @@ pub async fn set_status(
     to: AppointmentStatus,
     now: Timestamp,
 ) -> StoreResult<Appointment> {
-    let mut a = require(conn, tenant, id).await?;
+    let mut a = require_for_update(conn, tenant, id).await?;
     if a.status == to {
         return Ok(a);
     }
@@ -390,7 +451,7 @@ pub async fn update_details(
     mut a: Appointment,
     now: Timestamp,
 ) -> StoreResult<Appointment> {
-    let current = require(conn, tenant, a.id).await?;
+    let current = require_for_update(conn, tenant, a.id).await?;
     if current.version != a.version {
         return Err(CoreError::Conflict { entity: ENTITY, id: a.id.to_string() }.into());
     }

@@ -2,14 +2,17 @@
 
 use crate::seal::SecretKey;
 use crate::{StoreError, StoreResult, migrate};
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use polyclinic_core::CoreError;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection};
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 /// The connection a command runs on (inside its transaction or savepoint).
 pub type Conn = AnyConnection;
@@ -41,6 +44,9 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// Apply migrations on open.
     pub migrate: bool,
+    /// SQLite: how long a statement waits for a lock another process holds
+    /// before it fails (`PRAGMA busy_timeout`).
+    pub busy_timeout: Duration,
     /// Key that seals secrets stored for the protocols (see [`crate::seal`]).
     /// Must be the same for every node and every start on one database.
     pub secret_key: SecretKey,
@@ -55,6 +61,7 @@ impl StoreOptions {
             max_connections: 16,
             max_batch: 128,
             migrate: true,
+            busy_timeout: Duration::from_secs(10),
             secret_key: SecretKey::generate(),
         }
     }
@@ -70,19 +77,57 @@ struct Inner {
     engine: Engine,
     /// Reads (SQLite: read-only connections; PostgreSQL: the only pool).
     pool: AnyPool,
-    /// SQLite only: the writer task's queue.
-    writer: Option<mpsc::Sender<Job>>,
+    /// SQLite only: the writer task.
+    writer: Option<Writer>,
     secret_key: SecretKey,
 }
 
-/// A unit of work for the SQLite writer: runs on the writer's connection
-/// inside a savepoint and says whether it succeeded, with a reply to send once
-/// the enclosing transaction has committed (or failed to).
-type Job = Box<dyn for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, JobDone> + Send>;
+/// The handles of the SQLite writer task.
+struct Writer {
+    queue: mpsc::Sender<Msg>,
+    /// Asks the writer to stop taking commands and end once the queued ones ran.
+    stop: Arc<Notify>,
+    /// The task, awaited by [`Store::close`].
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
 
-struct JobDone {
-    ok: bool,
-    reply: Box<dyn FnOnce(Result<(), String>) + Send>,
+/// What the SQLite writer's queue carries.
+enum Msg {
+    Job(Job),
+    /// Makes the writer task panic outside any command, as a bug in the
+    /// writer itself would (tests of what callers see then).
+    #[cfg(test)]
+    Crash,
+}
+
+/// A command's result, type-erased for the writer's queue: a `StoreResult<T>`.
+type Outcome = Box<dyn Any + Send>;
+
+/// Runs a command on the writer's connection inside its savepoint; answers
+/// whether it succeeded, and its result.
+type Run = Box<dyn for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, (bool, Outcome)> + Send>;
+
+/// A unit of work for the SQLite writer.
+struct Job {
+    run: Run,
+    /// Answers the caller: the command's result once its transaction has
+    /// committed (or its own refusal), or why the write failed.
+    reply: Box<dyn FnOnce(Result<Outcome, String>) + Send>,
+}
+
+/// What became of one command of a batch.
+enum Ran {
+    /// Succeeded in its savepoint: answered once the batch commits.
+    Done(Outcome),
+    /// Refused (its savepoint rolled back): answered with its own error.
+    Refused(Outcome),
+    /// Panicked (its savepoint rolled back).
+    Panicked(String),
+}
+
+/// The error of a write the SQLite writer cannot take.
+fn writer_gone() -> StoreError {
+    StoreError::Aborted("the SQLite writer is not running".into())
 }
 
 impl Store {
@@ -105,12 +150,13 @@ impl Store {
                     Synchronous::Full => "FULL",
                     Synchronous::Normal => "NORMAL",
                 };
+                let busy_ms = opts.busy_timeout.as_millis().min(i32::MAX as u128);
                 let options = AnyConnectOptions::from_str(&url)?;
                 let mut writer = AnyConnection::connect_with(&options).await?;
                 for pragma in [
                     "PRAGMA journal_mode=WAL".to_string(),
                     format!("PRAGMA synchronous={sync}"),
-                    "PRAGMA busy_timeout=10000".to_string(),
+                    format!("PRAGMA busy_timeout={busy_ms}"),
                     "PRAGMA foreign_keys=ON".to_string(),
                 ] {
                     sqlx::query(sqlx::AssertSqlSafe(pragma)).execute(&mut writer).await?;
@@ -121,18 +167,21 @@ impl Store {
                 let read_url = url.replace("mode=rwc", "mode=ro");
                 let pool = AnyPoolOptions::new()
                     .max_connections(opts.max_connections.max(2))
-                    .after_connect(|conn, _| {
+                    .after_connect(move |conn, _| {
                         Box::pin(async move {
-                            sqlx::query("PRAGMA busy_timeout=10000").execute(&mut *conn).await?;
+                            let pragma = format!("PRAGMA busy_timeout={busy_ms}");
+                            sqlx::query(sqlx::AssertSqlSafe(pragma)).execute(&mut *conn).await?;
                             Ok(())
                         })
                     })
                     .connect(&read_url)
                     .await?;
-                let (tx, rx) = mpsc::channel::<Job>(4096);
-                tokio::spawn(writer_loop(writer, rx, opts.max_batch.max(1)));
+                let (queue, rx) = mpsc::channel::<Msg>(4096);
+                let stop = Arc::new(Notify::new());
+                let task = tokio::spawn(writer_loop(writer, rx, stop.clone(), opts.max_batch.max(1)));
+                let writer = Writer { queue, stop, task: Mutex::new(Some(task)) };
                 return Ok(Store {
-                    inner: Arc::new(Inner { engine, pool, writer: Some(tx), secret_key: opts.secret_key }),
+                    inner: Arc::new(Inner { engine, pool, writer: Some(writer), secret_key: opts.secret_key }),
                 });
             }
         };
@@ -155,46 +204,60 @@ impl Store {
 
     /// Runs `f` as one command: one transaction (SQLite: one savepoint of a
     /// group-committed transaction). Answers only after the commit is durable.
+    ///
+    /// A command that panics is rolled back and answers
+    /// [`StoreError::Aborted`]; so does every command of a SQLite batch whose
+    /// transaction could not begin or commit, and every command once the
+    /// SQLite writer has stopped. No caller waits for an answer that cannot
+    /// come.
     pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
     {
         match &self.inner.writer {
-            Some(queue) => {
+            Some(writer) => {
                 let (tx, rx) = oneshot::channel::<StoreResult<T>>();
-                let job: Job = Box::new(move |conn| {
-                    Box::pin(async move {
-                        match f(conn).await {
-                            Ok(value) => JobDone {
-                                ok: true,
-                                reply: Box::new(move |committed| {
-                                    let _ = tx.send(committed.map(|()| value).map_err(|e| {
-                                        StoreError::Db(sqlx::Error::Protocol(format!("commit failed: {e}")))
-                                    }));
-                                }),
+                let job = Job {
+                    run: Box::new(move |conn| {
+                        Box::pin(async move {
+                            let out = f(conn).await.map_err(map_store_constraint);
+                            (out.is_ok(), Box::new(out) as Outcome)
+                        })
+                    }),
+                    reply: Box::new(move |answer| {
+                        let result = match answer {
+                            Ok(out) => match out.downcast::<StoreResult<T>>() {
+                                Ok(out) => *out,
+                                Err(_) => Err(StoreError::Aborted("the writer answered another type".into())),
                             },
-                            Err(e) => JobDone {
-                                ok: false,
-                                reply: Box::new(move |_| drop(tx.send(Err(map_store_constraint(e))))),
-                            },
-                        }
-                    })
-                });
-                queue.send(job).await.map_err(|_| StoreError::Db(sqlx::Error::PoolClosed))?;
-                rx.await.map_err(|_| StoreError::Db(sqlx::Error::PoolClosed))?
+                            Err(why) => Err(StoreError::Aborted(why)),
+                        };
+                        let _ = tx.send(result);
+                    }),
+                };
+                writer.queue.send(Msg::Job(job)).await.map_err(|_| writer_gone())?;
+                // A job the writer dropped unanswered (it stopped or crashed
+                // with the job still queued) drops `tx`: an error, not a hang.
+                rx.await.map_err(|_| writer_gone())?
             }
             None => {
                 let mut tx = self.inner.pool.begin().await?;
-                let out = f(&mut tx).await;
+                let out = AssertUnwindSafe(async { f(&mut tx).await }).catch_unwind().await;
                 match out {
-                    Ok(v) => {
+                    Ok(Ok(v)) => {
                         tx.commit().await.map_err(map_constraint)?;
                         Ok(v)
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         let _ = tx.rollback().await;
                         Err(map_store_constraint(e))
+                    }
+                    Err(panic) => {
+                        let _ = tx.rollback().await;
+                        let why = panic_message(panic.as_ref());
+                        tracing::error!(panic = %why, "a write command panicked; rolled back");
+                        Err(StoreError::Aborted(format!("the command panicked: {why}")))
                     }
                 }
             }
@@ -219,9 +282,41 @@ impl Store {
         Ok(())
     }
 
-    /// Closes the pools; the SQLite writer stops once every queued command ran.
+    /// Whether writes can be taken: the SQLite writer task is running
+    /// (always true on PostgreSQL, which has no writer task). Once it has
+    /// ended, every write answers [`StoreError::Aborted`] at once.
+    pub fn writer_alive(&self) -> bool {
+        self.inner.writer.as_ref().is_none_or(|w| !w.queue.is_closed())
+    }
+
+    /// Closes the store: the SQLite writer takes no more commands and ends
+    /// once every queued one ran (later writes answer
+    /// [`StoreError::Aborted`]), then the pools close.
     pub async fn close(&self) {
+        if let Some(writer) = &self.inner.writer {
+            writer.stop.notify_one();
+            let task = writer.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(task) = task
+                && let Err(e) = task.await
+            {
+                tracing::error!(error = %e, "the SQLite writer task failed");
+            }
+        }
         self.inner.pool.close().await;
+    }
+
+    /// Test hook: makes the writer task panic outside any command.
+    #[cfg(test)]
+    async fn crash_writer(&self) {
+        if let Some(writer) = &self.inner.writer {
+            let _ = writer.queue.send(Msg::Crash).await;
+        }
+    }
+
+    /// Test hook: how many messages wait in the writer's queue.
+    #[cfg(test)]
+    fn queued(&self) -> usize {
+        self.inner.writer.as_ref().map_or(0, |w| w.queue.max_capacity() - w.queue.capacity())
     }
 }
 
@@ -243,43 +338,94 @@ fn normalise_url(url: &str) -> StoreResult<(Engine, String)> {
 /// The SQLite writer: takes the first queued job, then whatever else is
 /// already queued (up to `max_batch`), runs each in its own savepoint inside
 /// one `BEGIN IMMEDIATE` transaction, commits once, then answers every job.
-async fn writer_loop(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+///
+/// It outlives the failures of a batch: a job that panics is rolled back to
+/// its savepoint and answered with an error while the others commit; a batch
+/// whose `BEGIN`, savepoint or `COMMIT` fails answers every job of it with an
+/// error (sqlx rolls the open transaction back before the connection's next
+/// use) and the writer goes on with the next batch. On `stop` it closes the
+/// queue, runs what is still queued and ends. If it ends any other way (a bug
+/// panicking here), the queue and every job in it are dropped, which every
+/// waiting caller sees as an error.
+async fn writer_loop(mut conn: AnyConnection, mut rx: mpsc::Receiver<Msg>, stop: Arc<Notify>, max_batch: usize) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     loop {
-        let Some(first) = rx.recv().await else { break };
-        batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        let first = tokio::select! {
+            biased;
+            msg = rx.recv() => match msg {
+                Some(msg) => msg,
+                None => break,
+            },
+            () = stop.notified() => {
+                // Senders now fail at once; what is queued still runs.
+                rx.close();
+                continue;
+            }
+        };
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Job(job) => batch.push(job),
+                #[cfg(test)]
+                Msg::Crash => panic!("writer crash injected by a test"),
+            }
+            if batch.len() < max_batch {
+                next = rx.try_recv().ok();
             }
         }
-        let mut replies = Vec::with_capacity(batch.len());
-        let result: Result<(), sqlx::Error> = async {
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            for job in batch.drain(..) {
-                let mut sp = tx.begin().await?;
-                let done = job(&mut sp).await;
-                if done.ok {
-                    sp.commit().await?;
-                } else {
-                    sp.rollback().await?;
-                }
-                replies.push(done.reply);
-            }
-            tx.commit().await
+        let (runs, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|j| (j.run, j.reply)).unzip();
+        let mut ran = Vec::with_capacity(runs.len());
+        let result = run_batch(&mut conn, runs, &mut ran).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, commands = replies.len(), "sqlite write transaction failed");
         }
-        .await;
-        let committed = result.map_err(|e| {
-            tracing::error!(error = %e, "sqlite write transaction failed");
-            e.to_string()
-        });
-        // Jobs that never ran because the transaction failed early were
-        // dropped with the drain; their callers see the writer's failure.
+        let mut ran = ran.into_iter();
         for reply in replies {
-            reply(committed.clone());
+            let answer = match (ran.next(), &result) {
+                (Some(Ran::Done(out)), Ok(())) => Ok(out),
+                (Some(Ran::Refused(out)), _) => Ok(out),
+                (Some(Ran::Panicked(why)), _) => Err(format!("the command panicked: {why}")),
+                (Some(Ran::Done(_)) | None, Err(e)) => Err(format!("the write transaction failed: {e}")),
+                (None, Ok(())) => Err("the command did not run".into()),
+            };
+            reply(answer);
         }
     }
+}
+
+/// Runs one batch in one transaction, recording in `ran` what became of each
+/// job that ran; an error means the transaction did not commit.
+async fn run_batch(conn: &mut AnyConnection, runs: Vec<Run>, ran: &mut Vec<Ran>) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    for run in runs {
+        let mut sp = tx.begin().await?;
+        match AssertUnwindSafe(async { run(&mut sp).await }).catch_unwind().await {
+            Ok((true, out)) => {
+                sp.commit().await?;
+                ran.push(Ran::Done(out));
+            }
+            Ok((false, out)) => {
+                sp.rollback().await?;
+                ran.push(Ran::Refused(out));
+            }
+            Err(panic) => {
+                let why = panic_message(panic.as_ref());
+                tracing::error!(panic = %why, "a write command panicked; rolled back to its savepoint");
+                sp.rollback().await?;
+                ran.push(Ran::Panicked(why));
+            }
+        }
+    }
+    tx.commit().await
+}
+
+/// The message of a caught panic.
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// Turns database constraint violations into domain errors.
@@ -303,5 +449,265 @@ fn map_store_constraint(e: StoreError) -> StoreError {
     match e {
         StoreError::Db(db) => map_constraint(db),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The SQLite writer under faults: a panicking command, a failed `BEGIN`,
+    //! a failed `COMMIT`, the writer task ending. Timeouts only turn a hang
+    //! into a failure.
+
+    use super::*;
+    use tokio::task::JoinHandle;
+    use tokio::time::timeout;
+
+    /// Long enough for any step here; reaching it means something hangs.
+    const HANG: Duration = Duration::from_secs(60);
+
+    async fn open(busy_timeout: Duration) -> (Store, String) {
+        let dir = std::env::temp_dir().join("polyclinic-store-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.db", uuid::Uuid::new_v4().simple())).display().to_string();
+        let mut opts = StoreOptions::new(format!("sqlite://{path}"));
+        opts.migrate = false;
+        opts.busy_timeout = busy_timeout;
+        let store = Store::open(opts).await.unwrap();
+        store
+            .write(|c| {
+                Box::pin(async move {
+                    sqlx::query("CREATE TABLE t (v TEXT NOT NULL)").execute(&mut *c).await?;
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+        (store, path)
+    }
+
+    /// A command inserting `v`.
+    fn insert(store: &Store, v: &'static str) -> JoinHandle<StoreResult<()>> {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(move |c| {
+                    Box::pin(async move {
+                        sqlx::query("INSERT INTO t (v) VALUES ($1)").bind(v).execute(&mut *c).await?;
+                        Ok(())
+                    })
+                })
+                .await
+        })
+    }
+
+    /// What the table holds.
+    async fn rows(store: &Store) -> Vec<String> {
+        store
+            .read(|c| {
+                Box::pin(async move { Ok(sqlx::query_scalar("SELECT v FROM t ORDER BY v").fetch_all(&mut *c).await?) })
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Keeps the writer inside a command until the answered sender fires, so
+    /// that the commands queued meanwhile form the next batch together.
+    async fn hold_writer(store: &Store) -> (oneshot::Sender<()>, JoinHandle<StoreResult<()>>) {
+        let (started_tx, started_rx) = oneshot::channel::<()>();
+        let (release_tx, release_rx) = oneshot::channel::<()>();
+        let s = store.clone();
+        let held = tokio::spawn(async move {
+            s.write(move |_| {
+                Box::pin(async move {
+                    let _ = started_tx.send(());
+                    let _ = release_rx.await;
+                    Ok(())
+                })
+            })
+            .await
+        });
+        timeout(HANG, started_rx).await.unwrap().unwrap();
+        (release_tx, held)
+    }
+
+    /// Waits until `n` messages wait in the writer's queue.
+    async fn until_queued(store: &Store, n: usize) {
+        timeout(HANG, async {
+            while store.queued() < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    async fn answer<T>(h: JoinHandle<StoreResult<T>>) -> StoreResult<T> {
+        timeout(HANG, h).await.expect("the caller hangs").expect("the caller's task")
+    }
+
+    fn aborted<T: std::fmt::Debug>(r: StoreResult<T>, why: &str) {
+        match r {
+            Err(StoreError::Aborted(m)) => assert!(m.contains(why), "{m:?} does not say {why:?}"),
+            other => panic!("expected Aborted({why}), got {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_command_fails_alone_and_the_rest_of_its_batch_commits() {
+        let (store, _) = open(Duration::from_secs(10)).await;
+        let (release, held) = hold_writer(&store).await;
+        let a = insert(&store, "a");
+        let s = store.clone();
+        let p = tokio::spawn(async move {
+            s.write::<(), _>(|c| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t (v) VALUES ('p')").execute(&mut *c).await?;
+                    panic!("a bug in a command");
+                })
+            })
+            .await
+        });
+        let c = insert(&store, "c");
+        until_queued(&store, 3).await;
+        release.send(()).unwrap();
+        answer(held).await.unwrap();
+        answer(a).await.unwrap();
+        aborted(answer(p).await, "a bug in a command");
+        answer(c).await.unwrap();
+        assert_eq!(rows(&store).await, ["a", "c"], "the panicking command's insert is rolled back");
+        assert!(store.writer_alive());
+        answer(insert(&store, "d")).await.unwrap();
+        assert_eq!(rows(&store).await, ["a", "c", "d"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_begin_fails_every_command_of_its_batch_and_the_writer_goes_on() {
+        let (store, path) = open(Duration::from_millis(100)).await;
+        // Another connection holds the write lock: BEGIN IMMEDIATE fails
+        // (SQLITE_BUSY) once the busy timeout has passed.
+        let mut other = AnyConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+        // However they are batched, every one of them waits on a failed BEGIN.
+        let waiting = [insert(&store, "a"), insert(&store, "b"), insert(&store, "c")];
+        for w in waiting {
+            aborted(answer(w).await, "database is locked");
+        }
+        assert!(store.writer_alive());
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+        answer(insert(&store, "d")).await.unwrap();
+        assert_eq!(rows(&store).await, ["d"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_fails_every_command_of_its_batch_and_the_writer_goes_on() {
+        let (store, _) = open(Duration::from_secs(10)).await;
+        let (release, held) = hold_writer(&store).await;
+        let a = insert(&store, "a");
+        // A deferred foreign key is checked at COMMIT only: this command
+        // succeeds in its savepoint and makes its batch's COMMIT fail.
+        let s = store.clone();
+        let breaks_commit = tokio::spawn(async move {
+            s.write(|c| {
+                Box::pin(async move {
+                    sqlx::query("CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY)").execute(&mut *c).await?;
+                    sqlx::query(
+                        "CREATE TEMP TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
+                    )
+                    .execute(&mut *c)
+                    .await?;
+                    sqlx::query("INSERT INTO child (p) VALUES (1)").execute(&mut *c).await?;
+                    Ok(())
+                })
+            })
+            .await
+        });
+        until_queued(&store, 2).await;
+        release.send(()).unwrap();
+        answer(held).await.unwrap();
+        aborted(answer(a).await, "FOREIGN KEY constraint failed");
+        aborted(answer(breaks_commit).await, "FOREIGN KEY constraint failed");
+        // The failed transaction was rolled back: the next batch begins afresh.
+        assert!(store.writer_alive());
+        answer(insert(&store, "b")).await.unwrap();
+        assert_eq!(rows(&store).await, ["b"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn once_the_writer_has_ended_every_caller_gets_an_error_at_once() {
+        let (store, _) = open(Duration::from_secs(10)).await;
+        let (release, held) = hold_writer(&store).await;
+        store.crash_writer().await;
+        let queued_behind = insert(&store, "a");
+        until_queued(&store, 2).await;
+        release.send(()).unwrap();
+        answer(held).await.unwrap();
+        aborted(answer(queued_behind).await, "not running");
+        assert!(!store.writer_alive());
+        aborted(answer(insert(&store, "b")).await, "not running");
+        assert!(rows(&store).await.is_empty());
+        store.close().await;
+    }
+
+    /// PostgreSQL has no writer task; a panicking command still answers an
+    /// error and leaves nothing behind. Skipped without a local PostgreSQL.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_command_on_postgres_is_rolled_back_and_answers_an_error() {
+        let server = std::env::var("POLYCLINIC_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        sqlx::any::install_default_drivers();
+        let Ok(mut admin) = AnyConnection::connect(&server).await else {
+            eprintln!("note: no PostgreSQL at {server}; test skipped");
+            return;
+        };
+        let name = format!("polyclinic_store_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
+        let base = server.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
+        let mut opts = StoreOptions::new(format!("{base}/{name}"));
+        opts.migrate = false;
+        opts.max_connections = 2;
+        let store = Store::open(opts).await.unwrap();
+        assert!(store.writer_alive());
+        store
+            .write(|c| {
+                Box::pin(async move {
+                    sqlx::query("CREATE TABLE t (v TEXT NOT NULL)").execute(&mut *c).await?;
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+        let s = store.clone();
+        let p = tokio::spawn(async move {
+            s.write::<(), _>(|c| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t (v) VALUES ('p')").execute(&mut *c).await?;
+                    panic!("a bug in a command");
+                })
+            })
+            .await
+        });
+        aborted(answer(p).await, "a bug in a command");
+        answer(insert(&store, "a")).await.unwrap();
+        assert_eq!(rows(&store).await, ["a"]);
+        store.close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}"))).execute(&mut admin).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_runs_the_queued_commands_then_refuses_new_ones() {
+        let (store, _) = open(Duration::from_secs(10)).await;
+        let (release, held) = hold_writer(&store).await;
+        let queued = insert(&store, "a");
+        until_queued(&store, 1).await;
+        let s = store.clone();
+        let closing = tokio::spawn(async move { s.close().await });
+        release.send(()).unwrap();
+        answer(held).await.unwrap();
+        answer(queued).await.unwrap();
+        timeout(HANG, closing).await.unwrap().unwrap();
+        assert!(!store.writer_alive());
+        aborted(answer(insert(&store, "b")).await, "not running");
     }
 }

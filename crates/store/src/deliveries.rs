@@ -51,18 +51,20 @@ pub fn sealed_header(key: &crate::seal::SecretKey, value: &str) -> String {
     format!("{SEALED_PREFIX}{}", key.seal(value))
 }
 
+/// A header value in clear: a sealed one opened under `key`, any other as it is.
+pub fn open_header(key: &crate::seal::SecretKey, value: &str) -> Result<String, crate::seal::SealError> {
+    match value.strip_prefix(SEALED_PREFIX) {
+        Some(sealed) => key.open(sealed),
+        None => Ok(value.to_owned()),
+    }
+}
+
 /// The headers to send: sealed values opened under `key`.
 pub fn open_headers(
     key: &crate::seal::SecretKey,
     headers: &[(String, String)],
 ) -> Result<Vec<(String, String)>, crate::seal::SealError> {
-    headers
-        .iter()
-        .map(|(k, v)| match v.strip_prefix(SEALED_PREFIX) {
-            Some(sealed) => Ok((k.clone(), key.open(sealed)?)),
-            None => Ok((k.clone(), v.clone())),
-        })
-        .collect()
+    headers.iter().map(|(k, v)| Ok((k.clone(), open_header(key, v)?))).collect()
 }
 
 /// A delivery to create.

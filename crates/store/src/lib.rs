@@ -52,6 +52,20 @@ pub enum StoreError {
     /// Stored data could not be decoded: a bug or hand-edited data.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// The command did not commit for a reason outside it: it panicked, its
+    /// transaction could not begin or commit, or the SQLite writer is not
+    /// running. A server error, logged, never shown to clients.
+    #[error("write aborted: {0}")]
+    Aborted(String),
+}
+
+impl StoreError {
+    /// Whether the database refused a client's text it cannot hold
+    /// (PostgreSQL's `character_not_in_repertoire`: a NUL character; SQLite
+    /// holds it). A client error: the statement failed, nothing was written.
+    pub fn is_unstorable_text(&self) -> bool {
+        matches!(self, StoreError::Db(sqlx::Error::Database(db)) if db.code().as_deref() == Some("22021"))
+    }
 }
 
 impl From<serde_json::Error> for StoreError {

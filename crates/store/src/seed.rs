@@ -201,7 +201,7 @@ pub struct SeedAddress {
     #[serde(default)]
     pub insurance_support: InsuranceSupport,
     /// Docplanner `commercial_type` (`premium`, `saas-only`, `basic`); when
-    /// absent, an existing address keeps its own.
+    /// absent, an existing address keeps its own and a new one is `premium`.
     pub commercial_type: Option<String>,
 }
 
@@ -453,9 +453,13 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp, key: &Secr
                 )
                 .into());
             }
+            // A new address given no type is `premium`; an existing one keeps its own.
             let commercial_type = match &a.commercial_type {
                 Some(ct) => Some(ct.clone()),
-                None => previous_commercial.get(a.key.as_str()).cloned().flatten(),
+                None => match previous_commercial.get(a.key.as_str()) {
+                    Some(previous) => previous.clone(),
+                    None => Some(polyclinic_core::facility::DEFAULT_COMMERCIAL_TYPE.to_owned()),
+                },
             };
             let cols =
                 [("facility_id", Some(fid)), ("practitioner_id", Some(doctor)), ("healthcare_service_id", service)];
@@ -604,8 +608,11 @@ fn address_events(
         }
     }
     for a in after {
+        let shown = |x: &Address| {
+            x.commercial_type.clone().unwrap_or_else(|| polyclinic_core::facility::DEFAULT_COMMERCIAL_TYPE.to_owned())
+        };
         if let Some(old) = before_by_id.get(&a.id.get())
-            && old.commercial_type != a.commercial_type
+            && shown(old) != shown(a)
         {
             let data = json!({"address_id": a.id.to_string(), "facility_id": a.facility_id.to_string(),
                 "commercial_type": a.commercial_type, "previous_commercial_type": old.commercial_type});

@@ -22,8 +22,11 @@ pub struct Subscription {
     pub endpoint: String,
     /// Media type of notifications (`application/fhir+json` or `application/fhir+xml`).
     pub payload: String,
-    /// The `Key=Value` header lines as given, and parsed.
-    pub header_lines: Vec<String>,
+    /// The `channel.header` entries as (name, value) pairs. Values are
+    /// stored sealed ([`crate::deliveries::sealed_header`]): copied sealed into
+    /// every delivery, opened only at send time and to answer the API key that
+    /// set them. (Rows written before sealing hold clear values, which are
+    /// sent as they are.)
     pub headers: Vec<(String, String)>,
     /// The criteria URL as given.
     pub criteria: String,

@@ -220,15 +220,18 @@ pub async fn authenticate(conn: &mut Conn, dialect: Dialect, secret: &str) -> St
     }
 }
 
-/// Stores an access token (by hash) for a credential until `expires_at`, and
-/// drops the credential's expired tokens.
+/// Stores an access token (by hash) for a credential until `expires_at`,
+/// drops the credential's expired tokens, and expires its oldest live ones
+/// beyond `max_live` (the new token always stays).
 pub async fn issue_token(
     conn: &mut Conn,
     credential: &Credential,
     token: &str,
     now: Timestamp,
     expires_at: Timestamp,
+    max_live: i64,
 ) -> StoreResult<()> {
+    let hash = hash_secret(token);
     sqlx::query("DELETE FROM oauth_tokens WHERE tenant_id = $1 AND credential_id = $2 AND expires_at <= $3")
         .bind(credential.tenant_id.get())
         .bind(credential.id.get())
@@ -237,12 +240,38 @@ pub async fn issue_token(
         .await?;
     sqlx::query("INSERT INTO oauth_tokens (tenant_id, token_hash, credential_id, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(credential.tenant_id.get())
-        .bind(hash_secret(token))
+        .bind(&hash)
         .bind(credential.id.get())
         .bind(secs(expires_at))
         .execute(&mut *conn)
         .await?;
+    // The oldest first: by expiry, then by hash among tokens of one second.
+    sqlx::query(
+        "DELETE FROM oauth_tokens WHERE tenant_id = $1 AND credential_id = $2 AND token_hash <> $3 AND token_hash IN \
+         (SELECT token_hash FROM oauth_tokens WHERE tenant_id = $1 AND credential_id = $2 AND token_hash <> $3 \
+          ORDER BY expires_at DESC, token_hash DESC LIMIT 1000000 OFFSET $4)",
+    )
+    .bind(credential.tenant_id.get())
+    .bind(credential.id.get())
+    .bind(&hash)
+    .bind((max_live - 1).max(0))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
+}
+
+/// Deletes every token expired at `now`, of every tenant, in batches of at
+/// most `batch` rows; answers how many went.
+pub async fn delete_expired_tokens(conn: &mut Conn, now: Timestamp, batch: i64) -> StoreResult<u64> {
+    let done = sqlx::query(
+        "DELETE FROM oauth_tokens WHERE token_hash IN \
+         (SELECT token_hash FROM oauth_tokens WHERE expires_at <= $1 LIMIT $2)",
+    )
+    .bind(secs(now))
+    .bind(batch)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Why a presented access token is not accepted.
@@ -359,6 +388,9 @@ pub struct DeliveryRow {
     pub last_error: Option<String>,
     pub state: String,
     pub created_at: String,
+    /// The names of the HTTP headers sent with it; never their values,
+    /// which may be secrets (API keys, `Authorization`).
+    pub headers: Vec<String>,
     /// Every attempt, in order.
     pub history: Vec<crate::deliveries::AttemptRow>,
 }
@@ -366,7 +398,7 @@ pub struct DeliveryRow {
 /// The tenant's deliveries, oldest first, each with its attempts.
 pub async fn deliveries(conn: &mut Conn, tenant: TenantId) -> StoreResult<Vec<DeliveryRow>> {
     let rows = sqlx::query(
-        "SELECT id, target, event, attempts, last_status, last_error, state, created_at FROM deliveries WHERE tenant_id = $1 ORDER BY id",
+        "SELECT id, target, event, attempts, last_status, last_error, state, created_at, doc FROM deliveries WHERE tenant_id = $1 ORDER BY id",
     )
     .bind(tenant.get())
     .fetch_all(&mut *conn)
@@ -374,6 +406,11 @@ pub async fn deliveries(conn: &mut Conn, tenant: TenantId) -> StoreResult<Vec<De
     let mut list = rows
         .iter()
         .map(|r| {
+            let spec: crate::deliveries::NewDelivery = serde_json::from_str(&r.try_get::<String, _>("doc")?)?;
+            let headers = match spec.channel {
+                crate::deliveries::Channel::Http { headers, .. } => headers.into_iter().map(|(k, _)| k).collect(),
+                _ => Vec::new(),
+            };
             Ok(DeliveryRow {
                 id: r.try_get::<i64, _>("id")?.to_string(),
                 target: r.try_get("target")?,
@@ -383,6 +420,7 @@ pub async fn deliveries(conn: &mut Conn, tenant: TenantId) -> StoreResult<Vec<De
                 last_error: r.try_get("last_error")?,
                 state: r.try_get("state")?,
                 created_at: crate::ts(r.try_get("created_at")?)?.to_string(),
+                headers,
                 history: Vec::new(),
             })
         })

@@ -5,10 +5,11 @@
 //! Address service writes append `AddressServiceCreated`, `...Changed` or
 //! `...Deleted` in the same transaction (see `polyclinic_store::catalog`).
 
+use super::Path;
 use super::catalog::{address_json, locate};
 use super::{Body, Client, DocplannerError, address_path, calendar, created, no_content, ok, parse_time, scopes};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch};
@@ -318,10 +319,7 @@ async fn list_services(
     uri: Uri,
 ) -> Result<Response, DocplannerError> {
     let at = locate(&state, &client, &f, &d, &a).await?;
-    let start = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "start")
-        .map(|(_, v)| v.into_owned());
-    let start = match start {
+    let start = match super::query_param(uri.query(), "start") {
         Some(s) => {
             Some(parse_time(&s).ok_or_else(|| DocplannerError::new(StatusCode::NOT_FOUND, "Invalid date given."))?)
         }
@@ -635,9 +633,21 @@ async fn dictionary_provider(state: &AppState, id: &str) -> Result<InsuranceProv
         .ok_or_else(provider_not_found)
 }
 
-async fn insurance_plans(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, DocplannerError> {
-    let p = dictionary_provider(&state, &id).await?;
-    Ok(ok(json!({"_items": p.plans.iter().map(insurance_plan_json).collect::<Vec<_>>()})))
+/// The plans of a dictionary provider. The document gives this operation a
+/// 200 only: a provider the dictionary does not hold has no plans.
+async fn insurance_plans(
+    State(state): State<AppState>,
+    id: Result<Path<String>, DocplannerError>,
+) -> Result<Response, DocplannerError> {
+    let plans = match id {
+        Ok(Path(id)) => match dictionary_provider(&state, &id).await {
+            Ok(p) => p.plans,
+            Err(e) if e.status == StatusCode::NOT_FOUND => Vec::new(),
+            Err(e) => return Err(e),
+        },
+        Err(_) => Vec::new(),
+    };
+    Ok(ok(json!({"_items": plans.iter().map(insurance_plan_json).collect::<Vec<_>>()})))
 }
 
 async fn address_insurance_providers(
@@ -743,14 +753,28 @@ async fn add_address_insurance_provider(
     Ok(no_content())
 }
 
+/// `PUT` documents no 400 (only 204, 403 and 404): a body that names no
+/// provider of the dictionary, malformed or not, answers 404 "Provided
+/// insurance provider ID not found in dictionary", and one whose plans are
+/// not the provider's 404 "Provided insurance plan ID not found in dictionary".
+fn put_not_found(e: DocplannerError) -> DocplannerError {
+    if e.status != StatusCode::BAD_REQUEST {
+        return e;
+    }
+    let plans =
+        e.errors.iter().filter_map(Value::as_object).flat_map(|m| m.keys()).any(|k| k.starts_with("insurance_plans"));
+    DocplannerError::new(StatusCode::NOT_FOUND, if plans { PLAN_NOT_IN_DICTIONARY } else { PROVIDER_NOT_IN_DICTIONARY })
+}
+
 async fn put_address_insurance_provider(
     State(state): State<AppState>,
     Extension(client): Extension<Client>,
     Path((f, d, a)): Path<(String, String, String)>,
-    Body(req): Body<AddressInsuranceProviderRequest>,
+    body: Result<Body<AddressInsuranceProviderRequest>, DocplannerError>,
 ) -> Result<Response, DocplannerError> {
+    let Body(req) = body.map_err(put_not_found)?;
     let at = locate(&state, &client, &f, &d, &a).await?;
-    let accepted = accepted_insurance(&state, at.address.id, req).await?;
+    let accepted = accepted_insurance(&state, at.address.id, req).await.map_err(put_not_found)?;
     let tenant = client.tenant.id;
     state
         .store

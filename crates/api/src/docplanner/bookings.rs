@@ -7,8 +7,9 @@ use super::slots::{
     SlotCheck, booking_interval, check_slot, free_slots_at, full_scopes, id_string, opt_id_string, taken,
 };
 use super::{Body, Client, DocplannerError, address_path, created, format_time, no_content, ok, parse_time, scopes};
+use super::{Path, Query};
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -77,12 +78,20 @@ const MAX_LIMIT: i64 = 100;
 /// Most bookings an unpaginated list answers.
 const MAX_UNPAGINATED: i64 = 1000;
 
+/// A query problem of the bookings list. The document gives the list 200,
+/// 403 and 404 only; like the breaks list, whose unparsable date it shows as
+/// 404 "Invalid date given.", every query problem answers 404, with the
+/// document's messages where it has one.
+fn bad_list_query(message: impl Into<String>) -> DocplannerError {
+    DocplannerError::new(StatusCode::NOT_FOUND, message)
+}
+
 fn positive(field: &str, v: Option<&String>) -> Result<Option<i64>, DocplannerError> {
     match v {
         None => Ok(None),
         Some(s) => match s.parse::<i64>() {
             Ok(n) if n >= 1 => Ok(Some(n)),
-            _ => Err(DocplannerError::invalid_arguments([(field, "This value should be a positive integer.")])),
+            _ => Err(bad_list_query(format!("Param \"{field}\" should be a positive integer."))),
         },
     }
 }
@@ -95,28 +104,32 @@ async fn list(
     uri: Uri,
 ) -> Result<Response, DocplannerError> {
     let at = locate(&state, &client, &f, &d, &a).await?;
-    let start =
-        q.start.as_deref().map(|s| parse_time(s).ok_or_else(|| DocplannerError::bad_request("Invalid date given.")));
-    let end =
-        q.end.as_deref().map(|s| parse_time(s).ok_or_else(|| DocplannerError::bad_request("Invalid date given.")));
-    let (Some(start), Some(end)) = (start, end) else {
-        let field = if q.start.is_none() { "start" } else { "end" };
-        return Err(DocplannerError::invalid_arguments([(field, "This value should not be blank.")]));
+    let instant = |name: &str, v: Option<&String>| -> Result<jiff::Timestamp, DocplannerError> {
+        let v = v.ok_or_else(|| bad_list_query(format!("Param \"{name}\" is required!")))?;
+        parse_time(v).ok_or_else(|| bad_list_query("Invalid date given."))
     };
-    let window = Interval { start: start?, end: end? };
+    let window = Interval { start: instant("start", q.start.as_ref())?, end: instant("end", q.end.as_ref())? };
     if window.end <= window.start {
-        return Err(DocplannerError::bad_request("Invalid date range"));
+        return Err(bad_list_query("Invalid date range"));
     }
     let page = positive("page", q.page.as_ref())?;
     let limit = positive("limit", q.limit.as_ref())?.unwrap_or(MAX_LIMIT);
     if limit > MAX_LIMIT {
-        return Err(DocplannerError::invalid_arguments([("limit", "This value should be 100 or less.")]));
+        return Err(bad_list_query(format!("Param \"limit\" should be {MAX_LIMIT} or less.")));
     }
+    // The first booking of the page, counted from 0: a page so far out that
+    // the position overflows is refused rather than wrapped.
+    let offset = match page {
+        None => 0,
+        Some(p) => (p - 1)
+            .checked_mul(limit)
+            .ok_or_else(|| bad_list_query(format!("Param \"page\" should be {} or less.", i64::MAX / limit + 1)))?,
+    };
     let search = Search {
         address: Some(at.address.id.get()),
         from: Some(window.start),
         to: Some(window.end),
-        offset: page.map(|p| (p - 1) * limit).unwrap_or(0),
+        offset,
         limit: if page.is_some() { limit } else { MAX_UNPAGINATED },
         ..Default::default()
     };
@@ -254,7 +267,14 @@ async fn cancel(
     state
         .store
         .write(move |c| Box::pin(async move { appointments::cancel(c, tenant, id, integration(), reason, now).await }))
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // Cancelled or moved by a concurrent request since it was read.
+            StoreError::Core(polyclinic_core::CoreError::InvalidTransition { .. }) => {
+                DocplannerError::bad_request(format!("Visit {id} cannot be canceled because it is not booked"))
+            }
+            other => other.into(),
+        })?;
     state.engine.wake();
     Ok(no_content())
 }
@@ -375,7 +395,13 @@ async fn move_booking(
             })
         })
         .await
-        .map_err(|e: StoreError| taken(e, start, &client.tenant.tz()))??;
+        .map_err(|e: StoreError| match e {
+            // Cancelled or moved by a concurrent request since it was read.
+            StoreError::Core(polyclinic_core::CoreError::InvalidTransition { .. }) => {
+                DocplannerError::conflict("The visit has already been canceled or moved")
+            }
+            other => taken(other, start, &client.tenant.tz()),
+        })??;
     state.engine.wake();
     let (target, v) = moved;
     let location =
@@ -418,7 +444,23 @@ async fn confirm(
         return Err(DocplannerError::conflict("Visit is in the past"));
     }
     let (tenant, id) = (client.tenant.id, booking.id);
-    state.store.write(move |c| Box::pin(async move { appointments::confirm(c, tenant, id, &by, now).await })).await?;
+    state
+        .store
+        .write(move |c| Box::pin(async move { appointments::confirm(c, tenant, id, &by, now).await }))
+        .await
+        .map_err(|e| match e {
+            // Changed by a concurrent request since it was read.
+            StoreError::Core(polyclinic_core::CoreError::InvalidTransition { from, .. }) if from == "moved" => {
+                DocplannerError::conflict("Visit has been deleted")
+            }
+            StoreError::Core(polyclinic_core::CoreError::InvalidTransition { .. }) => {
+                DocplannerError::conflict("Visit has been canceled")
+            }
+            StoreError::Core(polyclinic_core::CoreError::Conflict { .. }) => {
+                DocplannerError::conflict("Visit has already been confirmed")
+            }
+            other => other.into(),
+        })?;
     state.engine.wake();
     Ok(no_content())
 }
@@ -449,7 +491,14 @@ async fn presence(
     state
         .store
         .write(move |c| Box::pin(async move { appointments::set_presence(c, tenant, id, presence, now).await }))
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // Cancelled by a concurrent request since it was read.
+            StoreError::Core(polyclinic_core::CoreError::InvalidTransition { .. }) => {
+                DocplannerError::conflict("Visit is marked as canceled")
+            }
+            other => other.into(),
+        })?;
     state.engine.wake();
     Ok(no_content())
 }
@@ -514,7 +563,14 @@ async fn opinion_request(
                 Ok(Ok(()))
             })
         })
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // The visit was cancelled by a concurrent request since it was found.
+            StoreError::Core(polyclinic_core::CoreError::InvalidTransition { .. }) => {
+                DocplannerError::forbidden("Visit not found")
+            }
+            other => other.into(),
+        })?;
     outcome?;
     state.engine.wake();
     // The document gives 200 without a body.

@@ -9,10 +9,11 @@
 //! moves or deletes the whole group. Break writes append one `BreakCreated`,
 //! `BreakMoved` or `BreakRemoved` per break (see `polyclinic_store::breaks`).
 
-use super::catalog::locate;
+use super::Path;
+use super::catalog::{Located, locate};
 use super::{Body, Client, DocplannerError, address_path, created, format_time, no_content, ok, parse_time};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,7 +22,7 @@ use jiff::Timestamp;
 use polyclinic_core::facility::Address;
 use polyclinic_core::schedule::{CalendarBreak, Interval};
 use polyclinic_core::text::{MAX_TEXT, check_len};
-use polyclinic_core::{AddressId, CalendarBreakId, CoreError, FacilityId, PractitionerId, TenantId};
+use polyclinic_core::{AddressId, CalendarBreakId, FacilityId, PractitionerId, TenantId};
 use polyclinic_store::catalog;
 use polyclinic_store::{Conn, StoreResult, breaks};
 use serde::Deserialize;
@@ -81,14 +82,36 @@ async fn calendar(
     Ok(ok(json!({"status": if at.address.calendar_enabled { "enabled" } else { "disabled" }})))
 }
 
+/// The doctor and address of a calendar enable or disable. These two
+/// operations document no 404: a doctor or an address that names nothing
+/// answers the document's 403 "You are not authorized to see this doctor" /
+/// "... this address", as for a doctor or an address of someone else.
+async fn calendar_address(
+    state: &AppState,
+    client: &Client,
+    path: Result<Path<(String, String, String)>, DocplannerError>,
+) -> Result<Located, DocplannerError> {
+    let Ok(Path((f, d, a))) = path else { return Err(DocplannerError::forbidden(UNSEEN_ADDRESS)) };
+    match locate(state, client, &f, &d, &a).await {
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            let doctor_known = super::catalog::facility_doctor(state, client, &f, &d).await.is_ok();
+            Err(DocplannerError::forbidden(if doctor_known { UNSEEN_ADDRESS } else { UNSEEN_DOCTOR }))
+        }
+        other => other,
+    }
+}
+
+const UNSEEN_DOCTOR: &str = "You are not authorized to see this doctor";
+const UNSEEN_ADDRESS: &str = "You are not authorized to see this address";
+
 /// Sets the calendar status in one transaction: 409 when it already is.
 async fn set_calendar(
     state: AppState,
     client: Client,
-    (f, d, a): (String, String, String),
+    path: Result<Path<(String, String, String)>, DocplannerError>,
     enabled: bool,
 ) -> Result<Response, DocplannerError> {
-    let at = locate(&state, &client, &f, &d, &a).await?;
+    let at = calendar_address(&state, &client, path).await?;
     editable(&at.address)?;
     let tenant = client.tenant.id;
     let id = at.address.id;
@@ -96,7 +119,9 @@ async fn set_calendar(
         .store
         .write(move |c| {
             Box::pin(async move {
-                let mut a = catalog::address(c, tenant, id.get()).await?.ok_or(CoreError::not_found("address", id))?;
+                let Some(mut a) = catalog::address(c, tenant, id.get()).await? else {
+                    return Ok(Err(DocplannerError::forbidden(UNSEEN_ADDRESS)));
+                };
                 if a.calendar_enabled == enabled {
                     let message = if enabled { "Calendar already enabled" } else { "Calendar already disabled" };
                     return Ok(Err(DocplannerError::conflict(message)));
@@ -116,7 +141,7 @@ async fn set_calendar(
 async fn enable(
     State(state): State<AppState>,
     Extension(client): Extension<Client>,
-    Path(path): Path<(String, String, String)>,
+    path: Result<Path<(String, String, String)>, DocplannerError>,
 ) -> Result<Response, DocplannerError> {
     set_calendar(state, client, path, true).await
 }
@@ -124,7 +149,7 @@ async fn enable(
 async fn disable(
     State(state): State<AppState>,
     Extension(client): Extension<Client>,
-    Path(path): Path<(String, String, String)>,
+    path: Result<Path<(String, String, String)>, DocplannerError>,
 ) -> Result<Response, DocplannerError> {
     set_calendar(state, client, path, false).await
 }
@@ -217,19 +242,17 @@ async fn list_breaks(
     uri: Uri,
 ) -> Result<Response, DocplannerError> {
     let at = locate(&state, &client, &f, &d, &a).await?;
-    let query: Vec<(String, String)> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    // The document gives this list 200, 403 and 404 only, and shows its
+    // unparsable date as 404 "Invalid date given.": every query problem is a
+    // 404 here, with the document's messages.
+    let not_found = |e: DocplannerError| DocplannerError::new(StatusCode::NOT_FOUND, e.message);
     let param = |name: &str| -> Result<Timestamp, DocplannerError> {
-        let v = query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        instant_text(v)
-            .ok_or_else(|| required(name))?
+        instant_text(super::query_param(uri.query(), name).as_deref())
+            .ok_or_else(|| not_found(required(name)))?
             .ok_or_else(|| DocplannerError::new(StatusCode::NOT_FOUND, INVALID_DATE))
     };
     let (since, till) = (param("since")?, param("till")?);
-    // A query is no request to process: an empty or reversed window is a
-    // validation error (400), where a break body's is a 422.
-    let window = Interval::new(since, till).map_err(|_| DocplannerError::bad_request("Invalid date range"))?;
+    let window = Interval::new(since, till).map_err(|_| not_found(invalid_range()))?;
     let tenant = client.tenant.id;
     let address = at.address.id;
     let found = state

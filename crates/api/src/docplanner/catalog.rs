@@ -1,13 +1,14 @@
 //! Facilities, doctors, addresses and the service dictionary (read).
 
+use super::Path;
 use super::{Client, DocplannerError, address_path, doctor_path, facility_path, link, ok, scopes};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
-use polyclinic_core::facility::{Address, Facility, InsuranceSupport};
+use polyclinic_core::facility::{Address, DEFAULT_COMMERCIAL_TYPE, Facility, InsuranceSupport};
 use polyclinic_core::practitioner::Practitioner;
 use polyclinic_store::catalog::{self, Table};
 use serde_json::{Value, json};
@@ -89,7 +90,9 @@ pub(super) fn address_json(a: &Address, scopes: &[String]) -> Value {
     }
     v["booking_extra_fields"] = json!({"birth_date": false, "gender": false, "nin": false});
     if has("address.commercial_type") {
-        v["commercial_type"] = json!(a.commercial_type);
+        // The document's enum has no "unknown": an address stored without a
+        // type is commercial (see `calendar::is_commercial`), shown as `premium`.
+        v["commercial_type"] = json!(a.commercial_type.as_deref().unwrap_or(DEFAULT_COMMERCIAL_TYPE));
     }
     if has("address.insurance_support") {
         v["insurance_support"] = json!(match a.insurance_support {

@@ -27,7 +27,8 @@ pub mod slots;
 
 use crate::AppState;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -84,6 +85,10 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return oauth::error(StatusCode::UNAUTHORIZED, "access_denied", "OAuth2 authentication required");
     };
+    let subjects: Vec<_> = crate::throttle::peer_of(&req).into_iter().collect();
+    if let Err(retry_after) = state.auth_locked(&subjects) {
+        return too_many_failures(retry_after);
+    }
     let now = state.now();
     let found = state
         .store
@@ -113,10 +118,19 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             oauth::error(StatusCode::UNAUTHORIZED, "invalid_grant", "The access token provided has expired.")
         }
         Ok(Err(TokenProblem::Unknown)) => {
+            state.auth_failed(&subjects);
             oauth::error(StatusCode::UNAUTHORIZED, "invalid_grant", "The access token provided is invalid.")
         }
         Err(e) => DocplannerError::from(e).into_response(),
     }
+}
+
+/// 429 in the Docplanner shape, for a caller locked out by
+/// [`crate::throttle`] after too many failed authentications.
+pub fn too_many_failures(retry_after: i64) -> Response {
+    let mut r = DocplannerError::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests").into_response();
+    r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after));
+    r
 }
 
 /// The facility segment of `/facilities/{facility_id}/...` (the router's
@@ -174,8 +188,14 @@ pub fn format_time(t: Timestamp, tz: &jiff::tz::TimeZone) -> String {
 
 /// Parses an ISO 8601 instant with an offset, as clients send it: `+01:00`,
 /// `+0100` or `Z`; a space where a `+` was (an unencoded `+` in a query
-/// string) is read as `+`. `None` when it is not such an instant.
+/// string) is read as `+`. `None` when it is not such an instant, or lies
+/// outside the years 1900 to 9000 ([`polyclinic_core::clock::in_range`]), so
+/// that no visit length or window added to it can overflow.
 pub fn parse_time(s: &str) -> Option<Timestamp> {
+    parse_any_time(s).filter(|t| polyclinic_core::clock::in_range(*t))
+}
+
+fn parse_any_time(s: &str) -> Option<Timestamp> {
     let s = s.trim_start().replace(' ', "+");
     if let Ok(t) = s.parse::<Timestamp>() {
         return Some(t);
@@ -215,6 +235,52 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequest<S> for Body
             DocplannerError::invalid_arguments([(field, e.inner().to_string())])
         })
     }
+}
+
+/// Path parameters, as `axum::extract::Path`; a segment that cannot be read
+/// (percent-encoded bytes that are not UTF-8) names nothing: 404 "Object not
+/// found", in this dialect's shape.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = DocplannerError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(_) => Err(DocplannerError::not_found()),
+        }
+    }
+}
+
+/// Query parameters, as `axum::extract::Query`, except that a parameter
+/// given twice counts with its last value, as PHP (the platform's language)
+/// reads a query string. A query that still does not fit answers 400 in this
+/// dialect's shape.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = DocplannerError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let last: std::collections::BTreeMap<_, _> =
+            url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).collect();
+        let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&last).finish();
+        let uri: axum::http::Uri =
+            format!("/?{query}").parse().map_err(|_| DocplannerError::bad_request("Invalid query"))?;
+        match axum::extract::Query::<T>::try_from_uri(&uri) {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e) => Err(DocplannerError::bad_request(e.body_text())),
+        }
+    }
+}
+
+/// The last value of query parameter `name` (see [`Query`]).
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == name)
+        .last()
+        .map(|(_, v)| v.into_owned())
 }
 
 /// A Docplanner error: `{"errors": [...], "message": "..."}`.

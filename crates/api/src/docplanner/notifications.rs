@@ -86,20 +86,30 @@ async fn pull_one(
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, super::CONTENT_TYPE)], body).into_response())
 }
 
+/// The `limit` of `GET /notifications/multiple`: 1 to 100, default 1. The
+/// document gives the operation no error but 404 "No notifications found",
+/// which tells a client the queue is empty; so a limit out of range is
+/// brought into it (0 pulls one, 500 pulls 100) and one that is not an
+/// integer counts as absent, rather than answering an error that reads as
+/// "nothing queued".
+fn pull_limit(v: Option<&str>) -> i64 {
+    let Some(v) = v.map(str::trim) else { return 1 };
+    let digits = v.strip_prefix('+').unwrap_or(v);
+    match v.parse::<i64>() {
+        Ok(n) => n.clamp(1, MAX_PULL),
+        // Digits too many for an integer are a very large limit.
+        Err(_) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => MAX_PULL,
+        Err(_) => 1,
+    }
+}
+
 /// `GET /notifications/multiple?limit=1..100` (default 1).
 async fn pull_multiple(
     State(state): State<AppState>,
     Extension(client): Extension<Client>,
     uri: Uri,
 ) -> Result<Response, DocplannerError> {
-    let limit = match uri.query().and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "limit").map(|(_, v)| v.into_owned())
-    }) {
-        None => 1,
-        Some(v) => v.trim().parse::<i64>().ok().filter(|n| (1..=MAX_PULL).contains(n)).ok_or_else(|| {
-            DocplannerError::invalid_arguments([("limit", format!("This value should be between 1 and {MAX_PULL}."))])
-        })?,
-    };
+    let limit = pull_limit(super::query_param(uri.query(), "limit").as_deref());
     let pulled = pull(&state, &client, limit).await?;
     if pulled.notifications.is_empty() {
         return Err(nothing_queued());
@@ -492,6 +502,19 @@ impl polyclinic_delivery::Router for NotificationRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pull_limit_out_of_range_is_brought_into_it() {
+        assert_eq!(pull_limit(None), 1);
+        assert_eq!(pull_limit(Some("5")), 5);
+        assert_eq!(pull_limit(Some("0")), 1);
+        assert_eq!(pull_limit(Some("-3")), 1);
+        assert_eq!(pull_limit(Some("500")), MAX_PULL);
+        assert_eq!(pull_limit(Some("99999999999999999999999")), MAX_PULL);
+        assert_eq!(pull_limit(Some("null")), 1);
+        assert_eq!(pull_limit(Some("+")), 1);
+        assert_eq!(pull_limit(Some("")), 1);
+    }
 
     #[test]
     fn signatures_are_version_4_uuids() {

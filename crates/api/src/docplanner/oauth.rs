@@ -3,8 +3,15 @@
 //! or JSON body; `grant_type=client_credentials`, `scope=integration`.
 //! Tokens last one hour (`expires_in: 3600`) on the server's clock and are
 //! stored as hashes, so they survive restarts and work on every node.
+//!
+//! A client holds at most [`MAX_LIVE_TOKENS`] live tokens: a new one expires
+//! the oldest. Expired tokens are deleted when their client asks for a new
+//! one, and by the scheduled sweep. Wrong secrets are throttled per client id
+//! and per remote address ([`crate::throttle`]): past the limit, 429
+//! `temporarily_unavailable` with `Retry-After`.
 
 use crate::AppState;
+use crate::throttle::Subject;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -16,6 +23,8 @@ use std::collections::HashMap;
 
 /// Token lifetime.
 pub const EXPIRES_IN: i64 = 3600;
+/// Most live tokens one client holds; a new token expires the oldest.
+pub const MAX_LIVE_TOKENS: i64 = 20;
 
 /// An OAuth error (RFC 6749 §5.2).
 pub fn error(status: StatusCode, code: &str, description: &str) -> Response {
@@ -31,8 +40,13 @@ pub fn error(status: StatusCode, code: &str, description: &str) -> Response {
     r
 }
 
+/// Largest number of form fields read from a token request.
+const MAX_FIELDS: usize = 32;
+/// Largest single form field read from a token request.
+const MAX_FIELD_BYTES: u64 = 4096;
+
 /// The body's fields; `Err` holds the `invalid_request` description.
-fn form_fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, &'static str> {
+async fn form_fields(headers: &HeaderMap, body: Bytes) -> Result<HashMap<String, String>, &'static str> {
     // The media type is case-insensitive; a multipart boundary is not.
     let raw_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let content_type = raw_type.to_ascii_lowercase();
@@ -40,37 +54,37 @@ fn form_fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, Stri
         return Ok(HashMap::new());
     }
     if content_type.starts_with("application/json") {
-        let v: Value = serde_json::from_slice(body).map_err(|_| "The request body is not valid JSON.")?;
+        let v: Value = serde_json::from_slice(&body).map_err(|_| "The request body is not valid JSON.")?;
         let obj = v.as_object().ok_or("The request body must be a JSON object.")?;
         return Ok(obj.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned()))).collect());
     }
     if content_type.starts_with("multipart/form-data") {
-        return Ok(multipart_fields(raw_type, body));
+        return multipart_fields(raw_type, body).await;
     }
-    Ok(url::form_urlencoded::parse(body).into_owned().collect())
+    Ok(url::form_urlencoded::parse(&body).into_owned().collect())
 }
 
-/// Reads the simple text fields of a multipart/form-data body.
-fn multipart_fields(content_type: &str, body: &Bytes) -> HashMap<String, String> {
+/// The text fields of a multipart/form-data body, read by `multer` (parts
+/// may carry their own headers, such as the `Content-Length` that Guzzle
+/// writes; file parts and unknown fields are read and ignored by the caller).
+async fn multipart_fields(content_type: &str, body: Bytes) -> Result<HashMap<String, String>, &'static str> {
+    let boundary = multer::parse_boundary(content_type).map_err(|_| "The multipart boundary is missing.")?;
+    let constraints = multer::Constraints::new()
+        .size_limit(multer::SizeLimit::new().whole_stream(crate::MAX_BODY_BYTES as u64).per_field(MAX_FIELD_BYTES));
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(body) });
+    let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
     let mut out = HashMap::new();
-    let boundary = content_type.split(';').find_map(|p| {
-        let p = p.trim();
-        p.get(..9).filter(|k| k.eq_ignore_ascii_case("boundary=")).map(|_| &p[9..])
-    });
-    let Some(boundary) = boundary else { return out };
-    let boundary = format!("--{}", boundary.trim_matches('"'));
-    let text = String::from_utf8_lossy(body);
-    for part in text.split(boundary.as_str()) {
-        let Some((head, value)) = part.split_once("\r\n\r\n") else { continue };
-        let name = head
-            .split(';')
-            .find_map(|p| p.trim().strip_prefix("name=").map(|n| n.trim_matches('"').to_owned()))
-            .or_else(|| head.split("name=\"").nth(1).and_then(|r| r.split('"').next()).map(str::to_owned));
+    while let Some(field) = multipart.next_field().await.map_err(|_| "The multipart body is malformed.")? {
+        if out.len() >= MAX_FIELDS {
+            return Err("The multipart body has too many parts.");
+        }
+        let name = field.name().map(str::to_owned);
+        let value = field.text().await.map_err(|_| "The multipart body is malformed.")?;
         if let Some(name) = name {
-            out.insert(name, value.trim_end_matches("\r\n").to_owned());
+            out.insert(name, value);
         }
     }
-    out
+    Ok(out)
 }
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
@@ -84,8 +98,13 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 /// The token endpoint.
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let fields = match form_fields(&headers, &body) {
+pub async fn token(
+    State(state): State<AppState>,
+    extensions: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fields = match form_fields(&headers, body).await {
         Ok(f) => f,
         Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_request", why),
     };
@@ -115,6 +134,17 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
     let Some((client_id, secret)) = creds else {
         return error(StatusCode::BAD_REQUEST, "invalid_client", "The client credentials are missing.");
     };
+    let mut subjects = vec![Subject::Client(client_id.clone())];
+    subjects.extend(crate::throttle::peer_in(&extensions));
+    if let Err(retry_after) = state.auth_locked(&subjects) {
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            "Too many failed authentications; try again later.",
+        );
+        r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
+        return r;
+    }
     let (id, s) = (client_id.clone(), secret.clone());
     let found = state
         .store
@@ -122,7 +152,15 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
         .await;
     let credential = match found {
         Ok(Some(c)) => c,
-        Ok(None) => return error(StatusCode::UNAUTHORIZED, "invalid_client", "The client credentials are invalid"),
+        Ok(None) => {
+            state.auth_failed(&subjects);
+            return error(StatusCode::UNAUTHORIZED, "invalid_client", "The client credentials are invalid");
+        }
+        // A client id PostgreSQL cannot hold (a NUL) names no client.
+        Err(e) if e.is_unstorable_text() => {
+            state.auth_failed(&subjects);
+            return error(StatusCode::UNAUTHORIZED, "invalid_client", "The client credentials are invalid");
+        }
         Err(e) => return super::DocplannerError::from(e).into_response(),
     };
     let bytes: [u8; 32] = rand::random();
@@ -132,7 +170,9 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
     let t = access_token.clone();
     let stored = state
         .store
-        .write(move |c| Box::pin(async move { tenants::issue_token(c, &credential, &t, now, expires).await }))
+        .write(move |c| {
+            Box::pin(async move { tenants::issue_token(c, &credential, &t, now, expires, MAX_LIVE_TOKENS).await })
+        })
         .await;
     if let Err(e) = stored {
         return super::DocplannerError::from(e).into_response();
@@ -144,4 +184,25 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
             .to_string(),
     )
         .into_response()
+}
+
+/// Rows one sweep step deletes at most.
+const SWEEP_BATCH: i64 = 1000;
+
+/// Deletes every access token expired at "now", in bounded batches; answers
+/// how many went. Run by `POST /admin/run-due` and by the server's periodic
+/// sweep.
+pub async fn sweep_expired_tokens(state: &AppState) -> Result<u64, polyclinic_store::StoreError> {
+    let now = state.now();
+    let mut total = 0;
+    loop {
+        let n = state
+            .store
+            .write(move |c| Box::pin(async move { tenants::delete_expired_tokens(c, now, SWEEP_BATCH).await }))
+            .await?;
+        total += n;
+        if n < SWEEP_BATCH as u64 {
+            return Ok(total);
+        }
+    }
 }

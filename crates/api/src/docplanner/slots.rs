@@ -10,8 +10,9 @@ use super::address_services::address_service_json;
 use super::bookings::{booking_json, view_of};
 use super::catalog::{Located, locate};
 use super::{Body, Client, DocplannerError, format_time, ok, parse_time};
+use super::{Path, Query};
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -359,11 +360,16 @@ async fn clear_day(
     let at = locate(&state, &client, &f, &d, &a).await?;
     editable(&at)?;
     let tz = client.tenant.tz();
-    let invalid = || DocplannerError::bad_request("Invalid date given.");
+    // The operation documents 204, 403 and 404 only: a day that is not one
+    // is a 404, as the breaks list shows its unparsable date.
+    let invalid = || DocplannerError::new(StatusCode::NOT_FOUND, "Invalid date given.");
     let day: jiff::civil::Date = date.parse().map_err(|_| invalid())?;
     let start = day.to_zoned(tz.clone()).map_err(|_| invalid())?;
     let end = day.tomorrow().and_then(|t| t.to_zoned(tz.clone())).map_err(|_| invalid())?;
     let range = Interval { start: start.timestamp(), end: end.timestamp() };
+    if !polyclinic_core::clock::in_range(range.start) || !polyclinic_core::clock::in_range(range.end) {
+        return Err(invalid());
+    }
     let (tenant, address_id, now) = (client.tenant.id, at.address.id, state.now());
     state
         .store

@@ -1,13 +1,14 @@
 //! Appointment: create (with every participant rule of the spec), read,
 //! search (GET and POST `_search`) and PATCH (cancel, reschedule).
 
+use super::Path;
 use super::patients::{national_id, national_id_country, parse_names, parse_telecom};
 use super::search::{Page, SearchParams, bundle};
 use super::systems::*;
 use super::{Caller, EmbassyError, FhirJson, Prefer, fhir, respond};
 use crate::AppState;
 use crate::docplanner::realtime::{self, Proposal};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -45,9 +46,11 @@ fn unprocessable(code: &'static str, message: impl Into<String>) -> EmbassyError
     EmbassyError::unprocessable(code, message)
 }
 
-/// Parses a FHIR dateTime/instant with an offset.
+/// Parses a FHIR dateTime/instant with an offset, within the years 1900 to
+/// 9000 ([`polyclinic_core::clock::in_range`]): no duration or notice added to
+/// it can overflow.
 fn instant(v: &str) -> Option<Timestamp> {
-    v.parse::<Timestamp>().ok()
+    v.parse::<Timestamp>().ok().filter(|t| polyclinic_core::clock::in_range(*t))
 }
 
 // ---------------------------------------------------------------- output
@@ -1342,7 +1345,17 @@ async fn patch(
         state
             .store
             .write(move |c| Box::pin(async move { appointments::cancel(c, tenant, a.id, by, None, now).await }))
-            .await?
+            .await
+            .map_err(|e| match e {
+                // Cancelled (or finished) by a concurrent request since it was read.
+                StoreError::Core(CoreError::InvalidTransition { from, .. }) if from == "cancelled" => {
+                    unprocessable("AppointmentCancelled", "the appointment is already cancelled")
+                }
+                StoreError::Core(other @ CoreError::InvalidTransition { .. }) => {
+                    unprocessable("AppointmentCancelled", other.to_string())
+                }
+                other => other.into(),
+            })?
     } else {
         let (Some(s), Some(e)) = (start, end) else {
             return Err(unprocessable(
@@ -1403,6 +1416,13 @@ async fn patch(
             .map_err(|e| match e {
                 StoreError::Core(CoreError::SlotTaken { .. }) => {
                     unprocessable("ScheduleConflicts", "the new time conflicts with another appointment")
+                }
+                // Cancelled (or started) by a concurrent request since it was read.
+                StoreError::Core(CoreError::InvalidTransition { from, .. }) if from == "cancelled" => {
+                    unprocessable("AppointmentCancelled", "the appointment is already cancelled")
+                }
+                StoreError::Core(other @ CoreError::InvalidTransition { .. }) => {
+                    unprocessable("TooLateToUpdateAppointment", other.to_string())
                 }
                 other => other.into(),
             })?

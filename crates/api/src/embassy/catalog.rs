@@ -1,11 +1,12 @@
 //! HealthcareService, Practitioner and the reason-code CodeSystem of a
 //! healthcare service: read and search.
 
+use super::Path;
 use super::search::{Page, SearchParams, bundle, slice};
 use super::systems::*;
 use super::{Caller, EmbassyError, fhir};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};

@@ -1,11 +1,12 @@
 //! CommunicationRequest (a conversation) and Communication (a message in it).
 
+use super::Path;
 use super::appointments::{Lookup, PatientKey, find_patient, lookup, patient_key};
 use super::patients::{name_json, national_id, national_id_country, parse_names, parse_telecom};
 use super::systems::*;
 use super::{Caller, EmbassyError, FhirJson, Prefer, fhir, respond};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};

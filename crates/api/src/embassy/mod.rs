@@ -71,6 +71,18 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         )
         .into_response();
     }
+    let subjects: Vec<_> = crate::throttle::peer_of(&req).into_iter().collect();
+    if let Err(retry_after) = state.auth_locked(&subjects) {
+        let mut r = EmbassyError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            "TooManyRequests",
+            "too many requests with an invalid API key; try again later",
+        )
+        .into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        return r;
+    }
     let key = key.to_owned();
     let found = state
         .store
@@ -88,8 +100,11 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             req.extensions_mut().insert(Caller { tenant, credential });
             next.run(req).await
         }
-        Ok(None) => EmbassyError::new(StatusCode::FORBIDDEN, "forbidden", "InvalidApiKey", "the API key is not valid")
-            .into_response(),
+        Ok(None) => {
+            state.auth_failed(&subjects);
+            EmbassyError::new(StatusCode::FORBIDDEN, "forbidden", "InvalidApiKey", "the API key is not valid")
+                .into_response()
+        }
         Err(e) => EmbassyError::from(crate::error::ApiError::from(e)).into_response(),
     }
 }
@@ -214,6 +229,38 @@ pub fn patch_ops(body: &Value) -> Result<Vec<PatchOperation>, EmbassyError> {
             format!("only parameters named `operation` are supported, not `{name}`"),
         ),
     })
+}
+
+/// Path parameters, as `axum::extract::Path`; a segment that cannot be read
+/// (percent-encoded bytes that are not UTF-8) names no resource: 404
+/// `NotFound`, as an OperationOutcome.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = EmbassyError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(e) => Err(EmbassyError::not_found("NotFound", e.body_text())),
+        }
+    }
+}
+
+/// Query parameters, as `axum::extract::Query`; a query that does not fit
+/// (a parameter given twice) answers 400 `InvalidParameter`, as an
+/// OperationOutcome.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = EmbassyError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e) => Err(EmbassyError::invalid("InvalidParameter", e.body_text())),
+        }
+    }
 }
 
 /// An Embassy error: an OperationOutcome with the spec's error code.

@@ -1,10 +1,11 @@
 //! Patient: create, read, PATCH (name, phone, e-mail) and search.
 
+use super::Path;
 use super::search::{Page, SearchParams, bundle};
 use super::systems::*;
 use super::{Caller, EmbassyError, FhirJson, Prefer, fhir, respond};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};

@@ -88,8 +88,12 @@ pub struct Page {
 impl Page {
     /// `skip` (default 0) and `_count` (default and maximum 30; 0 answers only
     /// the total). Negative or non-numeric values answer `SkipMustBePositive` /
-    /// `CountMustBePositive`.
+    /// `CountMustBePositive`. With `_id`, "all other parameters will be
+    /// ignored" (the spec), paging included: the one match is always shown.
     pub fn parse(p: &SearchParams) -> Result<Page, EmbassyError> {
+        if p.get("_id").is_some() {
+            return Ok(Page { skip: 0, count: MAX_COUNT });
+        }
         let number = |name: &str, code: &'static str, default: i64| -> Result<i64, EmbassyError> {
             match p.get(name) {
                 None => Ok(default),
@@ -108,7 +112,8 @@ impl Page {
 /// `search.mode = match`, the `total`, and a `next` link when more remain.
 pub fn bundle(endpoint: &str, resources: Vec<Value>, total: i64, page: Page, params: &SearchParams) -> Value {
     let mut b = json!({"resourceType": "Bundle", "type": "searchset", "total": total});
-    let end = page.skip + page.count;
+    // Saturating: a `skip` near i64::MAX must not wrap into a bogus `next`.
+    let end = page.skip.saturating_add(page.count);
     if page.count > 0 && end < total {
         let query = params.to_query(&[("skip", end.to_string()), ("_count", page.count.to_string())]);
         b["link"] = json!([{"relation": "next", "url": format!("{endpoint}?{query}")}]);

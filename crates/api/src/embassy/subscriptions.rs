@@ -3,13 +3,16 @@
 
 use super::notify::{self, TOPICS, notification_bundle, status_resource, topic_resource};
 use super::{Caller, EmbassyError, FhirJson, fhir};
+use super::{Path, Query};
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use polyclinic_fhir::{operation_outcome, searchset};
+use polyclinic_store::deliveries;
+use polyclinic_store::seal::SecretKey;
 use polyclinic_store::subscriptions::{self, Subscription};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -58,8 +61,24 @@ async fn get_topic(State(state): State<AppState>, Path(id): Path<String>) -> Res
     Ok(fhir(StatusCode::OK, topic))
 }
 
-/// The Subscription resource as Embassy shows it.
-pub fn resource(s: &Subscription) -> Value {
+/// `channel.header` as the API key that set it sees it: `Key=Value` lines,
+/// the sealed values opened under `key`. A value that cannot be opened (the
+/// server key changed) shows as `***`.
+fn header_lines(s: &Subscription, key: &SecretKey) -> Vec<String> {
+    s.headers
+        .iter()
+        .map(|(k, v)| match deliveries::open_header(key, v) {
+            Ok(clear) => format!("{k}={clear}"),
+            Err(e) => {
+                tracing::warn!(subscription = s.id, header = %k, error = %e, "a sealed channel header could not be opened");
+                format!("{k}=***")
+            }
+        })
+        .collect()
+}
+
+/// The Subscription resource as Embassy shows it (to the API key that owns it).
+pub fn resource(s: &Subscription, key: &SecretKey) -> Value {
     let mut channel = json!({
         "extension": [{"url": HEARTBEAT_EXT, "valueUnsignedInt": s.heartbeat_seconds}],
         "type": s.channel_type,
@@ -67,8 +86,8 @@ pub fn resource(s: &Subscription) -> Value {
         "payload": s.payload,
         "_payload": {"extension": [{"url": PAYLOAD_CONTENT_EXT, "valueCode": "id-only"}]},
     });
-    if !s.header_lines.is_empty() {
-        channel["header"] = json!(s.header_lines);
+    if !s.headers.is_empty() {
+        channel["header"] = json!(header_lines(s, key));
     }
     let mut r = json!({"resourceType": "Subscription", "id": s.id.to_string(), "status": s.status});
     r["reason"] = json!(s.reason.clone().unwrap_or_default());
@@ -86,7 +105,6 @@ struct Draft {
     channel_type: String,
     endpoint: String,
     payload: String,
-    header_lines: Vec<String>,
     headers: Vec<(String, String)>,
     criteria: String,
     reason: Option<String>,
@@ -138,7 +156,7 @@ fn parse_draft(state: &AppState, body: &Value) -> Result<Draft, EmbassyError> {
             format!("payload `{payload}` is not supported; use application/fhir+json or application/fhir+xml"),
         ));
     }
-    let Headers { lines: header_lines, pairs: headers } = parse_headers(channel.get("header"))?;
+    let headers = parse_headers(channel.get("header"))?;
     let criteria = body.get("criteria").and_then(Value::as_str).unwrap_or("").trim().to_owned();
     let last = criteria.trim_end_matches('/').rsplit('/').next().unwrap_or("");
     let topic: i64 = last.parse().map_err(|_| {
@@ -163,7 +181,6 @@ fn parse_draft(state: &AppState, body: &Value) -> Result<Draft, EmbassyError> {
         channel_type: channel_type.to_owned(),
         endpoint,
         payload: if payload.contains("xml") { "application/fhir+xml".into() } else { "application/fhir+json".into() },
-        header_lines,
         headers,
         criteria,
         reason,
@@ -223,14 +240,23 @@ fn check_endpoint(state: &AppState, channel_type: &str, endpoint: &str) -> Resul
     Ok(())
 }
 
-/// `channel.header` lines as given, and as header pairs.
-struct Headers {
-    lines: Vec<String>,
-    pairs: Vec<(String, String)>,
+/// Refuses a rest-hook endpoint whose host is (or resolves to) an internal
+/// address, unless the operator allows it (see `polyclinic_delivery::targets`).
+async fn check_target(state: &AppState, s: &Subscription) -> Result<(), EmbassyError> {
+    if s.channel_type != "rest-hook" {
+        return Ok(());
+    }
+    state.engine.senders().targets.check_url(&s.endpoint).await.map_err(|refused| {
+        EmbassyError::unprocessable(
+            "ChannelEndpointInvalid",
+            format!("the endpoint `{}` is invalid: {refused}", s.endpoint),
+        )
+    })
 }
 
-fn parse_headers(header: Option<&Value>) -> Result<Headers, EmbassyError> {
-    let Some(value) = header else { return Ok(Headers { lines: Vec::new(), pairs: Vec::new() }) };
+/// `channel.header` lines as (name, value) pairs, values in clear.
+fn parse_headers(header: Option<&Value>) -> Result<Vec<(String, String)>, EmbassyError> {
+    let Some(value) = header else { return Ok(Vec::new()) };
     let lines: Vec<&str> = match value {
         Value::Array(items) => items
             .iter()
@@ -265,7 +291,7 @@ fn parse_headers(header: Option<&Value>) -> Result<Headers, EmbassyError> {
         }
         parsed.push((k.to_owned(), v.to_owned()));
     }
-    Ok(Headers { lines: lines.iter().map(|l| (*l).to_owned()).collect(), pairs: parsed })
+    Ok(parsed)
 }
 
 /// POSTs a handshake to a rest-hook subscription's endpoint; answers whether
@@ -289,6 +315,7 @@ async fn create(
 ) -> Result<Response, EmbassyError> {
     let draft = parse_draft(&state, &body)?;
     let now = state.now();
+    let key = state.store.secret_key().clone();
     let s = Subscription {
         id: 0,
         credential_id: caller.credential.id,
@@ -298,8 +325,8 @@ async fn create(
         channel_type: draft.channel_type,
         endpoint: draft.endpoint,
         payload: draft.payload,
-        header_lines: draft.header_lines,
-        headers: draft.headers,
+        // Sealed at rest and in every delivery; the engine opens them to send.
+        headers: draft.headers.into_iter().map(|(k, v)| (k, deliveries::sealed_header(&key, &v))).collect(),
         criteria: draft.criteria,
         heartbeat_seconds: draft.heartbeat_seconds,
         events_since_start: 0,
@@ -307,6 +334,7 @@ async fn create(
         last_sent_at: now,
         created_at: now,
     };
+    check_target(&state, &s).await?;
     let tenant = caller.tenant.id;
     let created =
         state.store.write(move |c| Box::pin(async move { subscriptions::create(c, tenant, s).await })).await.map_err(
@@ -339,7 +367,7 @@ async fn create(
     let mut active = created;
     active.status = "active".into();
     let location = format!("{}/Subscription/{}", base(&state), id);
-    let mut response = fhir(StatusCode::CREATED, resource(&active));
+    let mut response = fhir(StatusCode::CREATED, resource(&active, &key));
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);
     }
@@ -375,7 +403,7 @@ async fn read(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, EmbassyError> {
-    Ok(fhir(StatusCode::OK, resource(&load(&state, &caller, &id).await?)))
+    Ok(fhir(StatusCode::OK, resource(&load(&state, &caller, &id).await?, state.store.secret_key())))
 }
 
 async fn list_all(state: &AppState, caller: &Caller) -> Result<Vec<Subscription>, EmbassyError> {
@@ -389,7 +417,7 @@ async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller
     Ok(fhir(
         StatusCode::OK,
         searchset(
-            all.iter().map(resource).collect(),
+            all.iter().map(|s| resource(s, state.store.secret_key())).collect(),
             Some(n),
             vec![("self", format!("{}/Subscription", base(&state)))],
         ),
@@ -531,6 +559,9 @@ async fn patch(
         target = Some(value.to_owned());
     }
     let target = target.unwrap_or_else(|| s.status.clone());
+    if target == "active" && s.status != "active" {
+        check_target(&state, &s).await?;
+    }
     if target == "active" && s.status != "active" && !handshake(&state, &caller, &s).await? {
         return Err(EmbassyError::unprocessable(
             "SubscriptionHandshakeFailed",
@@ -546,5 +577,5 @@ async fn patch(
         s.error_count = 0;
     }
     s.status = target;
-    Ok(fhir(StatusCode::OK, resource(&s)))
+    Ok(fhir(StatusCode::OK, resource(&s, state.store.secret_key())))
 }

@@ -1149,7 +1149,64 @@ async fn guests_need_what_their_countrys_sign_in_needs(engine: Engine) {
     ctx.app.stop().await;
 }
 
+/// "All other parameters will be ignored if this exists": paging, filters of
+/// another service, and malformed values alike, by GET and by POST `_search`.
+async fn id_search_ignores_every_other_parameter(engine: Engine) {
+    let ctx = setup(engine).await;
+    let app = &ctx.app;
+    let patient = create_patient(app, &patient_body("Eva", "Holm", Some("198001011231"), None, None)).await;
+    let r = send(
+        app,
+        Method::POST,
+        "/Appointment",
+        &appointment(&ctx, "2030-03-05T09:00:00+01:00", "2030-03-05T09:15:00+01:00", "198001011231"),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let appointment_id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let services = get(app, "/HealthcareService").await;
+    let other_service = services["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+        .find(|id| *id != ctx.gp)
+        .unwrap();
+    let patient_id = patient["id"].as_str().unwrap().to_owned();
+    let noise = [
+        ("skip", "5".to_owned()),
+        ("_count", "0".to_owned()),
+        ("healthcareServiceId", other_service.clone()),
+        ("start", "2031-01-01T00:00:00Z".to_owned()),
+        ("end", "2030-01-01T00:00:00Z".to_owned()),
+        ("hasCommunicationPrivileges", "maybe".to_owned()),
+        ("identifier", "urn:unknown|nobody".to_owned()),
+    ];
+    for (resource, id) in [
+        ("Appointment", appointment_id.as_str()),
+        ("Patient", patient_id.as_str()),
+        ("Practitioner", ctx.ann.as_str()),
+        ("HealthcareService", ctx.gp.as_str()),
+    ] {
+        for extra in std::iter::once(None).chain(noise.iter().map(Some)).chain([Some(&("skip", "-1".to_owned()))]) {
+            let mut params: Vec<(&str, String)> = vec![("_id", id.to_owned())];
+            params.extend(extra.cloned());
+            let by_get = app.embassy(Method::GET, &format!("/{resource}")).query(&params).send().await.unwrap();
+            let by_post =
+                app.embassy(Method::POST, &format!("/{resource}/_search")).form(&params).send().await.unwrap();
+            for (how, r) in [("GET", by_get), ("POST _search", by_post)] {
+                assert_eq!(r.status(), 200, "{how} {resource} {params:?}");
+                let b: Value = r.json().await.unwrap();
+                assert_eq!(b["total"], 1, "{how} {resource} {params:?}: {b}");
+                assert_eq!(b["entry"][0]["resource"]["id"], id, "{how} {resource} {params:?}: {b}");
+                assert!(b.get("link").is_none(), "no next page: {b}");
+            }
+        }
+    }
+}
+
 on_both_engines!(
+    id_search_ignores_every_other_parameter,
     representatives_are_kept_and_refused_bookings_write_nothing,
     guests_need_what_their_countrys_sign_in_needs,
     catalog_reads_and_searches,

@@ -123,6 +123,11 @@ pub struct Spawn {
     /// Docplanner rate limits; default: off, so that suites writing more than
     /// 40 times within one frozen test-clock minute are not throttled.
     pub docplanner_limits: Option<polyclinic::config::DocplannerLimits>,
+    /// `--delivery-allow-private`; default: the server's (on under the test
+    /// clock, so receivers on 127.0.0.1 work).
+    pub allow_private: Option<bool>,
+    /// `--delivery-allow-hosts`.
+    pub allow_hosts: Vec<String>,
 }
 
 /// Starts a server with the test clock on a fresh database.
@@ -140,6 +145,12 @@ pub async fn spawn_app_with(engine: Engine, opts: Spawn) -> TestApp {
     config.test_clock = opts.test_clock;
     if let Some(d) = opts.delivery {
         config.delivery = d;
+    }
+    if opts.allow_private.is_some() {
+        config.delivery.allow_private = opts.allow_private;
+    }
+    if !opts.allow_hosts.is_empty() {
+        config.delivery.allow_hosts = opts.allow_hosts;
     }
     config.docplanner_limits = opts.docplanner_limits.unwrap_or(polyclinic::config::DocplannerLimits::OFF);
     config.admin_token = Some("test-admin-token".into());

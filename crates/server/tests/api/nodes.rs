@@ -35,6 +35,8 @@ impl Node {
                 KEY,
             ])
             .args(["--log-format", "json", "--delivery-timeout-seconds", "1", "--delivery-lease-seconds", "6"])
+            // The receiver listens on 127.0.0.1, and there is no test clock here.
+            .arg("--delivery-allow-private")
             .env("POLYCLINIC_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
