@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-pub use polyclinic_api::docplanner::ratelimit::Limits as DocplannerLimits;
+pub use polyclinic_docplanner::ratelimit::Limits as DocplannerLimits;
 pub use polyclinic_store::Synchronous;
 use serde::Deserialize;
 use std::path::PathBuf;

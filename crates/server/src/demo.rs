@@ -31,5 +31,5 @@ pub fn curl_lines(base: &str) -> Vec<(&'static str, String)> {
         ("solo", format!("curl -s -H 'Api-Key: demo-solo-key-acme' '{base}/qapi/v1/waiting-rooms'")),
         ("fhir", format!("curl -s -H 'Authorization: Bearer demo-fhir-token-acme' '{base}/fhir/metadata'")),
     ];
-    all.into_iter().filter(|(name, _)| polyclinic_api::MOUNTED_DIALECTS.iter().any(|d| d.as_str() == *name)).collect()
+    all.into_iter().filter(|(name, _)| crate::MOUNTED_DIALECTS.iter().any(|d| d.as_str() == *name)).collect()
 }

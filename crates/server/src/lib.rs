@@ -2,18 +2,20 @@
 //! loop. `main.rs` only parses the command line; tests and benchmarks start
 //! the same [`Application`] on `127.0.0.1:0`.
 
+pub mod app;
 pub mod config;
 pub mod demo;
 
 use anyhow::Context;
-use polyclinic_api::{AppState, Clock, SystemClock, TestClock, app};
 use polyclinic_delivery::{Engine, EngineConfig, ReqwestSender, Router, Senders, SmsGateway, TargetPolicy};
+use polyclinic_http::{AppState, Clock, SystemClock, TestClock};
 use polyclinic_store::seal::SecretKey;
 use polyclinic_store::{Store, StoreOptions};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+pub use app::{MOUNTED_DIALECTS, Routing, app};
 pub use config::{Config, LogFormat};
 
 /// Caps glibc's malloc arenas at one per core, unless `MALLOC_ARENA_MAX` says
@@ -44,6 +46,7 @@ const TOKEN_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    routing: Routing,
     admin_token: String,
     admin_token_generated: bool,
 }
@@ -95,8 +98,8 @@ impl Application {
             senders.sms = Arc::new(SmsGateway { url: url.clone(), http });
         }
         let routers: Vec<Arc<dyn Router>> = vec![
-            Arc::new(polyclinic_api::embassy::notify::SubscriptionRouter { base: format!("{public_url}/embassy") }),
-            Arc::new(polyclinic_api::docplanner::notifications::NotificationRouter::new(store.secret_key().clone())),
+            Arc::new(polyclinic_embassy::notify::SubscriptionRouter { base: format!("{public_url}/embassy") }),
+            Arc::new(polyclinic_docplanner::notifications::NotificationRouter::new(store.secret_key().clone())),
         ];
         let engine_config = EngineConfig {
             max_attempts: d.max_attempts,
@@ -108,13 +111,20 @@ impl Application {
         let engine = Arc::new(Engine::new(store.clone(), clock.clone(), routers, senders, engine_config));
         let mut state = AppState::new(store, clock, test_clock, &admin_token, engine, &public_url, local.port());
         state.heartbeat_seconds = d.heartbeat_seconds;
-        state.docplanner_limits = polyclinic_api::docplanner::ratelimit::RateLimiter::new(config.docplanner_limits);
+        // The gates every booking of every dialect passes before it lands.
+        let approvals = polyclinic_docplanner::realtime::RealtimeApprovals {
+            store: state.store.clone(),
+            clock: state.clock.clone(),
+            engine: state.engine.clone(),
+        };
+        state.gates = polyclinic_scheduling::Gates::new(vec![Arc::new(approvals)]);
+        let routing = Routing { docplanner_limits: config.docplanner_limits };
         if config.demo {
-            polyclinic_api::admin::apply_seed(&state, demo::seed_doc()?)
+            polyclinic_admin::apply_seed(&state, demo::seed_doc()?)
                 .await
                 .map_err(|e| anyhow::anyhow!("loading the demo seed: {}", e.message))?;
         }
-        Ok(Application { listener, state, admin_token, admin_token_generated })
+        Ok(Application { listener, state, routing, admin_token, admin_token_generated })
     }
 
     /// The bound port (useful with port 0).
@@ -160,7 +170,7 @@ impl Application {
             loop {
                 tokio::select! {
                     _ = every.tick() => {
-                        if let Err(e) = polyclinic_api::docplanner::oauth::sweep_expired_tokens(&sweep_state).await {
+                        if let Err(e) = polyclinic_http::maintenance::sweep_expired_tokens(&sweep_state).await {
                             tracing::warn!(error = %e, "deleting expired access tokens failed; retried at the next sweep");
                         }
                     }
@@ -168,7 +178,7 @@ impl Application {
                 }
             }
         });
-        let router = app(self.state);
+        let router = app(self.state, self.routing);
         // Connection info gives handlers the peer address (failed
         // authentications are throttled per address).
         let served = axum::serve(self.listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())

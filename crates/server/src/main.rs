@@ -35,7 +35,7 @@ async fn run() -> anyhow::Result<()> {
             let doc = serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
             let app = Application::build(&Config { listen: "127.0.0.1:0".into(), ..config }).await?;
             let result =
-                polyclinic_api::admin::apply_seed(app.state(), doc).await.map_err(|e| anyhow::anyhow!(e.message))?;
+                polyclinic_admin::apply_seed(app.state(), doc).await.map_err(|e| anyhow::anyhow!(e.message))?;
             app.state().store.close().await;
             println!("{}", serde_json::to_string_pretty(&result)?);
             Ok(())

@@ -69,7 +69,7 @@ fn the_demo_prints_only_commands_that_work() {
     let text = seen.join("\n");
     assert!(text.contains("admin token (generated"), "a generated admin token is printed once: {text}");
     let printed: Vec<&str> = text.lines().filter(|l| l.contains("curl ")).collect();
-    for dialect in polyclinic_api::MOUNTED_DIALECTS.iter().map(|d| d.as_str()).chain(["admin"]) {
+    for dialect in polyclinic::MOUNTED_DIALECTS.iter().map(|d| d.as_str()).chain(["admin"]) {
         assert!(printed.iter().any(|l| l.trim_start().starts_with(dialect)), "{dialect} line in {text}");
     }
     // Every printed line works as pasted into a shell: the real curl, a 2xx.

@@ -4,7 +4,6 @@ use super::Path;
 use super::search::{Page, SearchParams, bundle};
 use super::systems::*;
 use super::{Caller, EmbassyError, FhirJson, Prefer, fhir, respond};
-use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -17,6 +16,7 @@ use polyclinic_core::patient::{
 use polyclinic_core::tenant::Tenant;
 use polyclinic_core::text::{Email, Phone, parse_swedish_national_id};
 use polyclinic_core::{CoreError, PatientId};
+use polyclinic_http::AppState;
 use polyclinic_store::{StoreError, patients};
 use serde_json::{Value, json};
 

@@ -5,7 +5,6 @@ use super::Path;
 use super::search::{Page, SearchParams, bundle, slice};
 use super::systems::*;
 use super::{Caller, EmbassyError, fhir};
-use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -13,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use polyclinic_core::practitioner::Practitioner;
 use polyclinic_core::service::HealthcareService;
+use polyclinic_http::AppState;
 use polyclinic_store::catalog::{self, Table};
 use serde_json::{Value, json};
 

@@ -8,7 +8,6 @@
 use super::Path;
 use super::catalog::{address_json, locate};
 use super::{Body, Client, DocplannerError, address_path, calendar, created, no_content, ok, parse_time, scopes};
-use crate::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +20,7 @@ use polyclinic_core::facility::{
 use polyclinic_core::schedule::Interval;
 use polyclinic_core::service::Price;
 use polyclinic_core::{AddressId, AddressServiceId, CoreError, InsurancePlanId, InsuranceProviderId, ServiceId};
+use polyclinic_http::AppState;
 use polyclinic_store::catalog::{self, SHARED, Table};
 use polyclinic_store::{Conn, StoreError, StoreResult, work_periods};
 use serde::{Deserialize, Deserializer};

@@ -12,7 +12,6 @@
 use super::Path;
 use super::catalog::{Located, locate};
 use super::{Body, Client, DocplannerError, address_path, created, format_time, no_content, ok, parse_time};
-use crate::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +22,7 @@ use polyclinic_core::facility::Address;
 use polyclinic_core::schedule::{CalendarBreak, Interval};
 use polyclinic_core::text::{MAX_TEXT, check_len};
 use polyclinic_core::{AddressId, CalendarBreakId, FacilityId, PractitionerId, TenantId};
+use polyclinic_http::AppState;
 use polyclinic_store::catalog;
 use polyclinic_store::{Conn, StoreResult, breaks};
 use serde::Deserialize;

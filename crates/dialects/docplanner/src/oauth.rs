@@ -7,16 +7,16 @@
 //! A client holds at most [`MAX_LIVE_TOKENS`] live tokens: a new one expires
 //! the oldest. Expired tokens are deleted when their client asks for a new
 //! one, and by the scheduled sweep. Wrong secrets are throttled per client id
-//! and per remote address ([`crate::throttle`]): past the limit, 429
+//! and per remote address ([`polyclinic_http::throttle`]): past the limit, 429
 //! `temporarily_unavailable` with `Retry-After`.
 
-use crate::AppState;
-use crate::throttle::Subject;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use polyclinic_core::tenant::Dialect;
+use polyclinic_http::AppState;
+use polyclinic_http::throttle::Subject;
 use polyclinic_store::tenants;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -69,8 +69,9 @@ async fn form_fields(headers: &HeaderMap, body: Bytes) -> Result<HashMap<String,
 /// writes; file parts and unknown fields are read and ignored by the caller).
 async fn multipart_fields(content_type: &str, body: Bytes) -> Result<HashMap<String, String>, &'static str> {
     let boundary = multer::parse_boundary(content_type).map_err(|_| "The multipart boundary is missing.")?;
-    let constraints = multer::Constraints::new()
-        .size_limit(multer::SizeLimit::new().whole_stream(crate::MAX_BODY_BYTES as u64).per_field(MAX_FIELD_BYTES));
+    let constraints = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new().whole_stream(polyclinic_http::MAX_BODY_BYTES as u64).per_field(MAX_FIELD_BYTES),
+    );
     let stream = futures_util::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(body) });
     let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
     let mut out = HashMap::new();
@@ -135,7 +136,7 @@ pub async fn token(
         return error(StatusCode::BAD_REQUEST, "invalid_client", "The client credentials are missing.");
     };
     let mut subjects = vec![Subject::Client(client_id.clone())];
-    subjects.extend(crate::throttle::peer_in(&extensions));
+    subjects.extend(polyclinic_http::throttle::peer_in(&extensions));
     if let Err(retry_after) = state.auth_locked(&subjects) {
         let mut r = error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -184,25 +185,4 @@ pub async fn token(
             .to_string(),
     )
         .into_response()
-}
-
-/// Rows one sweep step deletes at most.
-const SWEEP_BATCH: i64 = 1000;
-
-/// Deletes every access token expired at "now", in bounded batches; answers
-/// how many went. Run by `POST /admin/run-due` and by the server's periodic
-/// sweep.
-pub async fn sweep_expired_tokens(state: &AppState) -> Result<u64, polyclinic_store::StoreError> {
-    let now = state.now();
-    let mut total = 0;
-    loop {
-        let n = state
-            .store
-            .write(move |c| Box::pin(async move { tenants::delete_expired_tokens(c, now, SWEEP_BATCH).await }))
-            .await?;
-        total += n;
-        if n < SWEEP_BATCH as u64 {
-            return Ok(total);
-        }
-    }
 }

@@ -25,7 +25,6 @@ pub mod ratelimit;
 pub mod realtime;
 pub mod slots;
 
-use crate::AppState;
 use axum::Router;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -34,6 +33,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use polyclinic_core::tenant::{Credential, Tenant};
+use polyclinic_http::AppState;
 use polyclinic_store::tenants::{self, TokenProblem};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -43,8 +43,9 @@ pub const CONTENT_TYPE: &str = "application/vnd.docplanner+json; charset=UTF-8";
 /// Error media type.
 pub const ERROR_CONTENT_TYPE: &str = "application/vnd.error+docplanner+json";
 
-/// The API routes (mounted under `/api/v3/integration`).
-pub fn router(state: AppState) -> Router<AppState> {
+/// The API routes (mounted under `/api/v3/integration`), limited per client
+/// by `limits`.
+pub fn router(state: AppState, limits: ratelimit::Limits) -> Router<AppState> {
     Router::new()
         .merge(catalog::routes())
         .merge(address_services::routes())
@@ -57,7 +58,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             DocplannerError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
         })
         // Layers run outside in: authentication first, then the client's rate limits.
-        .layer(middleware::from_fn_with_state(state.clone(), ratelimit::limit))
+        .layer(middleware::from_fn_with_state((state.clone(), ratelimit::RateLimiter::new(limits)), ratelimit::limit))
         .layer(middleware::from_fn_with_state(state, authenticate))
 }
 
@@ -85,7 +86,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return oauth::error(StatusCode::UNAUTHORIZED, "access_denied", "OAuth2 authentication required");
     };
-    let subjects: Vec<_> = crate::throttle::peer_of(&req).into_iter().collect();
+    let subjects: Vec<_> = polyclinic_http::throttle::peer_of(&req).into_iter().collect();
     if let Err(retry_after) = state.auth_locked(&subjects) {
         return too_many_failures(retry_after);
     }
@@ -126,7 +127,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
 }
 
 /// 429 in the Docplanner shape, for a caller locked out by
-/// [`crate::throttle`] after too many failed authentications.
+/// [`polyclinic_http::throttle`] after too many failed authentications.
 pub fn too_many_failures(retry_after: i64) -> Response {
     let mut r = DocplannerError::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests").into_response();
     r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after));
@@ -340,7 +341,7 @@ impl From<polyclinic_store::StoreError> for DocplannerError {
         match e {
             polyclinic_store::StoreError::Core(core) => core.into(),
             other => {
-                let api = crate::error::ApiError::from(other);
+                let api = polyclinic_http::error::ApiError::from(other);
                 DocplannerError::new(api.status, api.message)
             }
         }
@@ -355,7 +356,7 @@ impl From<polyclinic_core::CoreError> for DocplannerError {
             CoreError::PolicyViolation(m) => DocplannerError::bad_request(m),
             CoreError::NotFound { .. } => DocplannerError::not_found(),
             other => {
-                let api = crate::error::ApiError::from(polyclinic_store::StoreError::Core(other));
+                let api = polyclinic_http::error::ApiError::from(polyclinic_store::StoreError::Core(other));
                 DocplannerError::new(api.status, api.message)
             }
         }

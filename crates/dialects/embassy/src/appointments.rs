@@ -6,8 +6,6 @@ use super::patients::{national_id, national_id_country, parse_names, parse_telec
 use super::search::{Page, SearchParams, bundle};
 use super::systems::*;
 use super::{Caller, EmbassyError, FhirJson, Prefer, fhir, respond};
-use crate::AppState;
-use crate::docplanner::realtime::{self, Proposal};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -29,6 +27,8 @@ use polyclinic_core::status::AppointmentStatus;
 use polyclinic_core::tenant::{Dialect, Tenant};
 use polyclinic_core::text::{Email, Phone};
 use polyclinic_core::{AppointmentId, CoreError, HealthcareServiceId, PatientId, PractitionerId};
+use polyclinic_http::AppState;
+use polyclinic_scheduling::Proposal;
 use polyclinic_store::appointments::{self, Search};
 use polyclinic_store::catalog::{self, Table};
 use polyclinic_store::{StoreError, patients};
@@ -1038,9 +1038,10 @@ async fn create(
             patient: patient.as_ref(),
             comment: a.description.as_deref(),
             by: ActorKind::Integration,
+            through: Dialect::Embassy,
             moving: None,
         };
-        if !realtime::approve(&state, &caller.tenant, proposal).await? {
+        if !state.gates.approve(&caller.tenant, &proposal).await? {
             return Err(unprocessable(
                 "AllPractionersAreNotAvailable",
                 "the calendar's owner declined a booking at that time",
@@ -1402,9 +1403,10 @@ async fn patch(
                     patient: patient.as_ref(),
                     comment: a.description.as_deref(),
                     by: ActorKind::Integration,
+                    through: Dialect::Embassy,
                     moving: Some(&a),
                 };
-                if !realtime::approve(&state, &caller.tenant, proposal).await? {
+                if !state.gates.approve(&caller.tenant, &proposal).await? {
                     return Err(unprocessable("ScheduleConflicts", "the calendar's owner declined the new time"));
                 }
             }

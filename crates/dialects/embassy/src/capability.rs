@@ -2,10 +2,10 @@
 //! interactions and search parameters this dialect serves, and is public (no
 //! API key), as FHIR servers' metadata is.
 
-use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use polyclinic_http::AppState;
 use serde_json::{Value, json};
 
 fn resource(kind: &str, interactions: &[&str], params: &[(&str, &str, &str)], operations: &[&str]) -> Value {

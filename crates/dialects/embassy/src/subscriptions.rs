@@ -4,13 +4,13 @@
 use super::notify::{self, TOPICS, notification_bundle, status_resource, topic_resource};
 use super::{Caller, EmbassyError, FhirJson, fhir};
 use super::{Path, Query};
-use crate::AppState;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use polyclinic_fhir::{operation_outcome, searchset};
+use polyclinic_http::AppState;
 use polyclinic_store::deliveries;
 use polyclinic_store::seal::SecretKey;
 use polyclinic_store::subscriptions::{self, Subscription};

@@ -7,32 +7,45 @@
 //!
 //! Bookings made through the Docplanner API itself are not put to approval:
 //! their maker is the integration that would approve them.
+//!
+//! [`RealtimeApprovals`] is a [`BookingGate`]: the server registers it at
+//! start, and every other dialect's bookings and moves pass it through the
+//! scheduling layer without knowing Docplanner.
 
 use super::bookings::{patient_json, view_of, visit_booking_json};
 use super::catalog::{address_json, doctor_ref, facility_json};
 use super::format_time;
 use super::notifications::{push_headers, signature};
-use crate::AppState;
+use futures_util::future::BoxFuture;
 use jiff::Timestamp;
-use polyclinic_core::appointment::{ActorKind, Appointment};
+use polyclinic_core::clock::Clock;
 use polyclinic_core::facility::Address;
-use polyclinic_core::patient::Patient;
-use polyclinic_core::schedule::Interval;
+use polyclinic_core::tenant::Dialect;
 use polyclinic_core::tenant::{Credential, Tenant};
+use polyclinic_delivery::Engine;
+use polyclinic_scheduling::{BookingGate, Proposal};
+use polyclinic_store::Store;
 use polyclinic_store::deliveries::{Channel, NewDelivery};
 use polyclinic_store::{StoreResult, catalog, docplanner_queue};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
-/// What is about to happen at an address.
-pub struct Proposal<'a> {
-    pub address: &'a Address,
-    pub interval: Interval,
-    pub patient: Option<&'a Patient>,
-    pub comment: Option<&'a str>,
-    /// Who is booking (`booking_by`).
-    pub by: ActorKind,
-    /// The booking being moved (`booking-moving`); `None` for a new booking.
-    pub moving: Option<&'a Appointment>,
+/// The real-time approval gate of the Docplanner clients.
+pub struct RealtimeApprovals {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub engine: Arc<Engine>,
+}
+
+impl BookingGate for RealtimeApprovals {
+    fn approve<'a>(&'a self, tenant: &'a Tenant, proposal: &'a Proposal<'a>) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            if proposal.through == Dialect::Docplanner {
+                return Ok(true);
+            }
+            approve(self, tenant, proposal).await
+        })
+    }
 }
 
 /// The clients that approve bookings at `address` in real time.
@@ -67,7 +80,7 @@ fn request_json(p: &Proposal<'_>, tz: &jiff::tz::TimeZone, now: Timestamp, signa
 
 /// Asks the real-time clients of the address; answers whether all approve
 /// (true at once when none asked for approvals).
-pub async fn approve(state: &AppState, tenant: &Tenant, p: Proposal<'_>) -> StoreResult<bool> {
+async fn approve(state: &RealtimeApprovals, tenant: &Tenant, p: &Proposal<'_>) -> StoreResult<bool> {
     let (tid, address) = (tenant.id, p.address.clone());
     let moving = p.moving.cloned();
     let secret = state.store.secret_key().clone();
@@ -95,7 +108,7 @@ pub async fn approve(state: &AppState, tenant: &Tenant, p: Proposal<'_>) -> Stor
         .await?;
     let Some((approvers, headers, Some(facility), Some(doctor), moving)) = found else { return Ok(true) };
     let tz = tenant.tz();
-    let now = state.now();
+    let now = state.clock.now();
     let sig = signature();
     let mut data = serde_json::Map::new();
     data.insert("facility".into(), facility_json(&facility));
@@ -104,11 +117,11 @@ pub async fn approve(state: &AppState, tenant: &Tenant, p: Proposal<'_>) -> Stor
     let name = match &moving {
         Some(view) => {
             data.insert("canceling_booking".into(), visit_booking_json(view, &tz, &sig));
-            data.insert("creating_booking".into(), request_json(&p, &tz, now, &sig));
+            data.insert("creating_booking".into(), request_json(p, &tz, now, &sig));
             "booking-moving"
         }
         None => {
-            data.insert("visit_booking_request".into(), request_json(&p, &tz, now, &sig));
+            data.insert("visit_booking_request".into(), request_json(p, &tz, now, &sig));
             "slot-booking"
         }
     };

@@ -14,12 +14,12 @@
 //! Counting in the database would turn every GET into a write.
 
 use super::{Client, DocplannerError, format_time};
-use crate::AppState;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
+use polyclinic_http::AppState;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -124,13 +124,13 @@ fn bucket_of(method: &Method) -> Bucket {
 }
 
 /// The middleware: runs after authentication (it needs the [`Client`]).
-pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn limit(State((state, limiter)): State<(AppState, RateLimiter)>, req: Request, next: Next) -> Response {
     let Some((credential, tz)) = req.extensions().get::<Client>().map(|c| (c.credential.id.get(), c.tenant.tz()))
     else {
         return next.run(req).await;
     };
     let now = state.now();
-    let Some(d) = state.docplanner_limits.take(credential, bucket_of(req.method()), now.as_second()) else {
+    let Some(d) = limiter.take(credential, bucket_of(req.method()), now.as_second()) else {
         return next.run(req).await;
     };
     let mut response = if d.allowed {

@@ -2,7 +2,6 @@
 
 use super::Path;
 use super::{Client, DocplannerError, address_path, doctor_path, facility_path, link, ok, scopes};
-use crate::AppState;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
@@ -10,6 +9,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use polyclinic_core::facility::{Address, DEFAULT_COMMERCIAL_TYPE, Facility, InsuranceSupport};
 use polyclinic_core::practitioner::Practitioner;
+use polyclinic_http::AppState;
 use polyclinic_store::catalog::{self, Table};
 use serde_json::{Value, json};
 

@@ -8,7 +8,6 @@ use super::slots::{
 };
 use super::{Body, Client, DocplannerError, address_path, created, format_time, no_content, ok, parse_time, scopes};
 use super::{Path, Query};
-use crate::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +21,7 @@ use polyclinic_core::schedule::Interval;
 use polyclinic_core::status::AppointmentStatus;
 use polyclinic_core::tenant::Dialect;
 use polyclinic_core::{AppointmentId, TenantId};
+use polyclinic_http::AppState;
 use polyclinic_store::appointments::Search;
 use polyclinic_store::catalog::{self, Table};
 use polyclinic_store::{Conn, StoreError, StoreResult, appointments, patients};

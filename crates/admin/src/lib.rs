@@ -2,8 +2,6 @@
 //! run-due, messages, deliveries, and the web UI. Every route but the UI page
 //! needs `Authorization: Bearer <admin token>`.
 
-use crate::AppState;
-use crate::error::{ApiError, Json};
 use axum::Router;
 use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
@@ -11,17 +9,14 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use jiff::Timestamp;
+use polyclinic_http::AppState;
+use polyclinic_http::error::{ApiError, Json};
+use polyclinic_http::hash_token;
 use polyclinic_store::seed::{self, SeedDoc, SeedResult};
 use polyclinic_store::tenants;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-
-/// SHA-256 of the admin token.
-pub fn hash_token(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
 
 /// The admin routes (mounted under `/admin`).
 pub fn router(state: AppState) -> Router<AppState> {
@@ -37,7 +32,7 @@ pub fn router(state: AppState) -> Router<AppState> {
 }
 
 async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let subjects: Vec<_> = crate::throttle::peer_of(&req).into_iter().collect();
+    let subjects: Vec<_> = polyclinic_http::throttle::peer_of(&req).into_iter().collect();
     if let Err(retry_after) = state.auth_locked(&subjects) {
         let mut r = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -152,7 +147,7 @@ async fn run_due(State(state): State<AppState>) -> Result<axum::Json<Value>, Api
     // Every piece of time-driven work runs here and reports what it did.
     // Deliveries: fan-out of new events, heartbeats, first sends and retries due now.
     let deliveries = state.engine.run_due().await?;
-    let expired_tokens = crate::docplanner::oauth::sweep_expired_tokens(&state).await?;
+    let expired_tokens = polyclinic_http::maintenance::sweep_expired_tokens(&state).await?;
     Ok(axum::Json(json!({"now": state.now().to_string(),
         "ran": {"deliveries": deliveries, "expired_tokens_deleted": expired_tokens}})))
 }

@@ -1,21 +1,23 @@
-//! Polyclinic's HTTP layer: the routers of every dialect, the admin API,
-//! health, readiness and metrics, assembled by [`app`].
+//! Polyclinic's shared HTTP plumbing, below every dialect and the admin API:
+//! the state every handler gets ([`AppState`]), the shared error type and JSON
+//! extractor, failed-authentication throttling, request metrics, health and
+//! readiness, and the maintenance that is no dialect's own (the sweep of
+//! expired access tokens). The server assembles the routers
+//! (`polyclinic::app`).
 //!
-//! Handlers translate HTTP into store commands and results back into HTTP;
-//! they hold no SQL and no domain rules.
+//! Handlers translate HTTP into scheduling commands and results back into
+//! HTTP; they hold no SQL and no domain rules.
 
-pub mod admin;
 pub mod clock;
-pub mod docplanner;
-pub mod embassy;
 pub mod error;
 pub mod health;
+pub mod maintenance;
 pub mod metrics;
 pub mod throttle;
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use polyclinic_scheduling::Gates;
 use polyclinic_store::Store;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 pub use clock::{Clock, SystemClock, TestClock};
@@ -25,10 +27,10 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Largest seed document accepted by the admin API.
 pub const MAX_SEED_BYTES: usize = 16 * 1024 * 1024;
 
-/// The dialects [`app`] mounts. A dialect joins this list in the same change
-/// that nests its router below.
-pub const MOUNTED_DIALECTS: &[polyclinic_core::tenant::Dialect] =
-    &[polyclinic_core::tenant::Dialect::Embassy, polyclinic_core::tenant::Dialect::Docplanner];
+/// SHA-256 of the admin token.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -48,8 +50,9 @@ pub struct AppState {
     pub local_port: u16,
     /// Default heartbeat period of new subscriptions, in seconds (0: none).
     pub heartbeat_seconds: i64,
-    /// Docplanner rate limits and their per-node counters.
-    pub docplanner_limits: docplanner::ratelimit::RateLimiter,
+    /// The gates every booking and move passes before it lands (real-time
+    /// approvals), registered by the server at start.
+    pub gates: Gates,
     /// Failed authentications of every dialect and the admin API.
     pub auth_throttle: throttle::AuthThrottle,
 }
@@ -69,13 +72,13 @@ impl AppState {
             store,
             clock,
             test_clock,
-            admin_token_hash: Arc::new(admin::hash_token(admin_token)),
+            admin_token_hash: Arc::new(hash_token(admin_token)),
             metrics: metrics::Metrics::global(),
             engine,
             public_url: Arc::from(public_url.trim_end_matches('/')),
             local_port,
             heartbeat_seconds: 3600,
-            docplanner_limits: docplanner::ratelimit::RateLimiter::default(),
+            gates: Gates::default(),
             auth_throttle: throttle::AuthThrottle::default(),
         }
     }
@@ -95,18 +98,4 @@ impl AppState {
     pub fn now(&self) -> jiff::Timestamp {
         self.clock.now()
     }
-}
-
-/// The whole HTTP application.
-pub fn app(state: AppState) -> Router {
-    Router::new()
-        .merge(health::router())
-        .route("/admin/", axum::routing::get(admin::ui))
-        .nest("/admin", admin::router(state.clone()).layer(DefaultBodyLimit::max(MAX_SEED_BYTES)))
-        .nest("/embassy", embassy::router(state.clone()))
-        .route("/oauth/v2/token", axum::routing::post(docplanner::oauth::token))
-        .nest("/api/v3/integration", docplanner::router(state.clone()))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
-        .with_state(state)
 }

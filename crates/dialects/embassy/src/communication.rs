@@ -5,7 +5,6 @@ use super::appointments::{Lookup, PatientKey, find_patient, lookup, patient_key}
 use super::patients::{name_json, national_id, national_id_country, parse_names, parse_telecom};
 use super::systems::*;
 use super::{Caller, EmbassyError, FhirJson, Prefer, fhir, respond};
-use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -18,6 +17,7 @@ use polyclinic_core::patient::{
 use polyclinic_core::service::HealthcareService;
 use polyclinic_core::text::Phone;
 use polyclinic_core::{ConversationId, HealthcareServiceId, MessageId, PatientId, PractitionerId};
+use polyclinic_http::AppState;
 use polyclinic_store::conversations;
 use serde_json::{Value, json};
 use std::collections::HashMap;

@@ -21,7 +21,6 @@ pub mod search;
 pub mod subscriptions;
 pub mod systems;
 
-use crate::AppState;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -31,6 +30,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use polyclinic_core::tenant::{Credential, Dialect, Tenant};
 use polyclinic_fhir::{FHIR_JSON, Format, ParametersError, PatchOperation, operation_outcome, patch_operations};
+use polyclinic_http::AppState;
 use polyclinic_store::tenants;
 use serde_json::Value;
 
@@ -71,7 +71,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         )
         .into_response();
     }
-    let subjects: Vec<_> = crate::throttle::peer_of(&req).into_iter().collect();
+    let subjects: Vec<_> = polyclinic_http::throttle::peer_of(&req).into_iter().collect();
     if let Err(retry_after) = state.auth_locked(&subjects) {
         let mut r = EmbassyError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -105,7 +105,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             EmbassyError::new(StatusCode::FORBIDDEN, "forbidden", "InvalidApiKey", "the API key is not valid")
                 .into_response()
         }
-        Err(e) => EmbassyError::from(crate::error::ApiError::from(e)).into_response(),
+        Err(e) => EmbassyError::from(polyclinic_http::error::ApiError::from(e)).into_response(),
     }
 }
 
@@ -150,7 +150,7 @@ fn is_fhir_json(r: &Response) -> bool {
 
 async fn to_xml_response(response: Response) -> Response {
     let (mut parts, body) = response.into_parts();
-    let bytes = match axum::body::to_bytes(body, crate::MAX_BODY_BYTES * 16).await {
+    let bytes = match axum::body::to_bytes(body, polyclinic_http::MAX_BODY_BYTES * 16).await {
         Ok(b) => b,
         Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "response too large").into_response(),
     };
@@ -296,8 +296,8 @@ impl EmbassyError {
     }
 }
 
-impl From<crate::error::ApiError> for EmbassyError {
-    fn from(e: crate::error::ApiError) -> Self {
+impl From<polyclinic_http::error::ApiError> for EmbassyError {
+    fn from(e: polyclinic_http::error::ApiError) -> Self {
         let (issue, code) = match e.status {
             StatusCode::NOT_FOUND => ("not-found", "NotFound"),
             StatusCode::BAD_REQUEST => ("invalid", "InvalidInput"),
@@ -311,7 +311,7 @@ impl From<crate::error::ApiError> for EmbassyError {
 
 impl From<polyclinic_store::StoreError> for EmbassyError {
     fn from(e: polyclinic_store::StoreError) -> Self {
-        crate::error::ApiError::from(e).into()
+        polyclinic_http::error::ApiError::from(e).into()
     }
 }
 

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""The layering the architecture promises, checked on `cargo metadata`:
+
+- no dialect crate (crates/dialects/*) depends on another dialect crate;
+- the layers below the dialects (core, store, scheduling, delivery, http)
+  depend on no dialect, on the admin API, or on the server;
+- the admin API depends on no dialect.
+
+Exits 1 and names every violation.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+metadata = json.loads(
+    subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout
+)
+members = {p["name"]: p for p in metadata["packages"]}
+dialects = {n for n, p in members.items() if "/crates/dialects/" in p["manifest_path"]}
+below = {"polyclinic-core", "polyclinic-store", "polyclinic-scheduling", "polyclinic-delivery", "polyclinic-http"}
+top = {"polyclinic", "polyclinic-bench", "polyclinic-admin"}
+if not dialects:
+    sys.exit("check-dependencies: no crate under crates/dialects/")
+
+violations = []
+for name, package in members.items():
+    # Normal and build dependencies; dev-dependencies may reach further for tests.
+    deps = {d["name"] for d in package["dependencies"] if d.get("kind") in (None, "build")} & members.keys()
+    if name in dialects:
+        for d in sorted(deps & (dialects - {name})):
+            violations.append(f"dialect {name} depends on dialect {d}")
+        for d in sorted(deps & top):
+            violations.append(f"dialect {name} depends on {d}, which sits above the dialects")
+    if name in below:
+        for d in sorted(deps & (dialects | top)):
+            violations.append(f"{name} sits below the dialects but depends on {d}")
+    if name == "polyclinic-admin":
+        for d in sorted(deps & dialects):
+            violations.append(f"the admin API depends on dialect {d}")
+
+if violations:
+    print("check-dependencies: the crate layering is broken:", *violations, sep="\n  ")
+    sys.exit(1)
+print(f"check-dependencies: {len(dialects)} dialect crates ({', '.join(sorted(dialects))}); layering holds")

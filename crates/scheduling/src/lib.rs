@@ -1,0 +1,10 @@
+//! The scheduling layer: what every dialect calls to change appointments,
+//! below the dialects and above the store. Dialects translate; this layer
+//! decides; the store persists.
+//!
+//! Modules: [`gate`] (real-time approvals that a booking from any dialect
+//! passes before it lands).
+
+pub mod gate;
+
+pub use gate::{BookingGate, Gates, Proposal};
