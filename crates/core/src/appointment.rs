@@ -280,40 +280,6 @@ pub enum Presence {
     Absent,
 }
 
-/// Rules for a new or moved appointment time that hold in every dialect:
-/// start before end, at least the tenant's minimum duration, at least the
-/// booking notice from `now`, at most `max_days_ahead` in the future.
-pub fn check_booking_time(
-    interval: &Interval,
-    settings: &TenantSettings,
-    now: Timestamp,
-    max_days_ahead: i64,
-) -> Result<(), CoreError> {
-    if interval.start >= interval.end {
-        return Err(CoreError::invalid("end", "the end must come after the start"));
-    }
-    if interval.seconds() < settings.min_duration_minutes * 60 {
-        return Err(CoreError::invalid(
-            "end",
-            format!("an appointment must last at least {} minutes", settings.min_duration_minutes),
-        ));
-    }
-    if interval.seconds() > 24 * 3600 {
-        return Err(CoreError::invalid("end", "an appointment must not last more than 24 hours"));
-    }
-    let notice = SignedDuration::from_mins(settings.min_booking_notice_minutes);
-    if interval.start < now + notice {
-        return Err(CoreError::PolicyViolation(format!(
-            "appointments must be booked at least {} minutes ahead",
-            settings.min_booking_notice_minutes
-        )));
-    }
-    if interval.start > now + SignedDuration::from_hours(24 * max_days_ahead) {
-        return Err(CoreError::invalid("start", format!("must be at most {max_days_ahead} days ahead")));
-    }
-    Ok(())
-}
-
 /// The cancel cutoff: no cancellation later than the tenant allows.
 pub fn check_cancel_allowed(
     appointment: &Appointment,
@@ -410,19 +376,6 @@ mod tests {
 
     fn part(who: ParticipantWho, role: ParticipantRole) -> Participant {
         Participant { who, roles: vec![role], video: None, required: None, status: None }
-    }
-
-    #[test]
-    fn booking_notice_and_minimum_duration() {
-        let settings =
-            TenantSettings { min_booking_notice_minutes: 60, min_duration_minutes: 10, ..Default::default() };
-        let now = ts("2030-01-01T09:30:00Z");
-        let iv = Interval { start: ts("2030-01-01T10:00:00Z"), end: ts("2030-01-01T10:15:00Z") };
-        assert!(matches!(check_booking_time(&iv, &settings, now, 365), Err(CoreError::PolicyViolation(_))));
-        let later = ts("2030-01-01T08:00:00Z");
-        assert!(check_booking_time(&iv, &settings, later, 365).is_ok());
-        let short = Interval { start: iv.start, end: ts("2030-01-01T10:05:00Z") };
-        assert!(matches!(check_booking_time(&short, &settings, later, 365), Err(CoreError::Invalid { .. })));
     }
 
     #[test]

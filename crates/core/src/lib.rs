@@ -33,6 +33,7 @@ pub mod slots;
 pub mod status;
 pub mod tenant;
 pub mod text;
+pub mod time_rules;
 
 pub use error::{CoreError, CoreResult};
 pub use ids::*;

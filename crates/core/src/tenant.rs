@@ -53,6 +53,10 @@ pub struct TenantSettings {
     pub reschedule_cutoff_minutes: i64,
     /// Shortest appointment accepted, in minutes.
     pub min_duration_minutes: i64,
+    /// Longest appointment accepted, in minutes (at most 1440).
+    pub max_duration_minutes: i64,
+    /// How far ahead an appointment may start, in days.
+    pub booking_horizon_days: i64,
     /// Languages patients and related persons may use (ISO 639-1); empty means the tenant's own.
     pub languages: Vec<String>,
     /// Countries patients and related persons may come from (ISO 3166-1); empty means the tenant's own.
@@ -85,6 +89,8 @@ impl Default for TenantSettings {
             cancel_cutoff_minutes: 0,
             reschedule_cutoff_minutes: 0,
             min_duration_minutes: 1,
+            max_duration_minutes: crate::time_rules::LONGEST_MINUTES,
+            booking_horizon_days: 730,
             languages: Vec::new(),
             countries: Vec::new(),
             guest_authentication: std::collections::BTreeMap::new(),
@@ -105,6 +111,15 @@ impl TenantSettings {
             if !(0..=YEAR_MINUTES).contains(&v) {
                 return Err(CoreError::invalid(field, "must be between 0 and 527040 minutes"));
             }
+        }
+        if !(1..=crate::time_rules::LONGEST_MINUTES).contains(&self.max_duration_minutes) {
+            return Err(CoreError::invalid("max_duration_minutes", "must be between 1 and 1440 minutes"));
+        }
+        if self.max_duration_minutes < self.min_duration_minutes {
+            return Err(CoreError::invalid("max_duration_minutes", "must not be below min_duration_minutes"));
+        }
+        if !(1..=crate::time_rules::FURTHEST_HORIZON_DAYS).contains(&self.booking_horizon_days) {
+            return Err(CoreError::invalid("booking_horizon_days", "must be between 1 and 3660 days"));
         }
         Ok(())
     }

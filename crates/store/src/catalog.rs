@@ -301,31 +301,28 @@ pub async fn find_by_identifier(
     .await?)
 }
 
-/// The Docplanner address a booking of healthcare service `service` lands
-/// at: the address linked to the service whose doctor is `practitioner`, or
-/// the service's only linked address; `None` when the service has no address.
+/// The Docplanner address a booking of healthcare service `service` by
+/// `practitioner` lands at: the address linked to the service whose doctor is
+/// that practitioner (the first by id, when there are several). `None` when
+/// the practitioner has no address of the service: a booking never lands at
+/// another doctor's calendar, where it would hold that doctor's time.
 pub async fn address_for_service(
     conn: &mut Conn,
     tenant: TenantId,
     service: i64,
     practitioner: Option<i64>,
 ) -> StoreResult<Option<Address>> {
-    let docs: Vec<String> =
-        sqlx::query_scalar("SELECT doc FROM addresses WHERE tenant_id = $1 AND healthcare_service_id = $2 ORDER BY id")
-            .bind(tenant.get())
-            .bind(service)
-            .fetch_all(&mut *conn)
-            .await?;
-    let all = docs
-        .iter()
-        .map(|d| serde_json::from_str(d).map_err(StoreError::from))
-        .collect::<StoreResult<Vec<Address>>>()?;
-    if let Some(p) = practitioner
-        && let Some(a) = all.iter().find(|a| a.practitioner_id.get() == p)
-    {
-        return Ok(Some(a.clone()));
-    }
-    Ok(if all.len() == 1 { all.into_iter().next() } else { None })
+    let Some(practitioner) = practitioner else { return Ok(None) };
+    let doc: Option<String> = sqlx::query_scalar(
+        "SELECT doc FROM addresses WHERE tenant_id = $1 AND healthcare_service_id = $2 AND practitioner_id = $3 \
+         ORDER BY id LIMIT 1",
+    )
+    .bind(tenant.get())
+    .bind(service)
+    .bind(practitioner)
+    .fetch_optional(&mut *conn)
+    .await?;
+    doc.map(|d| serde_json::from_str(&d).map_err(StoreError::from)).transpose()
 }
 
 /// Replaces an address's document (its indexed columns do not change here).

@@ -352,8 +352,10 @@ async fn move_booking(
         Some(s) => parse_time(s).ok_or_else(|| DocplannerError::bad_request("Invalid date given."))?,
         None => old.interval.start,
     };
-    let interval = booking_interval(start, req.duration.unwrap_or_else(|| old.duration_minutes()))?;
     let tz = client.tenant.tz();
+    let duration = req.duration.unwrap_or_else(|| old.duration_minutes());
+    let interval = booking_interval(start, duration, &client.tenant.settings, now, &tz)?;
+    let bookable = polyclinic_core::time_rules::bookable_starts(&client.tenant.settings, now);
     let (old_interval, old_id) = (old.interval, old.id);
     let moved = state
         .store
@@ -365,7 +367,7 @@ async fn move_booking(
                 let ignore = (old.address_id == Some(target.id)
                     || old.primary_performer() == Some(target.practitioner_id))
                 .then_some(&old_interval);
-                let free = free_slots_at(c, tenant, &target, &at_start, now, ignore).await?;
+                let free = free_slots_at(c, tenant, &target, &at_start, &bookable, ignore).await?;
                 if let Err(e) = check_slot(&SlotCheck { service: &service, interval }, &free, &tz) {
                     return Ok(Err(e));
                 }

@@ -24,7 +24,8 @@ use polyclinic_core::facility::{Address, AddressService, InsuranceProvider};
 use polyclinic_core::patient::{ContactPoint, ContactSystem, ContactUse, Gender, HumanName, Identifier, Patient};
 use polyclinic_core::schedule::{Interval, WorkPeriod, within_one_day};
 use polyclinic_core::slots::{FreeSlot, ServiceDuration, free_slots};
-use polyclinic_core::tenant::{Dialect, Tenant};
+use polyclinic_core::tenant::{Dialect, Tenant, TenantSettings};
+use polyclinic_core::time_rules::{self, TimeRule};
 use polyclinic_core::{AddressServiceId, CoreError, InsuranceProviderId, TenantId};
 use polyclinic_http::AppState;
 use polyclinic_store::catalog;
@@ -98,17 +99,21 @@ pub(super) fn query_range(start: Option<&String>, end: Option<&String>) -> Resul
 
 /// The free slots of an address in `window`, computed: work periods split on
 /// their grid, minus calendar breaks and every booking holding the doctor or
-/// the address, from now on. `ignore` is a booking's own time when that
+/// the address, with starts only where the tenant's time rules let a booking
+/// made now start (`bookable`, from [`time_rules::bookable_starts`]: the
+/// booking notice to the horizon). `ignore` is a booking's own time when that
 /// booking is being moved.
 pub async fn free_slots_at(
     conn: &mut Conn,
     tenant: TenantId,
     address: &Address,
     window: &Interval,
-    now: Timestamp,
+    bookable: &Interval,
     ignore: Option<&Interval>,
 ) -> StoreResult<Vec<FreeSlot>> {
-    let window = Interval { start: window.start.max(now), end: window.end };
+    // Starts up to and including the horizon's last second.
+    let last = bookable.end.checked_add(SignedDuration::from_secs(1)).unwrap_or(bookable.end);
+    let window = Interval { start: window.start.max(bookable.start), end: window.end.min(last) };
     if window.start >= window.end {
         return Ok(Vec::new());
     }
@@ -155,7 +160,8 @@ async fn list(
     let at = locate(&state, &client, &f, &d, &a).await?;
     let window = query_range(q.start.as_ref(), q.end.as_ref())?;
     let with_services = super::scopes(uri.query()).iter().any(|s| s == "slot.services");
-    let (tenant, now, address) = (client.tenant.id, state.now(), at.address.clone());
+    let (tenant, address) = (client.tenant.id, at.address.clone());
+    let bookable = time_rules::bookable_starts(&client.tenant.settings, state.now());
     if !address.calendar_enabled || !address.integrated {
         // A disabled calendar offers nothing to book.
         return Ok(ok(json!({"_items": []})));
@@ -164,7 +170,7 @@ async fn list(
         .store
         .read(move |c| {
             Box::pin(async move {
-                let slots = free_slots_at(c, tenant, &address, &window, now, None).await?;
+                let slots = free_slots_at(c, tenant, &address, &window, &bookable, None).await?;
                 let services = if with_services {
                     catalog::address_services(c, tenant, address.id.get()).await?
                 } else {
@@ -611,24 +617,50 @@ pub(super) fn participants(address: &Address, patient: polyclinic_core::PatientI
     ]
 }
 
-/// A booking's time: `start` for `duration` minutes (1 to 1440).
-pub(super) fn booking_interval(start: Timestamp, duration: i64) -> Result<Interval, DocplannerError> {
-    if !(1..=24 * 60).contains(&duration) {
+/// A booking's time: `start` for `duration` minutes, under the tenant's time
+/// rules ([`time_rules::check`], the same for every dialect). A duration
+/// outside the tenant's minimum and maximum is a field error; a start the
+/// rules do not allow now (past, inside the booking notice, beyond the
+/// horizon) is a slot that is not offered, answered as such.
+pub(super) fn booking_interval(
+    start: Timestamp,
+    duration: i64,
+    settings: &TenantSettings,
+    now: Timestamp,
+    tz: &jiff::tz::TimeZone,
+) -> Result<Interval, DocplannerError> {
+    let (min, max) = (time_rules::min_minutes(settings), time_rules::max_minutes(settings));
+    if !(min..=max).contains(&duration) {
         return Err(DocplannerError::invalid_arguments([(
             "duration",
-            "The duration must be between 1 and 1440 minutes.",
+            format!("The duration must be between {min} and {max} minutes."),
         )]));
     }
-    Ok(Interval { start, end: start + SignedDuration::from_mins(duration) })
+    let interval = Interval { start, end: start + SignedDuration::from_mins(duration) };
+    match time_rules::check(&interval, settings, now) {
+        Ok(()) => Ok(interval),
+        Err(TimeRule::TooShort { .. } | TimeRule::TooLong { .. } | TimeRule::EndNotAfterStart) => {
+            Err(DocplannerError::invalid_arguments([(
+                "duration",
+                format!("The duration must be between {min} and {max} minutes."),
+            )]))
+        }
+        Err(_) => Err(slot_not_found(start, tz)),
+    }
+}
+
+/// The answer for a start that is not offered (or no longer is).
+pub(super) fn slot_not_found(start: Timestamp, tz: &jiff::tz::TimeZone) -> DocplannerError {
+    DocplannerError::new(
+        StatusCode::NOT_FOUND,
+        format!("Unable to perform booking. Requested target slot ({}) not found", format_time(start, tz)),
+    )
 }
 
 /// The one answer for a start that turned out taken (a concurrent booking won).
 pub(super) fn taken(e: StoreError, start: Timestamp, tz: &jiff::tz::TimeZone) -> DocplannerError {
     match e {
-        StoreError::Core(CoreError::SlotTaken { .. }) => DocplannerError::new(
-            StatusCode::NOT_FOUND,
-            format!("Unable to perform booking. Requested target slot ({}) not found", format_time(start, tz)),
-        ),
+        StoreError::Core(CoreError::SlotTaken { .. }) => slot_not_found(start, tz),
         other => other.into(),
     }
 }
@@ -645,7 +677,7 @@ async fn book(
         return Err(DocplannerError::new(StatusCode::NOT_FOUND, "Unable to book a visit for this address"));
     }
     super::calendar::commercial(&at.address)?;
-    let interval = booking_interval(start, req.duration)?;
+    let interval = booking_interval(start, req.duration, &client.tenant.settings, state.now(), &client.tenant.tz())?;
     let patient = req.patient.to_patient(&client.tenant)?;
     for (field, v) in [("label", &req.label), ("comment", &req.comment)] {
         if let Some(v) = v {
@@ -655,6 +687,7 @@ async fn book(
     let tenant = client.tenant.clone();
     let tz = tenant.tz();
     let (tid, address, now) = (tenant.id, at.address.clone(), state.now());
+    let bookable = time_rules::bookable_starts(&tenant.settings, now);
     let provider_id = req.insurance_provider_id.as_deref().and_then(|p| p.parse::<i64>().ok());
     let (services, provider) = state
         .store
@@ -687,7 +720,7 @@ async fn book(
         .store
         .write(move |c| {
             Box::pin(async move {
-                let free = free_slots_at(c, tid, &address, &at_start, now, None).await?;
+                let free = free_slots_at(c, tid, &address, &at_start, &bookable, None).await?;
                 let check = SlotCheck { service: &service, interval };
                 if let Err(e) = check_slot(&check, &free, &tenant.tz()) {
                     return Ok(Err(e));

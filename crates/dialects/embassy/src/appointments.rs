@@ -26,6 +26,7 @@ use polyclinic_core::service::HealthcareService;
 use polyclinic_core::status::AppointmentStatus;
 use polyclinic_core::tenant::{Dialect, Tenant};
 use polyclinic_core::text::{Email, Phone};
+use polyclinic_core::time_rules::{self, TimeRule};
 use polyclinic_core::{AppointmentId, CoreError, HealthcareServiceId, PatientId, PractitionerId};
 use polyclinic_http::AppState;
 use polyclinic_scheduling::Proposal;
@@ -341,23 +342,7 @@ fn parse_draft(body: &Value, tenant: &Tenant, now: Timestamp) -> Result<Draft, E
     }
     let start = parse_time(body, "start", "StartTimeIsRequired", "StartTimeMustNotHaveSecondsOrMillisecondsSet")?;
     let end = parse_time(body, "end", "EndTimeIsRequired", "EndTimeMustNotHaveSecondsOrMillisecondsSet")?;
-    let min = tenant.settings.min_duration_minutes.max(1);
-    if end.as_second() - start.as_second() < min * 60 {
-        return Err(unprocessable(
-            "InvalidDuration",
-            format!("the appointment must last at least {min} minute(s) and end after it starts"),
-        ));
-    }
-    if end.as_second() - start.as_second() > 24 * 3600 {
-        return Err(unprocessable("InvalidDuration", "the appointment must not last more than 24 hours"));
-    }
-    let notice = tenant.settings.min_booking_notice_minutes;
-    if start.as_second() < now.as_second() + notice * 60 {
-        return Err(unprocessable(
-            "TooCloseToAppointmentStart",
-            format!("appointments must start at least {notice} minutes from now"),
-        ));
-    }
+    time_rules::check(&Interval { start, end }, &tenant.settings, now).map_err(|rule| time_rule_error(rule, false))?;
     let description = body.get("description").and_then(Value::as_str).map(str::to_owned);
     if description.as_ref().is_some_and(|d| d.chars().count() > polyclinic_core::text::MAX_TEXT) {
         return Err(EmbassyError::invalid("InvalidFhirResource", "the description is too long"));
@@ -983,6 +968,23 @@ pub(super) async fn lookup(state: &AppState, caller: &Caller) -> Result<Lookup, 
     Ok(Lookup { tenant: caller.tenant.clone(), services, practitioners })
 }
 
+/// A broken time rule ([`time_rules::check`], the same in every dialect) in
+/// Embassy's codes: the create codes, or the reschedule codes on a change of
+/// time. The spec names no code for a start beyond the tenant's horizon:
+/// `StartTimeTooFarInTheFuture` (docs/dialects/embassy.md).
+fn time_rule_error(rule: TimeRule, rescheduling: bool) -> EmbassyError {
+    let code = match rule {
+        TimeRule::EndNotAfterStart if rescheduling => "StartMustComeBeforeEnd",
+        TimeRule::InThePast if rescheduling => "StartMustBeInTheFuture",
+        TimeRule::EndNotAfterStart | TimeRule::TooShort { .. } | TimeRule::TooLong { .. } | TimeRule::OutOfRange => {
+            "InvalidDuration"
+        }
+        TimeRule::InThePast | TimeRule::TooSoon { .. } => "TooCloseToAppointmentStart",
+        TimeRule::TooFarAhead { .. } => "StartTimeTooFarInTheFuture",
+    };
+    unprocessable(code, rule.to_string())
+}
+
 fn availability(e: StoreError) -> EmbassyError {
     match e {
         StoreError::Core(CoreError::AlreadyExists { entity: "patient", .. }) => {
@@ -1364,12 +1366,8 @@ async fn patch(
                 "rescheduling needs both a new start and a new end",
             ));
         };
-        if s >= e {
-            return Err(unprocessable("StartMustComeBeforeEnd", "the new start must come before the new end"));
-        }
-        if s <= now {
-            return Err(unprocessable("StartMustBeInTheFuture", "the new start must be in the future"));
-        }
+        time_rules::check(&Interval { start: s, end: e }, &settings, now)
+            .map_err(|rule| time_rule_error(rule, true))?;
         if a.primary_performer().is_none() {
             return Err(unprocessable(
                 "PrimaryPerformerNotFoundForAppointment",

@@ -1,0 +1,73 @@
+//! One core under every dialect: what one dialect books, another sees, and
+//! the rules that decide where a booking lands hold whichever dialect booked.
+
+use crate::dp::{api, expect_ok, setup_with};
+use crate::helpers::Engine;
+use crate::on_both_engines;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// An Embassy booking of service `gp` with the practitioner whose e-mail is
+/// `email` as primary performer.
+async fn embassy_booking(
+    app: &crate::helpers::TestApp,
+    gp: &str,
+    email: &str,
+    start: &str,
+    end: &str,
+) -> reqwest::Response {
+    app.embassy(Method::POST, "/Appointment")
+        .header("content-type", "application/fhir+json")
+        .json(&json!({
+            "resourceType": "Appointment", "status": "booked", "start": start, "end": end,
+            "participant": [
+                {"type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PPRF"}]}],
+                 "actor": {"type": "Practitioner", "identifier": {"system": "http://schema.visibacare.com/identifier/practitioner/email", "value": email}}},
+                {"actor": {"type": "Patient", "identifier": {"system": "http://schema.visibacare.com/identifier/nationalidentificationnumber/se", "value": "198001011231"}}},
+                {"actor": {"type": "HealthcareService", "identifier": {"system": "http://schema.visibacare.com/identifier/healthcaresservice/visibaid", "value": gp}}}
+            ]
+        }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Ann and Bo both perform service `gp`; only Ann has a Docplanner address
+/// linked to it. A booking of Bo never lands at Ann's address, so the two are
+/// booked at the same time, and Ann's calendar shows only her own.
+async fn practitioners_of_one_service_are_booked_at_once_when_only_one_has_an_address(engine: Engine) {
+    let mut doc = crate::dp::seed();
+    let t = &mut doc["tenants"][0];
+    t["practitioners"][1]["email"] = json!("bo@acme.test");
+    t["healthcare_services"][0]["practitioners"] = json!(["ann", "bo"]);
+    let ctx = setup_with(engine, &doc).await;
+    let gp = ctx.id("healthcare_services", "gp");
+    let r = ctx
+        .app
+        .embassy(Method::POST, "/Patient")
+        .header("content-type", "application/fhir+json")
+        .json(&json!({"resourceType": "Patient", "name": [{"given": ["Eva"], "family": "Holm"}],
+            "identifier": [{"system": "http://schema.visibacare.com/identifier/patient/nationalidentificationnumber", "value": "198001011231"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (start, end) = ("2030-03-05T09:00:00Z", "2030-03-05T09:15:00Z");
+    let ann = embassy_booking(&ctx.app, &gp, "ann@acme.test", start, end).await;
+    assert_eq!(ann.status(), 201, "{}", ann.text().await.unwrap());
+    let bo = embassy_booking(&ctx.app, &gp, "bo@acme.test", start, end).await;
+    assert_eq!(bo.status(), 201, "Bo is free although Ann is booked: {}", bo.text().await.unwrap());
+    // And the other way round: Bo first, then Ann, an hour later.
+    let (start, end) = ("2030-03-05T10:00:00Z", "2030-03-05T10:15:00Z");
+    assert_eq!(embassy_booking(&ctx.app, &gp, "bo@acme.test", start, end).await.status(), 201);
+    assert_eq!(embassy_booking(&ctx.app, &gp, "ann@acme.test", start, end).await.status(), 201);
+    // Ann's Docplanner calendar holds Ann's two bookings, not Bo's.
+    let range = "start=2030-03-05T00%3A00%3A00%2B01%3A00&end=2030-03-06T00%3A00%3A00%2B01%3A00";
+    let list = expect_ok(api(&ctx.app, &ctx.token, &ctx.at(&format!("/bookings?{range}"))).await).await;
+    let items = list["_items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{list}");
+    let starts: Vec<&str> = items.iter().map(|b: &Value| b["start_at"].as_str().unwrap()).collect();
+    assert_eq!(starts, ["2030-03-05T10:00:00+01:00", "2030-03-05T11:00:00+01:00"]);
+}
+
+on_both_engines!(practitioners_of_one_service_are_booked_at_once_when_only_one_has_an_address);
