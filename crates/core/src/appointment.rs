@@ -107,6 +107,25 @@ impl Appointment {
         }
     }
 
+    /// Sets the healthcare service the appointment belongs to, and keeps its
+    /// healthcare service participant in step: every booking of a known
+    /// service carries that participant, whichever dialect booked it
+    /// (Embassy requires the actor; a Docplanner booking's service is its
+    /// address's linked one).
+    pub fn set_healthcare_service(&mut self, service: Option<HealthcareServiceId>) {
+        self.healthcare_service_id = service;
+        self.participants.retain(|p| !matches!(p.who, ParticipantWho::HealthcareService(_)));
+        if let Some(id) = service {
+            self.participants.push(Participant {
+                who: ParticipantWho::HealthcareService(id),
+                roles: vec![ParticipantRole::Participant],
+                video: None,
+                required: None,
+                status: Some("accepted".into()),
+            });
+        }
+    }
+
     /// The primary performer (Embassy PPRF), if any.
     pub fn primary_performer(&self) -> Option<PractitionerId> {
         self.participants.iter().find_map(|p| match &p.who {

@@ -1,4 +1,16 @@
 //! The engine: dispatch (fan-out) and send loops, retries, leases.
+//!
+//! A pass walks every tenant, and each tenant's dispatch and send stand on
+//! their own: an error in one (a corrupt row, a failing router, a store
+//! error) is logged with the tenant id, counted in [`RunSummary::errors`],
+//! and the pass goes on with the next.
+//!
+//! A claimed delivery is leased to its worker (`lease_seconds`, wall clock).
+//! It may wait in the worker for a send slot; while it waits its lease is
+//! kept alive, and when its send starts the lease is taken afresh (and the
+//! send skipped if another worker has taken the delivery meanwhile), so that
+//! the whole lease covers the send however long the wait was, and a delivery
+//! is never sent twice because it waited.
 
 use crate::senders::{SendResult, Senders};
 use futures_util::future::BoxFuture;
@@ -7,7 +19,7 @@ use polyclinic_core::TenantId;
 use polyclinic_core::clock::Clock;
 use polyclinic_store::deliveries::{self, Attempt, Channel, Delivery, NewDelivery};
 use polyclinic_store::outbox::StoredEvent;
-use polyclinic_store::{Conn, Store, StoreResult};
+use polyclinic_store::{Conn, Store, StoreError, StoreResult};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,7 +69,9 @@ pub struct EngineConfig {
     pub backoff_base_seconds: i64,
     /// Longest retry delay.
     pub backoff_cap_seconds: i64,
-    /// How long a claimed delivery stays claimed (wall clock).
+    /// How long a delivery stays leased to its worker once its send starts
+    /// (wall clock; at least the send timeout). Kept alive while the
+    /// delivery waits for a send slot.
     pub lease_seconds: i64,
     /// Deliveries claimed per tenant and pass.
     pub batch: i64,
@@ -109,6 +123,9 @@ pub struct RunSummary {
     pub queued: usize,
     /// Attempts made.
     pub attempted: usize,
+    /// Tenant dispatches or sends that failed (logged; the other tenants'
+    /// went on).
+    pub errors: usize,
 }
 
 /// The delivery engine. One per process; cheap to share in an `Arc`.
@@ -169,7 +186,7 @@ impl Engine {
                 match self.pass_once(false).await {
                     Ok(summary) => summary.dispatched + summary.attempted > 0,
                     Err(e) => {
-                        tracing::error!(error = %e, "delivery pass failed");
+                        tracing::error!(error = %loggable(&e), "delivery pass failed");
                         false
                     }
                 }
@@ -199,6 +216,7 @@ impl Engine {
             total.dispatched += s.dispatched;
             total.queued += s.queued;
             total.attempted += s.attempted;
+            total.errors += s.errors;
             if s.dispatched == 0 && s.attempted == 0 {
                 break;
             }
@@ -219,7 +237,9 @@ impl Engine {
 
     /// One pass over every tenant. Reads first, and opens a write only where
     /// there is work: new events, deliveries due, or (at most once a second,
-    /// and always when `force`) time-driven work such as heartbeats.
+    /// and always when `force`) time-driven work such as heartbeats. Fails
+    /// only when the tenants cannot be listed; a tenant's own failures are
+    /// logged and counted, and the pass goes on (see [`Engine::pass_tenant`]).
     async fn pass_once(&self, force: bool) -> StoreResult<RunSummary> {
         let now = self.clock.now();
         let wall = wall_now();
@@ -230,29 +250,59 @@ impl Engine {
         let tenants = self.store.read(|c| Box::pin(async move { deliveries::tenant_ids(c).await })).await?;
         let mut summary = RunSummary::default();
         for tenant in tenants {
-            let (events, due) = self
-                .store
-                .read(move |c| {
-                    Box::pin(async move {
-                        Ok((
-                            deliveries::has_undispatched(c, tenant).await?,
-                            deliveries::has_due(c, tenant, now, wall).await?,
-                        ))
-                    })
-                })
-                .await?;
-            let mut queued = 0;
-            if events || scheduled {
-                let (dispatched, q) = self.dispatch_tenant(tenant, now, scheduled).await?;
-                summary.dispatched += dispatched;
-                summary.queued += q;
-                queued = q;
-            }
-            if due || queued > 0 {
-                summary.attempted += self.send_tenant(tenant, now).await?;
-            }
+            self.pass_tenant(tenant, now, wall, scheduled, &mut summary).await;
         }
         Ok(summary)
+    }
+
+    /// One tenant's share of a pass, added to `summary`. Its dispatch and its
+    /// send are independent: a failed dispatch still sends what was queued
+    /// before. Failures are logged with the tenant id and the kind of error
+    /// (never its data) and counted, never returned, so that one tenant's
+    /// corrupt row, failing router or store error never stops the others.
+    async fn pass_tenant(
+        &self,
+        tenant: TenantId,
+        now: Timestamp,
+        wall: i64,
+        scheduled: bool,
+        summary: &mut RunSummary,
+    ) {
+        let work = self
+            .store
+            .read(move |c| {
+                Box::pin(async move {
+                    Ok((
+                        deliveries::has_undispatched(c, tenant).await?,
+                        deliveries::has_due(c, tenant, now, wall).await?,
+                    ))
+                })
+            })
+            .await;
+        let (events, due) = match work {
+            Ok(work) => work,
+            Err(e) => {
+                tenant_failed(tenant, "checking for work", &e, summary);
+                return;
+            }
+        };
+        let mut queued = 0;
+        if events || scheduled {
+            match self.dispatch_tenant(tenant, now, scheduled).await {
+                Ok((dispatched, q)) => {
+                    summary.dispatched += dispatched;
+                    summary.queued += q;
+                    queued = q;
+                }
+                Err(e) => tenant_failed(tenant, "dispatch", &e, summary),
+            }
+        }
+        if due || queued > 0 {
+            match self.send_tenant(tenant, now).await {
+                Ok(attempted) => summary.attempted += attempted,
+                Err(e) => tenant_failed(tenant, "claiming due deliveries", &e, summary),
+            }
+        }
     }
 
     async fn dispatch_tenant(&self, tenant: TenantId, now: Timestamp, scheduled: bool) -> StoreResult<(usize, usize)> {
@@ -290,21 +340,24 @@ impl Engine {
     }
 
     async fn send_tenant(&self, tenant: TenantId, now: Timestamp) -> StoreResult<usize> {
-        let (lease, batch) = (self.config.lease_seconds, self.config.batch);
+        let (lease, batch) = (self.config.lease(), self.config.batch);
+        let wall = wall_now();
         let claimed = self
             .store
-            .write(move |c| {
-                Box::pin(async move { deliveries::claim_due(c, tenant, now, wall_now(), lease, batch).await })
-            })
+            .write(move |c| Box::pin(async move { deliveries::claim_due(c, tenant, now, wall, lease, batch).await }))
             .await?;
         let n = claimed.len();
         for delivery in claimed {
-            self.spawn_send(delivery);
+            self.spawn_send(delivery, wall + lease);
         }
         Ok(n)
     }
 
-    fn spawn_send(&self, delivery: Delivery) {
+    /// Sends `delivery`, claimed with the lease `held`, once a send slot is
+    /// free. While it waits, its lease is kept alive (other workers see it
+    /// taken); when its send starts, the lease is taken afresh, and the send
+    /// skipped if another worker has taken the delivery meanwhile.
+    fn spawn_send(&self, delivery: Delivery, mut held: i64) {
         // Decrements the count however the send ends (a panic, or a task
         // dropped unpolled, included): `run_due` and shutdown wait for zero.
         let inflight = InFlight::start(self.inflight.clone());
@@ -318,9 +371,35 @@ impl Engine {
         };
         tokio::spawn(async move {
             let _inflight = inflight;
-            let _permit = permits.acquire_owned().await;
+            // The wait keeps its place in the semaphore's queue across the
+            // checks of the lease.
+            let acquire = permits.acquire_owned();
+            tokio::pin!(acquire);
+            let _permit = loop {
+                tokio::select! {
+                    permit = &mut acquire => break permit,
+                    _ = tokio::time::sleep(worker.config.lease_check()) => {
+                        if !worker.keep_lease(&delivery, &mut held).await {
+                            return;
+                        }
+                    }
+                }
+            };
+            match worker.renew_lease(&delivery, held).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(
+                        tenant = delivery.tenant_id.get(),
+                        delivery = delivery.id,
+                        error = %loggable(&e),
+                        "taking the lease of a delivery failed; not sent now, it is retried once the lease passes"
+                    );
+                    return;
+                }
+            }
             if let Err(e) = worker.deliver(delivery).await {
-                tracing::error!(error = %e, "recording a delivery attempt failed; the lease will expire and it is retried");
+                tracing::error!(error = %loggable(&e), "recording a delivery attempt failed; the lease will expire and it is retried");
             }
         });
     }
@@ -333,7 +412,7 @@ impl Engine {
         let now = self.clock.now();
         let spec = d.clone();
         // Leased from the start: the background workers must not send it too.
-        let until = wall_now() + self.config.lease_seconds;
+        let until = wall_now() + self.config.lease();
         let id = self
             .store
             .write(move |c| {
@@ -363,6 +442,55 @@ impl Engine {
             spec: d,
         };
         worker.deliver(delivery).await
+    }
+}
+
+impl EngineConfig {
+    /// The lease, at least a second (a claim must set a later lease than the
+    /// one that passed, see [`deliveries::renew`]).
+    fn lease(&self) -> i64 {
+        self.lease_seconds.max(1)
+    }
+
+    /// How often a delivery waiting for a send slot checks its lease: four
+    /// times per lease, so that it is renewed well before it passes.
+    fn lease_check(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.lease()).unwrap_or(u64::MAX).saturating_mul(250))
+    }
+}
+
+/// Logs a tenant's failed dispatch or send, and counts it.
+fn tenant_failed(tenant: TenantId, stage: &'static str, e: &StoreError, summary: &mut RunSummary) {
+    summary.errors += 1;
+    tracing::error!(
+        tenant = tenant.get(),
+        stage,
+        error = %loggable(e),
+        "a tenant's delivery pass failed; the other tenants' deliveries go on"
+    );
+}
+
+/// What may be logged of a store error: its kind and codes, never its text
+/// where that may quote stored data (a corrupt row's decoding error quotes
+/// the value, a domain error names the input, a database message may hold a
+/// bound value).
+fn loggable(e: &StoreError) -> String {
+    match e {
+        StoreError::Core(c) => format!("refused by a domain rule ({})", c.code()),
+        StoreError::Db(sqlx::Error::Database(db)) => format!(
+            "database error (code {}, constraint {})",
+            db.code().as_deref().unwrap_or("none"),
+            db.constraint().unwrap_or("none")
+        ),
+        StoreError::Db(
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::Encode(_)
+            | sqlx::Error::TypeNotFound { .. },
+        ) => "database error (a value could not be encoded or decoded)".into(),
+        StoreError::Db(other) => format!("database error: {other}"),
+        StoreError::Corrupt(_) => "corrupt stored data".into(),
+        StoreError::Aborted(_) => "the write was aborted".into(),
     }
 }
 
@@ -405,6 +533,53 @@ struct Worker {
 }
 
 impl Worker {
+    /// While `delivery` waits for a send slot: renews its lease `held` once
+    /// at least a second of it has passed. `false` when another worker has
+    /// taken the delivery meanwhile (it must not be sent here). A failed
+    /// renewal is logged and waited out: the lease is taken again, and
+    /// checked, when the send starts.
+    async fn keep_lease(&self, delivery: &Delivery, held: &mut i64) -> bool {
+        if *held - wall_now() >= self.config.lease() {
+            return true;
+        }
+        match self.renew_lease(delivery, *held).await {
+            Ok(Some(until)) => {
+                *held = until;
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(
+                    tenant = delivery.tenant_id.get(),
+                    delivery = delivery.id,
+                    error = %loggable(&e),
+                    "renewing the lease of a waiting delivery failed"
+                );
+                true
+            }
+        }
+    }
+
+    /// Takes the lease of `delivery` afresh from `held`: a full lease from
+    /// now (always later than `held`). `None` when another worker has taken
+    /// it meanwhile, or it was settled.
+    async fn renew_lease(&self, delivery: &Delivery, held: i64) -> StoreResult<Option<i64>> {
+        let until = (wall_now() + self.config.lease()).max(held + 1);
+        let (tenant, id) = (delivery.tenant_id, delivery.id);
+        let renewed = self
+            .store
+            .write(move |c| Box::pin(async move { deliveries::renew(c, tenant, id, held, until).await }))
+            .await?;
+        if !renewed {
+            tracing::debug!(
+                tenant = tenant.get(),
+                delivery = id,
+                "a waiting delivery was taken by another worker; not sent here"
+            );
+        }
+        Ok(renewed.then_some(until))
+    }
+
     async fn deliver(&self, delivery: Delivery) -> StoreResult<Attempt> {
         let started = Instant::now();
         let result: SendResult = match &delivery.spec.channel {
@@ -516,6 +691,132 @@ mod tests {
         // A send dropped before it ever ran is let go too.
         drop(InFlight::start(counter.clone()));
         assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+    }
+
+    /// Routes one local e-mail per tenant (once, as a heartbeat would), and
+    /// fails for `failing` as a corrupt row would.
+    struct FailsForOneTenant {
+        failing: TenantId,
+        routed: std::sync::Mutex<std::collections::HashSet<TenantId>>,
+    }
+
+    impl Router for FailsForOneTenant {
+        fn route<'a>(
+            &'a self,
+            _: &'a mut Conn,
+            _: TenantId,
+            _: &'a StoredEvent,
+            _: Timestamp,
+        ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+
+        fn scheduled<'a>(
+            &'a self,
+            _: &'a mut Conn,
+            tenant: TenantId,
+            _: Timestamp,
+        ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
+            Box::pin(async move {
+                if tenant == self.failing {
+                    return Err(StoreError::Corrupt("a row that does not decode".into()));
+                }
+                if !self.routed.lock().unwrap().insert(tenant) {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![NewDelivery {
+                    target_key: format!("test:{}", tenant.get()),
+                    event: "test".into(),
+                    channel: Channel::Email { to: "desk@clinic.test".into(), subject: "s".into(), body: "b".into() },
+                    retry_schedule: None,
+                }])
+            })
+        }
+
+        fn on_outcome<'a>(
+            &'a self,
+            _: &'a mut Conn,
+            _: TenantId,
+            _: &'a Delivery,
+            _: &'a str,
+        ) -> BoxFuture<'a, StoreResult<()>> {
+            Box::pin(async { Ok(()) })
+        }
+
+        fn owns(&self, target_key: &str) -> bool {
+            target_key.starts_with("test:")
+        }
+    }
+
+    /// A fresh SQLite store with tenants `a` and `b` (in that order), and its file.
+    async fn store_with_two_tenants() -> (Store, std::path::PathBuf, TenantId, TenantId) {
+        let path = std::env::temp_dir().join(format!(
+            "polyclinic-delivery-{}-{}.db",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        let store = Store::open(polyclinic_store::StoreOptions::new(format!("sqlite://{}", path.display())))
+            .await
+            .expect("open a SQLite store");
+        let mut ids = Vec::new();
+        for key in ["a", "b"] {
+            let mut tenant: polyclinic_core::tenant::Tenant = serde_json::from_value(serde_json::json!({
+                "id": 0, "key": key, "name": key, "country": "SE", "language": "sv",
+                "timezone": "Europe/Stockholm", "settings": {}
+            }))
+            .expect("a tenant");
+            let now = Timestamp::now();
+            let id = store
+                .write(move |c| Box::pin(async move { polyclinic_store::tenants::upsert(c, &mut tenant, now).await }))
+                .await
+                .expect("insert a tenant");
+            ids.push(id);
+        }
+        (store, path, ids[0], ids[1])
+    }
+
+    #[tokio::test]
+    async fn one_tenants_failing_router_never_stops_another_tenants_deliveries() {
+        let (store, path, a, b) = store_with_two_tenants().await;
+        assert!(a.get() < b.get(), "the failing tenant is walked first");
+        let router = Arc::new(FailsForOneTenant { failing: a, routed: Default::default() });
+        let engine = Engine::new(
+            store.clone(),
+            Arc::new(polyclinic_core::clock::SystemClock),
+            vec![router],
+            Senders::local(Duration::from_secs(5), crate::TargetPolicy::allow_all()),
+            EngineConfig::default(),
+        );
+        let summary = engine.run_due().await.expect("run_due still answers");
+        assert_eq!(summary.queued, 1, "{summary:?}");
+        assert_eq!(summary.attempted, 1, "{summary:?}");
+        // Tenant a failed in both passes run_due made (the second found
+        // nothing more to do for b).
+        assert_eq!(summary.errors, 2, "{summary:?}");
+        let sent = store
+            .read(move |c| Box::pin(async move { polyclinic_store::tenants::deliveries(c, b).await }))
+            .await
+            .unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!((sent[0].state.as_str(), sent[0].attempts), ("delivered", 1), "b's delivery went out");
+        let none = store
+            .read(move |c| Box::pin(async move { polyclinic_store::tenants::deliveries(c, a).await }))
+            .await
+            .unwrap();
+        assert!(none.is_empty(), "a's failed dispatch queued nothing");
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    #[test]
+    fn logged_store_errors_never_quote_their_data() {
+        let corrupt = StoreError::Corrupt("invalid type: string \"197001011233\", expected i64".into());
+        assert_eq!(loggable(&corrupt), "corrupt stored data");
+        let refused = StoreError::Core(polyclinic_core::CoreError::invalid("national_id", "197001011233 is not valid"));
+        assert_eq!(loggable(&refused), "refused by a domain rule (invalid)");
+        assert!(!loggable(&StoreError::Aborted("the command panicked: secret".into())).contains("secret"));
     }
 
     #[test]

@@ -9,15 +9,17 @@
 //!    deliveries each event causes, queues them, and marks the event
 //!    dispatched, all in one transaction. Routers also add deliveries due by
 //!    time alone (heartbeats);
-//! 2. **sends**: claims due deliveries under a lease, sends each through its
-//!    channel's sender with bounded concurrency and a timeout, and records
-//!    the attempt: delivered, failed with a retry scheduled (exponential
-//!    backoff with jitter, or the target's own schedule), or dead when
-//!    attempts are exhausted.
+//! 2. **sends**: claims due deliveries under a lease (kept alive while a
+//!    delivery waits for a send slot, taken afresh when its send starts),
+//!    sends each through its channel's sender with bounded concurrency and a
+//!    timeout, and records the attempt: delivered, failed with a retry
+//!    scheduled (exponential backoff with jitter, or the target's own
+//!    schedule), or dead when attempts are exhausted.
 //!
 //! Guarantees: at-least-once (a crash between send and record means a resend
 //! once the lease expires); in order per target queue; a failing or slow
-//! target delays only its own queue.
+//! target delays only its own queue; one tenant's failing dispatch or send
+//! is logged and skipped, never stopping the other tenants'.
 //!
 //! Targets registered by API clients are checked against server-side request
 //! forgery when registered and at every send ([`targets`]).

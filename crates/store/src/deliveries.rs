@@ -6,10 +6,19 @@
 //! due when no earlier delivery of its queue is still pending or failed, so a
 //! failing target holds back only itself.
 //!
-//! Claiming sets a lease in wall-clock seconds; a worker that dies mid-send
-//! leaves a lease that expires, and another worker sends again
+//! Claiming sets a lease (`lease_until`, wall-clock seconds); a worker that
+//! dies mid-send leaves a lease that expires, and another worker sends again
 //! (at-least-once). PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, so
 //! several nodes never claim the same row.
+//!
+//! A claimed delivery may wait in its worker before its send starts (for a
+//! send slot), so the claimer keeps its lease alive while it waits and takes
+//! it afresh when the send starts ([`renew`]): the full lease covers the
+//! send, however long the wait was. The lease value itself identifies the
+//! holder: a claim needs the previous lease to have passed and a renewal
+//! extends it, so every claim or renewal sets a later value than the one
+//! before, and a worker that finds another value than the one it set knows
+//! that another worker has taken the delivery meanwhile.
 
 use crate::outbox::{Seq, StoredEvent, is_postgres, next_id};
 use crate::{Conn, StoreError, StoreResult, secs, ts};
@@ -149,6 +158,25 @@ pub async fn hold(conn: &mut Conn, tenant: TenantId, id: i64, until: i64) -> Sto
     Ok(())
 }
 
+/// Extends the lease a worker holds on a delivery from `held` (the value its
+/// claim or its last renewal set) to `until`, which must be later. `false`
+/// when the worker no longer holds it: another worker took it meanwhile (the
+/// lease had passed and it was claimed again), or it is no longer waiting
+/// to be sent. The worker must then not send it.
+pub async fn renew(conn: &mut Conn, tenant: TenantId, id: i64, held: i64, until: i64) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE deliveries SET lease_until = $1 WHERE tenant_id = $2 AND id = $3 AND lease_until = $4 \
+         AND state IN ('pending', 'failed')",
+    )
+    .bind(until)
+    .bind(tenant.get())
+    .bind(id)
+    .bind(held)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Every tenant id (the engine walks tenants: every query stays tenant-first).
 pub async fn tenant_ids(conn: &mut Conn) -> StoreResult<Vec<TenantId>> {
     let ids: Vec<i64> =
@@ -220,7 +248,8 @@ pub async fn mark_dispatched(conn: &mut Conn, tenant: TenantId, seq: i64) -> Sto
 
 /// Claims up to `limit` due deliveries of a tenant: due by the domain clock
 /// (`now`), not leased (by the wall clock, `wall_now`), and first in their
-/// queue. Sets their lease to `wall_now + lease_seconds`.
+/// queue. Sets their lease to `wall_now + lease_seconds` (the value the
+/// claimer then [`renew`]s from).
 pub async fn claim_due(
     conn: &mut Conn,
     tenant: TenantId,

@@ -377,7 +377,7 @@ async fn move_booking(
                 new.status = AppointmentStatus::Booked;
                 new.address_id = Some(target.id);
                 new.address_service_id = Some(service.id);
-                new.healthcare_service_id = target.healthcare_service_id;
+                new.set_healthcare_service(target.healthcare_service_id);
                 new.digital = target.is_online_only;
                 for p in &mut new.participants {
                     if let polyclinic_core::appointment::ParticipantWho::Practitioner(id) = &mut p.who

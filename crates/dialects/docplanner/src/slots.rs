@@ -735,7 +735,7 @@ async fn book(
                 );
                 a.address_id = Some(address.id);
                 a.address_service_id = Some(service.id);
-                a.healthcare_service_id = address.healthcare_service_id;
+                a.set_healthcare_service(address.healthcare_service_id);
                 a.digital = address.is_online_only;
                 a.reasons = vec![service.custom_name.clone().unwrap_or_else(|| service.name.clone())];
                 a.comment = req.comment;

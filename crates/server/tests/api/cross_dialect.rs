@@ -70,4 +70,84 @@ async fn practitioners_of_one_service_are_booked_at_once_when_only_one_has_an_ad
     assert_eq!(starts, ["2030-03-05T10:00:00+01:00", "2030-03-05T11:00:00+01:00"]);
 }
 
-on_both_engines!(practitioners_of_one_service_are_booked_at_once_when_only_one_has_an_address);
+/// A Docplanner booking at Ann's address (linked to service `gp`) is the
+/// same appointment in Embassy: found by the service's search with its
+/// practitioner, patient and service, and notified `AppointmentCreated`.
+async fn a_docplanner_booking_is_an_embassy_appointment_of_the_linked_service(engine: Engine) {
+    let ctx = setup_with(engine, &crate::dp::seed()).await;
+    let app = &ctx.app;
+    let gp = ctx.id("healthcare_services", "gp");
+    let rx = crate::receiver::Receiver::start().await;
+    let sub = app
+        .embassy(Method::POST, "/Subscription")
+        .header("content-type", "application/fhir+json")
+        .json(&json!({"resourceType": "Subscription", "status": "requested",
+            "criteria": "http://example.com/SubscriptionTopic/1",
+            "channel": {"type": "rest-hook", "endpoint": rx.url, "payload": "application/fhir+json"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sub.status(), 201);
+    let handshakes = rx.received().len();
+    let r = crate::dp::call(
+        app,
+        &ctx.token,
+        Method::POST,
+        &ctx.at("/services"),
+        Some(json!({"service_id": "1", "price": 100})),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let service = r.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let periods = json!({"slots": [{"start": "2030-03-05T09:00:00+01:00", "end": "2030-03-05T11:00:00+01:00",
+        "address_services": [{"address_service_id": service, "duration": 30}]}]});
+    assert_eq!(crate::dp::call(app, &ctx.token, Method::PUT, &ctx.at("/slots"), Some(periods)).await.status(), 201);
+    let body = json!({"address_service_id": service, "duration": 30,
+        "patient": {"name": "Eva", "surname": "Holm", "phone": "+46701234567", "nin": "198001011231"}});
+    let booked = expect_ok(
+        crate::dp::call(
+            app,
+            &ctx.token,
+            Method::POST,
+            &ctx.at("/slots/2030-03-05T09%3A30%3A00%2B01%3A00/book"),
+            Some(body),
+        )
+        .await,
+    )
+    .await;
+    let id = booked["id"].as_str().unwrap().to_owned();
+    // Embassy's search by service finds it, with the service actor Embassy requires.
+    let found: Value = app
+        .embassy(Method::GET, &format!("/Appointment?healthcareServiceId={gp}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["total"], 1, "{found}");
+    let a = &found["entry"][0]["resource"];
+    assert_eq!(a["id"], id.as_str());
+    assert_eq!(a["start"], "2030-03-05T08:30:00Z");
+    let actors: Vec<String> = a["participant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["actor"]["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for kind in ["Practitioner", "Patient", "HealthcareService"] {
+        assert!(actors.iter().any(|k| k == kind), "{kind} among {actors:?}: {a}");
+    }
+    let service_actor = a["participant"].as_array().unwrap().iter().find(|p| p["actor"]["type"] == "HealthcareService");
+    assert_eq!(service_actor.unwrap()["actor"]["identifier"]["value"], gp.as_str());
+    // And Embassy's subscriber hears of it.
+    app.run_due().await;
+    let got = rx.wait_for(handshakes + 1).await;
+    let note = got[handshakes].json().to_string();
+    assert!(note.contains(&format!("Appointment/{id}")), "the notification names the appointment: {note}");
+}
+
+on_both_engines!(
+    practitioners_of_one_service_are_booked_at_once_when_only_one_has_an_address,
+    a_docplanner_booking_is_an_embassy_appointment_of_the_linked_service,
+);

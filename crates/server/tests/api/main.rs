@@ -12,6 +12,7 @@ mod cli;
 mod concurrency;
 mod contract;
 mod cross_dialect;
+mod delivery_leases;
 mod delivery_secrets;
 mod delivery_targets;
 mod docplanner;
