@@ -26,6 +26,18 @@ async fn token_request(app: &TestApp, client_id: &str, secret: &str) -> reqwest:
         .unwrap()
 }
 
+/// Access token rows in the database, of every tenant.
+async fn token_rows(app: &TestApp) -> i64 {
+    app.store
+        .read(|c| {
+            Box::pin(
+                async move { Ok(sqlx::query_scalar("SELECT COUNT(*) FROM oauth_tokens").fetch_one(&mut *c).await?) },
+            )
+        })
+        .await
+        .unwrap()
+}
+
 fn retry_after(r: &reqwest::Response) -> i64 {
     r.headers()["retry-after"].to_str().unwrap().parse().unwrap()
 }
@@ -102,15 +114,7 @@ async fn a_docplanner_client_holds_at_most_twenty_live_tokens(engine: Engine) {
         // A second apart, so that "oldest" is well defined.
         app.advance(1).await;
     }
-    let rows: i64 = app
-        .store
-        .read(|c| {
-            Box::pin(
-                async move { Ok(sqlx::query_scalar("SELECT COUNT(*) FROM oauth_tokens").fetch_one(&mut *c).await?) },
-            )
-        })
-        .await
-        .unwrap();
+    let rows = token_rows(&app).await;
     assert_eq!(rows, 20);
     for (i, t) in tokens.iter().enumerate() {
         let status = crate::dp::api(&app, t, "/facilities").await.status();
@@ -124,15 +128,7 @@ async fn expired_tokens_are_deleted(engine: Engine) {
     app.advance(3600).await;
     let ran = app.run_due().await;
     assert_eq!(ran["ran"]["expired_tokens_deleted"], 1, "{ran}");
-    let rows: i64 = app
-        .store
-        .read(|c| {
-            Box::pin(
-                async move { Ok(sqlx::query_scalar("SELECT COUNT(*) FROM oauth_tokens").fetch_one(&mut *c).await?) },
-            )
-        })
-        .await
-        .unwrap();
+    let rows = token_rows(&app).await;
     assert_eq!(rows, 0);
     assert_eq!(crate::dp::api(&app, &token, "/facilities").await.status(), 401);
 }
