@@ -248,6 +248,63 @@ pub struct Identifier {
 /// Identifier systems the core itself knows by name. Dialects map their own
 /// URIs onto these, so that a patient found by national id in one dialect is
 /// found the same way in another.
+/// A national identification number, normalised per country, so that every
+/// dialect stores the same value for the same person and finds the patient
+/// another dialect created. Swedish numbers become 12 digits with a valid
+/// check digit ([`crate::text::parse_swedish_national_id`]); others lose
+/// their separators (`-`, space, `.`, `/`) and are upper-cased, and must then
+/// be 6 to 20 letters and digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NationalId {
+    country: String,
+    value: String,
+}
+
+impl NationalId {
+    /// Parses `raw` as a national id of `country` (ISO 3166-1 alpha-2).
+    pub fn parse(country: &str, raw: &str) -> Result<NationalId, CoreError> {
+        let country = country.trim().to_ascii_lowercase();
+        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_lowercase()) {
+            return Err(CoreError::invalid("national_id", format!("`{country}` is not a country code")));
+        }
+        let raw = raw.trim();
+        let value = if country == "se" {
+            crate::text::parse_swedish_national_id(raw)?
+        } else {
+            let v: String =
+                raw.chars().filter(|c| !matches!(c, '-' | ' ' | '.' | '/')).map(|c| c.to_ascii_uppercase()).collect();
+            if !(6..=20).contains(&v.len()) || !v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(CoreError::invalid(
+                    "national_id",
+                    format!("`{raw}` is not a national identification number"),
+                ));
+            }
+            v
+        };
+        Ok(NationalId { country, value })
+    }
+
+    /// The country, lower case.
+    pub fn country(&self) -> &str {
+        &self.country
+    }
+
+    /// The normalised number.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// The normalised number, owned.
+    pub fn into_value(self) -> String {
+        self.value
+    }
+
+    /// The identifier as patients store it (`national-id:{country}`).
+    pub fn identifier(&self) -> Identifier {
+        Identifier { system: format!("{}{}", systems::NATIONAL_ID_PREFIX, self.country), value: self.value.clone() }
+    }
+}
+
 pub mod systems {
     /// Swedish personal identity number (12 digits).
     pub const NATIONAL_ID_SE: &str = "national-id:se";

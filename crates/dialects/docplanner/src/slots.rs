@@ -21,7 +21,9 @@ use polyclinic_core::appointment::{
     Actor, ActorKind, Appointment, BookingInsurance, Participant, ParticipantRole, ParticipantWho, VideoAccess,
 };
 use polyclinic_core::facility::{Address, AddressService, InsuranceProvider};
-use polyclinic_core::patient::{ContactPoint, ContactSystem, ContactUse, Gender, HumanName, Identifier, Patient};
+use polyclinic_core::patient::{
+    ContactPoint, ContactSystem, ContactUse, Gender, HumanName, Identifier, NationalId, Patient,
+};
 use polyclinic_core::schedule::{Interval, WorkPeriod, within_one_day};
 use polyclinic_core::slots::{FreeSlot, ServiceDuration, free_slots};
 use polyclinic_core::tenant::{Dialect, Tenant, TenantSettings};
@@ -503,15 +505,19 @@ pub(super) fn international_phone(s: &str) -> Option<String> {
     Some(if v.starts_with('+') || v.starts_with('0') { v.to_owned() } else { format!("+{v}") })
 }
 
-/// A `nin` as the national id of the tenant's country (normalised where the
-/// core knows the format, so other dialects find the same patient).
+/// A `nin` as the national id of the tenant's country, normalised by the
+/// core's one rule ([`NationalId`]) so that every dialect finds the same
+/// patient. A `nin` that is no valid number of that country (the document
+/// takes any string) is kept as given, trimmed.
 fn national_id(tenant: &Tenant, nin: &str) -> Identifier {
-    let country = tenant.country.to_ascii_lowercase();
-    let value = match country.as_str() {
-        "se" => polyclinic_core::text::parse_swedish_national_id(nin).unwrap_or_else(|_| nin.to_owned()),
-        _ => nin.to_owned(),
-    };
-    Identifier { system: format!("{}{country}", polyclinic_core::patient::systems::NATIONAL_ID_PREFIX), value }
+    NationalId::parse(&tenant.country, nin).map(|n| n.identifier()).unwrap_or_else(|_| Identifier {
+        system: format!(
+            "{}{}",
+            polyclinic_core::patient::systems::NATIONAL_ID_PREFIX,
+            tenant.country.to_ascii_lowercase()
+        ),
+        value: nin.trim().to_owned(),
+    })
 }
 
 /// The patient a booking is for: the one with the same national id, else one

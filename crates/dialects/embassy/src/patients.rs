@@ -14,7 +14,7 @@ use polyclinic_core::patient::{
     systems,
 };
 use polyclinic_core::tenant::Tenant;
-use polyclinic_core::text::{Email, Phone, parse_swedish_national_id};
+use polyclinic_core::text::{Email, Phone};
 use polyclinic_core::{CoreError, PatientId};
 use polyclinic_http::AppState;
 use polyclinic_store::{StoreError, patients};
@@ -144,12 +144,9 @@ pub fn parse_telecom(v: Option<&Value>) -> Vec<ContactPoint> {
 
 /// Validates a national identity number of `country` and answers it normalised.
 pub fn national_id(country: &str, value: &str) -> Option<String> {
-    let value = value.trim();
-    if country.eq_ignore_ascii_case("se") {
-        return parse_swedish_national_id(value).ok();
-    }
-    let digits: String = value.chars().filter(|c| !matches!(c, '-' | ' ' | '.')).collect();
-    (digits.len() >= 6 && digits.len() <= 20 && digits.chars().all(|c| c.is_ascii_alphanumeric())).then_some(digits)
+    polyclinic_core::patient::NationalId::parse(country, value)
+        .ok()
+        .map(polyclinic_core::patient::NationalId::into_value)
 }
 
 /// The country a national-id system names: the customer's for the generic

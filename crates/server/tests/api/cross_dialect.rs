@@ -147,7 +147,73 @@ async fn a_docplanner_booking_is_an_embassy_appointment_of_the_linked_service(en
     assert!(note.contains(&format!("Appointment/{id}")), "the notification names the appointment: {note}");
 }
 
+/// One rule normalises national ids for every dialect: a Norwegian number
+/// written plain through Embassy and with separators through Docplanner is
+/// one patient.
+async fn a_national_id_is_one_patient_in_every_dialect(engine: Engine) {
+    let mut doc = crate::dp::seed();
+    doc["tenants"][0]["country"] = json!("NO");
+    let ctx = setup_with(engine, &doc).await;
+    let app = &ctx.app;
+    let system = "http://schema.visibacare.com/identifier/nationalidentificationnumber/no";
+    let r = app
+        .embassy(Method::POST, "/Patient")
+        .header("content-type", "application/fhir+json")
+        .json(&json!({"resourceType": "Patient", "name": [{"given": ["Kari"], "family": "Nordmann"}],
+            "identifier": [{"system": system, "value": "01019012345"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let patient = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let r = crate::dp::call(
+        app,
+        &ctx.token,
+        Method::POST,
+        &ctx.at("/services"),
+        Some(json!({"service_id": "1", "price": 100})),
+    )
+    .await;
+    let service = r.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let periods = json!({"slots": [{"start": "2030-03-05T09:00:00+01:00", "end": "2030-03-05T11:00:00+01:00",
+        "address_services": [{"address_service_id": service, "duration": 30}]}]});
+    assert_eq!(crate::dp::call(app, &ctx.token, Method::PUT, &ctx.at("/slots"), Some(periods)).await.status(), 201);
+    let body = json!({"address_service_id": service, "duration": 30,
+        "patient": {"name": "Kari", "surname": "Nordmann", "phone": "+4791234567", "nin": "010190-123 45"}});
+    let booked = expect_ok(
+        crate::dp::call(
+            app,
+            &ctx.token,
+            Method::POST,
+            &ctx.at("/slots/2030-03-05T09%3A00%3A00%2B01%3A00/book"),
+            Some(body),
+        )
+        .await,
+    )
+    .await;
+    let found: Value = app
+        .embassy(Method::GET, &format!("/Appointment?patientId={patient}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["total"], 1, "the Docplanner booking is Kari's: {found}");
+    assert_eq!(found["entry"][0]["resource"]["id"], booked["id"]);
+    let patients: Value = app
+        .embassy(Method::GET, &format!("/Patient?identifier={system}|01019012345"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patients["total"], 1, "{patients}");
+}
+
 on_both_engines!(
+    a_national_id_is_one_patient_in_every_dialect,
     practitioners_of_one_service_are_booked_at_once_when_only_one_has_an_address,
     a_docplanner_booking_is_an_embassy_appointment_of_the_linked_service,
 );
