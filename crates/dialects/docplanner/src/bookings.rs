@@ -378,7 +378,14 @@ async fn move_booking(
                 new.address_id = Some(target.id);
                 new.address_service_id = Some(service.id);
                 new.set_healthcare_service(target.healthcare_service_id);
-                new.digital = target.is_online_only;
+                let linked = match target.healthcare_service_id {
+                    Some(s) => catalog::healthcare_service(c, tenant, s.get()).await?,
+                    None => None,
+                };
+                polyclinic_scheduling::video::apply(
+                    &mut new,
+                    polyclinic_scheduling::video::is_digital(linked.as_ref(), Some(&target)),
+                );
                 for p in &mut new.participants {
                     if let polyclinic_core::appointment::ParticipantWho::Practitioner(id) = &mut p.who
                         && p.roles.contains(&polyclinic_core::appointment::ParticipantRole::PrimaryPerformer)

@@ -18,7 +18,7 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
 use jiff::{SignedDuration, Timestamp};
 use polyclinic_core::appointment::{
-    Actor, ActorKind, Appointment, BookingInsurance, Participant, ParticipantRole, ParticipantWho, VideoAccess,
+    Actor, ActorKind, Appointment, BookingInsurance, Participant, ParticipantRole, ParticipantWho,
 };
 use polyclinic_core::facility::{Address, AddressService, InsuranceProvider};
 use polyclinic_core::patient::{
@@ -30,6 +30,7 @@ use polyclinic_core::tenant::{Dialect, Tenant, TenantSettings};
 use polyclinic_core::time_rules::{self, TimeRule};
 use polyclinic_core::{AddressServiceId, CoreError, InsuranceProviderId, TenantId};
 use polyclinic_http::AppState;
+use polyclinic_scheduling::video;
 use polyclinic_store::catalog;
 use polyclinic_store::{Conn, StoreError, StoreResult, appointments, breaks, patients, work_periods};
 use serde::{Deserialize, Deserializer};
@@ -597,29 +598,19 @@ pub(super) fn check_slot(
     Ok(())
 }
 
-/// The practitioner, patient and video access of a booking at `address`.
+/// The practitioner and patient of a booking at `address`; its video access
+/// is set by [`video::apply`] once the visit's service is known.
 pub(super) fn participants(address: &Address, patient: polyclinic_core::PatientId) -> Vec<Participant> {
-    let video = || {
-        address.is_online_only.then(|| {
-            let bytes: [u8; 20] = rand::random();
-            VideoAccess::from_random(&bytes).ok()
-        })?
+    let taking_part = |who, role| Participant {
+        who,
+        roles: vec![role],
+        video: None,
+        required: None,
+        status: Some("accepted".into()),
     };
     vec![
-        Participant {
-            who: ParticipantWho::Practitioner(address.practitioner_id),
-            roles: vec![ParticipantRole::PrimaryPerformer],
-            video: video(),
-            required: None,
-            status: Some("accepted".into()),
-        },
-        Participant {
-            who: ParticipantWho::Patient(patient),
-            roles: vec![ParticipantRole::Participant],
-            video: video(),
-            required: None,
-            status: Some("accepted".into()),
-        },
+        taking_part(ParticipantWho::Practitioner(address.practitioner_id), ParticipantRole::PrimaryPerformer),
+        taking_part(ParticipantWho::Patient(patient), ParticipantRole::Participant),
     ]
 }
 
@@ -695,7 +686,7 @@ async fn book(
     let (tid, address, now) = (tenant.id, at.address.clone(), state.now());
     let bookable = time_rules::bookable_starts(&tenant.settings, now);
     let provider_id = req.insurance_provider_id.as_deref().and_then(|p| p.parse::<i64>().ok());
-    let (services, provider) = state
+    let (services, provider, digital) = state
         .store
         .read(move |c| {
             Box::pin(async move {
@@ -704,7 +695,11 @@ async fn book(
                     Some(id) => catalog::insurance_provider(c, id).await?,
                     None => None,
                 };
-                Ok((services, provider))
+                let linked = match address.healthcare_service_id {
+                    Some(s) => catalog::healthcare_service(c, tid, s.get()).await?,
+                    None => None,
+                };
+                Ok((services, provider, video::is_digital(linked.as_ref(), Some(&address))))
             })
         })
         .await?;
@@ -742,7 +737,7 @@ async fn book(
                 a.address_id = Some(address.id);
                 a.address_service_id = Some(service.id);
                 a.set_healthcare_service(address.healthcare_service_id);
-                a.digital = address.is_online_only;
+                video::apply(&mut a, digital);
                 a.reasons = vec![service.custom_name.clone().unwrap_or_else(|| service.name.clone())];
                 a.comment = req.comment;
                 a.label = req.label;

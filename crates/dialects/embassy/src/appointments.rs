@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use jiff::Timestamp;
 use polyclinic_core::appointment::{
-    Actor, ActorKind, Appointment, Participant, ParticipantRole, ParticipantWho, VideoAccess, check_cancel_allowed,
+    Actor, ActorKind, Appointment, Participant, ParticipantRole, ParticipantWho, check_cancel_allowed,
     check_reschedule_allowed,
 };
 use polyclinic_core::patient::{
@@ -833,11 +833,8 @@ async fn resolve(d: &Draft, lookup: &Lookup, state: &AppState) -> Result<Resolve
 }
 
 fn participant(who: ParticipantWho, role: ParticipantRole, digital: bool) -> Participant {
-    let video = digital.then(|| {
-        let bytes: [u8; 20] = rand::random();
-        VideoAccess::from_random(&bytes).ok()
-    });
-    Participant { who, roles: vec![role], video: video.flatten(), required: None, status: Some("accepted".into()) }
+    let video = digital.then(polyclinic_scheduling::video::new_access);
+    Participant { who, roles: vec![role], video, required: None, status: Some("accepted".into()) }
 }
 
 /// Finds the one patient a key names: `PatientNotFound`, or
@@ -1019,7 +1016,7 @@ async fn create(
         now,
     );
     a.healthcare_service_id = Some(resolved.service.id);
-    a.digital = resolved.service.digital;
+    a.digital = polyclinic_scheduling::video::is_digital(Some(&resolved.service), None);
     a.description = draft.description;
     let tenant = caller.tenant.id;
     // The Docplanner address the booking lands at, whose client may have to

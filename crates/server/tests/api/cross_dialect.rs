@@ -129,6 +129,10 @@ async fn a_docplanner_booking_is_an_embassy_appointment_of_the_linked_service(en
     let a = &found["entry"][0]["resource"];
     assert_eq!(a["id"], id.as_str());
     assert_eq!(a["start"], "2030-03-05T08:30:00Z");
+    // One rule decides video access: the linked service is digital (the
+    // address is not online-only), so the visit is digital, as the same
+    // slot booked through Embassy is.
+    assert_eq!(a["appointmentType"]["coding"][0]["code"], "Digital", "{a}");
     let actors: Vec<String> = a["participant"]
         .as_array()
         .unwrap()
