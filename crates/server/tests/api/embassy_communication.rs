@@ -1,6 +1,7 @@
 //! Embassy conversations (CommunicationRequest, Communication), metadata, and
 //! robustness: no JSON body makes an Embassy endpoint answer 5xx.
 
+use crate::emb::expect_error;
 use crate::helpers::{Engine, TestApp, acme_seed, spawn_app};
 use crate::on_both_engines;
 use crate::receiver::Receiver;
@@ -17,12 +18,6 @@ const RESPONSE: &str = "https://schema.visibacare.com/fhir/StructureDefinition/p
 
 async fn post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
     app.embassy(Method::POST, path).header("content-type", "application/fhir+json").json(body).send().await.unwrap()
-}
-
-async fn expect_error(r: reqwest::Response, status: u16, code: &str) {
-    let got = r.status().as_u16();
-    let body: Value = r.json().await.unwrap();
-    assert_eq!((got, body["issue"][0]["details"]["coding"][0]["code"].as_str()), (status, Some(code)), "{body}");
 }
 
 struct Ctx {

@@ -1,6 +1,7 @@
 //! Embassy's resources (spec 001): HealthcareService, Practitioner,
 //! CodeSystem, Patient and Appointment, every documented rule and error code.
 
+use crate::emb::{expect_error, send};
 use crate::helpers::{Engine, TestApp, acme_seed, spawn_app};
 use crate::on_both_engines;
 use crate::receiver::Receiver;
@@ -58,21 +59,10 @@ async fn setup(engine: Engine) -> Ctx {
     }
 }
 
-async fn send(app: &TestApp, method: Method, path: &str, body: &Value) -> reqwest::Response {
-    app.embassy(method, path).header("content-type", "application/fhir+json").json(body).send().await.unwrap()
-}
-
 async fn get(app: &TestApp, path: &str) -> Value {
     let r = app.embassy(Method::GET, path).send().await.unwrap();
     assert_eq!(r.status(), 200, "GET {path}");
     r.json().await.unwrap()
-}
-
-async fn expect_error(r: reqwest::Response, status: u16, code: &str) {
-    let got = r.status().as_u16();
-    let body: Value = r.json().await.unwrap();
-    assert_eq!((got, body["issue"][0]["details"]["coding"][0]["code"].as_str()), (status, Some(code)), "{body}");
-    assert_eq!(body["resourceType"], "OperationOutcome");
 }
 
 fn patient_body(given: &str, family: &str, nid: Option<&str>, phone: Option<&str>, email: Option<&str>) -> Value {

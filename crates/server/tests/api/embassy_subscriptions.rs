@@ -2,6 +2,7 @@
 //! engine behind them, against a real receiver.
 
 use crate::booking::{book, draft, seeded, ts};
+use crate::emb::expect_error;
 use crate::helpers::{Engine, Spawn, TestApp, acme_seed, spawn_app, spawn_app_with};
 use crate::on_both_engines;
 use crate::receiver::Receiver;
@@ -39,15 +40,6 @@ async fn created(app: &TestApp, body: &Value) -> Value {
     let r = create(app, body).await;
     assert_eq!(r.status(), 201);
     r.json().await.unwrap()
-}
-
-async fn expect_error(r: reqwest::Response, status: u16, code: &str) {
-    assert_eq!(r.status(), status, "expected {code}");
-    assert!(r.headers().get("x-request-id").is_some(), "errors carry X-Request-Id too");
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
-    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], code, "{body}");
-    assert!(body["issue"][0]["diagnostics"].as_str().is_some_and(|m| !m.is_empty()), "a human message: {body}");
 }
 
 async fn setup(engine: Engine) -> (TestApp, Receiver) {

@@ -23,6 +23,7 @@ mod docplanner_notifications;
 mod docplanner_oauth;
 mod docplanner_scenario;
 mod dp;
+mod emb;
 mod embassy_communication;
 mod embassy_resources;
 mod embassy_scenario;
