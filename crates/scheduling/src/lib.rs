@@ -3,10 +3,11 @@
 //! decides; the store persists.
 //!
 //! Modules: [`gate`] (real-time approvals that a booking from any dialect
-//! passes before it lands), [`video`] (whether a visit is digital, and its
-//! per-participant keys).
+//! passes before it lands), [`patients`] (patient matching), [`video`]
+//! (whether a visit is digital, and its per-participant keys).
 
 pub mod gate;
+pub mod patients;
 pub mod video;
 
 pub use gate::{BookingGate, Gates, Proposal};

@@ -30,6 +30,11 @@ pub const SQLITE: &[Migration] = &[
         name: "docplanner_notifications",
         sql: include_str!("../migrations/sqlite/0005_docplanner_notifications.sql"),
     },
+    Migration {
+        version: 6,
+        name: "patient_contacts",
+        sql: include_str!("../migrations/sqlite/0006_patient_contacts.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -46,6 +51,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 5,
         name: "docplanner_notifications",
         sql: include_str!("../migrations/postgres/0005_docplanner_notifications.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "patient_contacts",
+        sql: include_str!("../migrations/postgres/0006_patient_contacts.sql"),
     },
 ];
 

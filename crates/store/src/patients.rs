@@ -5,7 +5,7 @@ use crate::outbox::{Seq, append, next_id};
 use crate::{Conn, StoreError, StoreResult, secs};
 use jiff::Timestamp;
 use polyclinic_core::event::{EventKind, NewEvent};
-use polyclinic_core::patient::Patient;
+use polyclinic_core::patient::{ContactSystem, Patient};
 use polyclinic_core::{CoreError, PatientId, TenantId};
 
 const ENTITY: &str = "patient";
@@ -27,6 +27,7 @@ pub async fn create(conn: &mut Conn, tenant: TenantId, mut patient: Patient, now
     .bind(serde_json::to_string(&patient)?)
     .execute(&mut *conn)
     .await?;
+    index_contacts(conn, tenant, id, &patient).await?;
     append(
         conn,
         tenant,
@@ -70,6 +71,7 @@ pub async fn update(conn: &mut Conn, tenant: TenantId, mut patient: Patient, now
     .bind(id.get())
     .execute(&mut *conn)
     .await?;
+    index_contacts(conn, tenant, id.get(), &patient).await?;
     append(
         conn,
         tenant,
@@ -88,25 +90,81 @@ pub async fn find_by(conn: &mut Conn, tenant: TenantId, system: &str, value: &st
     }
 }
 
-/// Patients whose phone (any phone or SMS contact point) is `phone`, already
-/// normalised. Used when phone numbers are not unique identifiers; narrows by
-/// a text match on the stored documents, then checks each.
-pub async fn find_by_contact(conn: &mut Conn, tenant: TenantId, phone: &str) -> StoreResult<Vec<Patient>> {
-    use polyclinic_core::patient::ContactSystem;
-    let docs: Vec<String> =
-        sqlx::query_scalar("SELECT doc FROM patients WHERE tenant_id = $1 AND doc LIKE $2 ORDER BY id")
+/// Replaces a patient's rows in the contact index with its contact points.
+async fn index_contacts(conn: &mut Conn, tenant: TenantId, id: i64, patient: &Patient) -> StoreResult<()> {
+    sqlx::query("DELETE FROM patient_contacts WHERE tenant_id = $1 AND patient_id = $2")
+        .bind(tenant.get())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &patient.telecom {
+        let system = contact_system(c.system);
+        if !seen.insert((system, c.value.as_str())) {
+            continue;
+        }
+        sqlx::query("INSERT INTO patient_contacts (tenant_id, system, value, patient_id) VALUES ($1, $2, $3, $4)")
             .bind(tenant.get())
-            .bind(format!("%{phone}%"))
-            .fetch_all(&mut *conn)
+            .bind(system)
+            .bind(&c.value)
+            .bind(id)
+            .execute(&mut *conn)
             .await?;
-    let mut out = Vec::new();
-    for d in docs {
-        let p: Patient = serde_json::from_str(&d)?;
-        if p.telecom.iter().any(|c| matches!(c.system, ContactSystem::Phone | ContactSystem::Sms) && c.value == phone) {
+    }
+    Ok(())
+}
+
+/// A contact system as the index (and the documents) spell it.
+fn contact_system(system: ContactSystem) -> &'static str {
+    match system {
+        ContactSystem::Phone => "phone",
+        ContactSystem::Sms => "sms",
+        ContactSystem::Email => "email",
+        ContactSystem::Other => "other",
+    }
+}
+
+/// Patients with a contact point of one of `systems` whose value is `value`
+/// (already normalised), by id: an index probe of the contact table.
+async fn find_by_contact_of(
+    conn: &mut Conn,
+    tenant: TenantId,
+    systems: &[ContactSystem],
+    value: &str,
+) -> StoreResult<Vec<Patient>> {
+    let mut ids: Vec<i64> = Vec::new();
+    for s in systems {
+        let found: Vec<i64> = sqlx::query_scalar(
+            "SELECT patient_id FROM patient_contacts WHERE tenant_id = $1 AND system = $2 AND value = $3",
+        )
+        .bind(tenant.get())
+        .bind(contact_system(*s))
+        .bind(value)
+        .fetch_all(&mut *conn)
+        .await?;
+        ids.extend(found);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(p) = get(conn, tenant, PatientId(id)).await? {
             out.push(p);
         }
     }
     Ok(out)
+}
+
+/// Patients whose phone (any phone or SMS contact point) is `phone`, already
+/// normalised. Used when phone numbers are not unique identifiers.
+pub async fn find_by_contact(conn: &mut Conn, tenant: TenantId, phone: &str) -> StoreResult<Vec<Patient>> {
+    find_by_contact_of(conn, tenant, &[ContactSystem::Phone, ContactSystem::Sms], phone).await
+}
+
+/// Patients whose e-mail address is `email`, as given (addresses are kept as
+/// entered).
+pub async fn find_by_email(conn: &mut Conn, tenant: TenantId, email: &str) -> StoreResult<Vec<Patient>> {
+    find_by_contact_of(conn, tenant, &[ContactSystem::Email], email).await
 }
 
 /// A page of the tenant's patients by id, and the total.

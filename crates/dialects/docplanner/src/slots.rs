@@ -32,7 +32,7 @@ use polyclinic_core::{AddressServiceId, CoreError, InsuranceProviderId, TenantId
 use polyclinic_http::AppState;
 use polyclinic_scheduling::video;
 use polyclinic_store::catalog;
-use polyclinic_store::{Conn, StoreError, StoreResult, appointments, breaks, patients, work_periods};
+use polyclinic_store::{Conn, StoreError, StoreResult, appointments, breaks, work_periods};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -521,31 +521,6 @@ fn national_id(tenant: &Tenant, nin: &str) -> Identifier {
     })
 }
 
-/// The patient a booking is for: the one with the same national id, else one
-/// with the same phone and name, else a new one.
-pub(super) async fn find_or_create_patient(
-    conn: &mut Conn,
-    tenant: TenantId,
-    patient: Patient,
-    now: Timestamp,
-) -> StoreResult<Patient> {
-    for i in &patient.identifiers {
-        if let Some(found) = patients::find_by(conn, tenant, &i.system, &i.value).await? {
-            return Ok(found);
-        }
-    }
-    if let Some(phone) = patient.telecom.iter().find(|t| t.system == ContactSystem::Phone) {
-        let same_name = |p: &Patient| {
-            let (a, b) = (p.names.first(), patient.names.first());
-            matches!((a, b), (Some(a), Some(b)) if a.given == b.given && a.family == b.family)
-        };
-        if let Some(found) = patients::find_by_contact(conn, tenant, &phone.value).await?.into_iter().find(same_name) {
-            return Ok(found);
-        }
-    }
-    patients::create(conn, tenant, patient, now).await
-}
-
 /// The booking's insurance: `provider` is the dictionary entry the request's
 /// provider id names, if any.
 fn insurance(
@@ -726,7 +701,7 @@ async fn book(
                 if let Err(e) = check_slot(&check, &free, &tenant.tz()) {
                     return Ok(Err(e));
                 }
-                let patient = find_or_create_patient(c, tid, patient, now).await?;
+                let patient = polyclinic_scheduling::patients::find_or_create(c, tid, patient, now).await?;
                 let pid = patient.id.ok_or_else(|| StoreError::Corrupt("patient without id".into()))?;
                 let mut a = Appointment::booked(
                     interval,

@@ -216,7 +216,61 @@ async fn a_national_id_is_one_patient_in_every_dialect(engine: Engine) {
     assert_eq!(patients["total"], 1, "{patients}");
 }
 
+/// Patient matching, the same for every dialect: no national id and no phone
+/// in common, but the e-mail address of one patient is that patient.
+async fn a_booking_patient_is_matched_by_email_after_national_id_and_phone(engine: Engine) {
+    let ctx = setup_with(engine, &crate::dp::seed()).await;
+    let app = &ctx.app;
+    let r = app
+        .embassy(Method::POST, "/Patient")
+        .header("content-type", "application/fhir+json")
+        .json(&json!({"resourceType": "Patient", "name": [{"given": ["Eva"], "family": "Holm"}],
+            "identifier": [{"system": "http://schema.visibacare.com/identifier/patient/nationalidentificationnumber", "value": "198001011231"}],
+            "telecom": [{"system": "email", "value": "eva@holm.test"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let patient = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let r = crate::dp::call(
+        app,
+        &ctx.token,
+        Method::POST,
+        &ctx.at("/services"),
+        Some(json!({"service_id": "1", "price": 100})),
+    )
+    .await;
+    let service = r.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let periods = json!({"slots": [{"start": "2030-03-05T09:00:00+01:00", "end": "2030-03-05T11:00:00+01:00",
+        "address_services": [{"address_service_id": service, "duration": 30}]}]});
+    assert_eq!(crate::dp::call(app, &ctx.token, Method::PUT, &ctx.at("/slots"), Some(periods)).await.status(), 201);
+    let body = json!({"address_service_id": service, "duration": 30,
+        "patient": {"name": "Eva", "surname": "Holm", "phone": "+46709999999", "email": "eva@holm.test"}});
+    let booked = expect_ok(
+        crate::dp::call(
+            app,
+            &ctx.token,
+            Method::POST,
+            &ctx.at("/slots/2030-03-05T09%3A00%3A00%2B01%3A00/book"),
+            Some(body),
+        )
+        .await,
+    )
+    .await;
+    let found: Value = app
+        .embassy(Method::GET, &format!("/Appointment?patientId={patient}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["total"], 1, "the booking is Eva's: {found}");
+    assert_eq!(found["entry"][0]["resource"]["id"], booked["id"]);
+}
+
 on_both_engines!(
+    a_booking_patient_is_matched_by_email_after_national_id_and_phone,
     a_national_id_is_one_patient_in_every_dialect,
     practitioners_of_one_service_are_booked_at_once_when_only_one_has_an_address,
     a_docplanner_booking_is_an_embassy_appointment_of_the_linked_service,
