@@ -784,7 +784,7 @@ mod tests {
             store.clone(),
             Arc::new(polyclinic_core::clock::SystemClock),
             vec![router],
-            Senders::local(Duration::from_secs(5), crate::TargetPolicy::allow_all()),
+            Senders::local(Duration::from_secs(5), crate::TargetPolicy::allow_all()).unwrap(),
             EngineConfig::default(),
         );
         let summary = engine.run_due().await.expect("run_due still answers");

@@ -47,15 +47,15 @@ pub struct Senders {
 
 impl Senders {
     /// HTTP through reqwest with `timeout`, guarded by `targets`; e-mail and
-    /// SMS kept local.
-    pub fn local(timeout: Duration, targets: TargetPolicy) -> Self {
+    /// SMS kept local. Fails only when the HTTP client cannot be built.
+    pub fn local(timeout: Duration, targets: TargetPolicy) -> Result<Self, String> {
         let targets = Arc::new(targets);
-        Senders {
-            http: Arc::new(ReqwestSender::guarded(timeout, targets.clone())),
+        Ok(Senders {
+            http: Arc::new(ReqwestSender::guarded(timeout, targets.clone())?),
             mail: Arc::new(LocalMailer),
             sms: Arc::new(LocalSms),
             targets,
-        }
+        })
     }
 }
 
@@ -88,12 +88,14 @@ impl ReqwestSender {
     /// A sender for targets that API clients registered: each request goes
     /// only to addresses `policy` allows, resolved and checked by
     /// [`GuardedResolver`] at connection time.
-    pub fn guarded(timeout: Duration, policy: Arc<TargetPolicy>) -> Self {
+    /// Never falls back to an unguarded client: a client that cannot be
+    /// built is an error at start.
+    pub fn guarded(timeout: Duration, policy: Arc<TargetPolicy>) -> Result<Self, String> {
         let client = Self::builder(timeout)
             .dns_resolver(GuardedResolver::new(policy.clone()))
             .build()
-            .expect("an HTTP client with rustls and a custom resolver builds");
-        ReqwestSender { client, guard: Some(policy) }
+            .map_err(|e| format!("building the guarded HTTP client: {e}"))?;
+        Ok(ReqwestSender { client, guard: Some(policy) })
     }
 
     fn builder(timeout: Duration) -> reqwest::ClientBuilder {
@@ -237,7 +239,7 @@ mod tests {
     #[tokio::test]
     async fn a_guarded_sender_refuses_internal_targets_before_connecting() {
         let strict = Arc::new(TargetPolicy::new(false, Vec::<String>::new()));
-        let sender = ReqwestSender::guarded(Duration::from_secs(2), strict);
+        let sender = ReqwestSender::guarded(Duration::from_secs(2), strict).unwrap();
         // `localhost` goes through the resolver; the literal is checked first.
         for url in ["http://localhost:9/hook", "http://127.0.0.1:9/hook", "http://[::ffff:127.0.0.1]:9/hook"] {
             let e = sender.post(url, &[], "application/json", "{}").await.unwrap_err();

@@ -82,7 +82,8 @@ impl Application {
             tracing::info!("delivery targets may be internal addresses (--delivery-allow-private)");
         }
         let targets = TargetPolicy::new(allow_private, &d.allow_hosts);
-        let mut senders = Senders::local(std::time::Duration::from_secs(d.timeout_seconds), targets);
+        let mut senders = Senders::local(std::time::Duration::from_secs(d.timeout_seconds), targets)
+            .map_err(|e| anyhow::anyhow!("delivery: {e}"))?;
         if let Some(url) = &d.smtp_url {
             let mailer = polyclinic_delivery::SmtpMailer::new(
                 url,

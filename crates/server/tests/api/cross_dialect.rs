@@ -7,6 +7,37 @@ use crate::on_both_engines;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+/// Creates an Embassy patient; answers its id.
+async fn embassy_patient(app: &crate::helpers::TestApp, body: &Value) -> String {
+    let r = app
+        .embassy(Method::POST, "/Patient")
+        .header("content-type", "application/fhir+json")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "POST /Patient");
+    r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+}
+
+/// Gives Ann's Docplanner address a 30-minute service with work periods on
+/// Tuesday 2030-03-05, 09:00 to 11:00 local, and books `patient` at `start`
+/// (URL-encoded); answers the booking.
+async fn book_tuesday(ctx: &crate::dp::Ctx, start: &str, patient: Value) -> Value {
+    let (app, token) = (&ctx.app, &ctx.token);
+    let r =
+        crate::dp::call(app, token, Method::POST, &ctx.at("/services"), Some(json!({"service_id": "1", "price": 100})))
+            .await;
+    assert_eq!(r.status(), 201);
+    let service = r.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let periods = json!({"slots": [{"start": "2030-03-05T09:00:00+01:00", "end": "2030-03-05T11:00:00+01:00",
+        "address_services": [{"address_service_id": service, "duration": 30}]}]});
+    assert_eq!(crate::dp::call(app, token, Method::PUT, &ctx.at("/slots"), Some(periods)).await.status(), 201);
+    let body = json!({"address_service_id": service, "duration": 30, "patient": patient});
+    expect_ok(crate::dp::call(app, token, Method::POST, &ctx.at(&format!("/slots/{start}/book")), Some(body)).await)
+        .await
+}
+
 /// An Embassy booking of service `gp` with the practitioner whose e-mail is
 /// `email` as primary performer.
 async fn embassy_booking(
@@ -42,16 +73,8 @@ async fn practitioners_of_one_service_are_booked_at_once_when_only_one_has_an_ad
     t["healthcare_services"][0]["practitioners"] = json!(["ann", "bo"]);
     let ctx = setup_with(engine, &doc).await;
     let gp = ctx.id("healthcare_services", "gp");
-    let r = ctx
-        .app
-        .embassy(Method::POST, "/Patient")
-        .header("content-type", "application/fhir+json")
-        .json(&json!({"resourceType": "Patient", "name": [{"given": ["Eva"], "family": "Holm"}],
-            "identifier": [{"system": "http://schema.visibacare.com/identifier/patient/nationalidentificationnumber", "value": "198001011231"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    embassy_patient(&ctx.app, &json!({"resourceType": "Patient", "name": [{"given": ["Eva"], "family": "Holm"}],
+            "identifier": [{"system": "http://schema.visibacare.com/identifier/patient/nationalidentificationnumber", "value": "198001011231"}]})).await;
     let (start, end) = ("2030-03-05T09:00:00Z", "2030-03-05T09:15:00Z");
     let ann = embassy_booking(&ctx.app, &gp, "ann@acme.test", start, end).await;
     assert_eq!(ann.status(), 201, "{}", ann.text().await.unwrap());
@@ -89,30 +112,10 @@ async fn a_docplanner_booking_is_an_embassy_appointment_of_the_linked_service(en
         .unwrap();
     assert_eq!(sub.status(), 201);
     let handshakes = rx.received().len();
-    let r = crate::dp::call(
-        app,
-        &ctx.token,
-        Method::POST,
-        &ctx.at("/services"),
-        Some(json!({"service_id": "1", "price": 100})),
-    )
-    .await;
-    assert_eq!(r.status(), 201);
-    let service = r.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().to_owned();
-    let periods = json!({"slots": [{"start": "2030-03-05T09:00:00+01:00", "end": "2030-03-05T11:00:00+01:00",
-        "address_services": [{"address_service_id": service, "duration": 30}]}]});
-    assert_eq!(crate::dp::call(app, &ctx.token, Method::PUT, &ctx.at("/slots"), Some(periods)).await.status(), 201);
-    let body = json!({"address_service_id": service, "duration": 30,
-        "patient": {"name": "Eva", "surname": "Holm", "phone": "+46701234567", "nin": "198001011231"}});
-    let booked = expect_ok(
-        crate::dp::call(
-            app,
-            &ctx.token,
-            Method::POST,
-            &ctx.at("/slots/2030-03-05T09%3A30%3A00%2B01%3A00/book"),
-            Some(body),
-        )
-        .await,
+    let booked = book_tuesday(
+        &ctx,
+        "2030-03-05T09%3A30%3A00%2B01%3A00",
+        json!({"name": "Eva", "surname": "Holm", "phone": "+46701234567", "nin": "198001011231"}),
     )
     .await;
     let id = booked["id"].as_str().unwrap().to_owned();
@@ -160,39 +163,16 @@ async fn a_national_id_is_one_patient_in_every_dialect(engine: Engine) {
     let ctx = setup_with(engine, &doc).await;
     let app = &ctx.app;
     let system = "http://schema.visibacare.com/identifier/nationalidentificationnumber/no";
-    let r = app
-        .embassy(Method::POST, "/Patient")
-        .header("content-type", "application/fhir+json")
-        .json(&json!({"resourceType": "Patient", "name": [{"given": ["Kari"], "family": "Nordmann"}],
-            "identifier": [{"system": system, "value": "01019012345"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let patient = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let r = crate::dp::call(
-        app,
-        &ctx.token,
-        Method::POST,
-        &ctx.at("/services"),
-        Some(json!({"service_id": "1", "price": 100})),
+    let patient = embassy_patient(
+        &ctx.app,
+        &json!({"resourceType": "Patient", "name": [{"given": ["Kari"], "family": "Nordmann"}],
+            "identifier": [{"system": system, "value": "01019012345"}]}),
     )
     .await;
-    let service = r.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().to_owned();
-    let periods = json!({"slots": [{"start": "2030-03-05T09:00:00+01:00", "end": "2030-03-05T11:00:00+01:00",
-        "address_services": [{"address_service_id": service, "duration": 30}]}]});
-    assert_eq!(crate::dp::call(app, &ctx.token, Method::PUT, &ctx.at("/slots"), Some(periods)).await.status(), 201);
-    let body = json!({"address_service_id": service, "duration": 30,
-        "patient": {"name": "Kari", "surname": "Nordmann", "phone": "+4791234567", "nin": "010190-123 45"}});
-    let booked = expect_ok(
-        crate::dp::call(
-            app,
-            &ctx.token,
-            Method::POST,
-            &ctx.at("/slots/2030-03-05T09%3A00%3A00%2B01%3A00/book"),
-            Some(body),
-        )
-        .await,
+    let booked = book_tuesday(
+        &ctx,
+        "2030-03-05T09%3A00%3A00%2B01%3A00",
+        json!({"name": "Kari", "surname": "Nordmann", "phone": "+4791234567", "nin": "010190-123 45"}),
     )
     .await;
     let found: Value = app
@@ -221,40 +201,13 @@ async fn a_national_id_is_one_patient_in_every_dialect(engine: Engine) {
 async fn a_booking_patient_is_matched_by_email_after_national_id_and_phone(engine: Engine) {
     let ctx = setup_with(engine, &crate::dp::seed()).await;
     let app = &ctx.app;
-    let r = app
-        .embassy(Method::POST, "/Patient")
-        .header("content-type", "application/fhir+json")
-        .json(&json!({"resourceType": "Patient", "name": [{"given": ["Eva"], "family": "Holm"}],
+    let patient = embassy_patient(&ctx.app, &json!({"resourceType": "Patient", "name": [{"given": ["Eva"], "family": "Holm"}],
             "identifier": [{"system": "http://schema.visibacare.com/identifier/patient/nationalidentificationnumber", "value": "198001011231"}],
-            "telecom": [{"system": "email", "value": "eva@holm.test"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let patient = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let r = crate::dp::call(
-        app,
-        &ctx.token,
-        Method::POST,
-        &ctx.at("/services"),
-        Some(json!({"service_id": "1", "price": 100})),
-    )
-    .await;
-    let service = r.headers()["location"].to_str().unwrap().rsplit('/').next().unwrap().to_owned();
-    let periods = json!({"slots": [{"start": "2030-03-05T09:00:00+01:00", "end": "2030-03-05T11:00:00+01:00",
-        "address_services": [{"address_service_id": service, "duration": 30}]}]});
-    assert_eq!(crate::dp::call(app, &ctx.token, Method::PUT, &ctx.at("/slots"), Some(periods)).await.status(), 201);
-    let body = json!({"address_service_id": service, "duration": 30,
-        "patient": {"name": "Eva", "surname": "Holm", "phone": "+46709999999", "email": "eva@holm.test"}});
-    let booked = expect_ok(
-        crate::dp::call(
-            app,
-            &ctx.token,
-            Method::POST,
-            &ctx.at("/slots/2030-03-05T09%3A00%3A00%2B01%3A00/book"),
-            Some(body),
-        )
-        .await,
+            "telecom": [{"system": "email", "value": "eva@holm.test"}]})).await;
+    let booked = book_tuesday(
+        &ctx,
+        "2030-03-05T09%3A00%3A00%2B01%3A00",
+        json!({"name": "Eva", "surname": "Holm", "phone": "+46709999999", "email": "eva@holm.test"}),
     )
     .await;
     let found: Value = app
