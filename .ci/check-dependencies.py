@@ -2,7 +2,8 @@
 """The layering the architecture promises, checked on `cargo metadata`:
 
 - no dialect crate (crates/dialects/*) depends on another dialect crate;
-- the layers below the dialects (core, store, scheduling, delivery, http)
+- the layers below the dialects (core, store, scheduling, delivery,
+  messaging, http)
   depend on no dialect, on the admin API, or on the server;
 - the admin API depends on no dialect.
 
@@ -23,7 +24,10 @@ metadata = json.loads(
 )
 members = {p["name"]: p for p in metadata["packages"]}
 dialects = {n for n, p in members.items() if "/crates/dialects/" in p["manifest_path"]}
-below = {"polyclinic-core", "polyclinic-store", "polyclinic-scheduling", "polyclinic-delivery", "polyclinic-http"}
+below = {
+    "polyclinic-core", "polyclinic-store", "polyclinic-scheduling", "polyclinic-delivery", "polyclinic-messaging",
+    "polyclinic-http",
+}
 top = {"polyclinic", "polyclinic-bench", "polyclinic-admin"}
 if not dialects:
     sys.exit("check-dependencies: no crate under crates/dialects/")

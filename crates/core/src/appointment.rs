@@ -114,15 +114,18 @@ impl Appointment {
     /// address's linked one).
     pub fn set_healthcare_service(&mut self, service: Option<HealthcareServiceId>) {
         self.healthcare_service_id = service;
-        self.participants.retain(|p| !matches!(p.who, ParticipantWho::HealthcareService(_)));
-        if let Some(id) = service {
-            self.participants.push(Participant {
+        let at = self.participants.iter().position(|p| matches!(p.who, ParticipantWho::HealthcareService(_)));
+        match (service, at) {
+            // The participant keeps its place (callers may index the others).
+            (Some(id), Some(i)) => self.participants[i].who = ParticipantWho::HealthcareService(id),
+            (None, _) => self.participants.retain(|p| !matches!(p.who, ParticipantWho::HealthcareService(_))),
+            (Some(id), None) => self.participants.push(Participant {
                 who: ParticipantWho::HealthcareService(id),
                 roles: vec![ParticipantRole::Participant],
                 video: None,
                 required: None,
                 status: Some("accepted".into()),
-            });
+            }),
         }
     }
 

@@ -15,7 +15,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod throttle;
 
-use polyclinic_scheduling::Gates;
+use polyclinic_scheduling::Scheduling;
 use polyclinic_store::Store;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -50,9 +50,10 @@ pub struct AppState {
     pub local_port: u16,
     /// Default heartbeat period of new subscriptions, in seconds (0: none).
     pub heartbeat_seconds: i64,
-    /// The gates every booking and move passes before it lands (real-time
-    /// approvals), registered by the server at start.
-    pub gates: Gates,
+    /// The scheduling commands: the only way a handler changes an
+    /// appointment, a calendar or a patient. The server registers their
+    /// gates (real-time approvals) at start.
+    pub scheduling: Scheduling,
     /// Failed authentications of every dialect and the admin API.
     pub auth_throttle: throttle::AuthThrottle,
 }
@@ -68,7 +69,9 @@ impl AppState {
         public_url: &str,
         local_port: u16,
     ) -> Self {
+        let wake = engine.clone();
         AppState {
+            scheduling: Scheduling::new(store.clone(), Arc::new(move || wake.wake())),
             store,
             clock,
             test_clock,
@@ -78,7 +81,6 @@ impl AppState {
             public_url: Arc::from(public_url.trim_end_matches('/')),
             local_port,
             heartbeat_seconds: 3600,
-            gates: Gates::default(),
             auth_throttle: throttle::AuthThrottle::default(),
         }
     }

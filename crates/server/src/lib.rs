@@ -101,6 +101,8 @@ impl Application {
         let routers: Vec<Arc<dyn Router>> = vec![
             Arc::new(polyclinic_embassy::notify::SubscriptionRouter { base: format!("{public_url}/embassy") }),
             Arc::new(polyclinic_docplanner::notifications::NotificationRouter::new(store.secret_key().clone())),
+            // Patient messages: one shared service, for every dialect's bookings.
+            Arc::new(polyclinic_messaging::PatientMessages),
         ];
         let engine_config = EngineConfig {
             max_attempts: d.max_attempts,
@@ -118,7 +120,8 @@ impl Application {
             clock: state.clock.clone(),
             engine: state.engine.clone(),
         };
-        state.gates = polyclinic_scheduling::Gates::new(vec![Arc::new(approvals)]);
+        state.scheduling =
+            state.scheduling.clone().with_gates(polyclinic_scheduling::Gates::new(vec![Arc::new(approvals)]));
         let routing = Routing { docplanner_limits: config.docplanner_limits };
         if config.demo {
             polyclinic_admin::apply_seed(&state, demo::seed_doc()?)

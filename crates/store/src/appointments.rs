@@ -240,8 +240,8 @@ pub async fn cancel(
     Ok(a)
 }
 
-/// Moves an appointment to a new time (the new time must be free); emits
-/// `AppointmentRescheduled` and `AppointmentUpdated`.
+/// Moves an appointment to a new time (the new time must be free); emits one
+/// `AppointmentMoved` with the previous times.
 pub async fn reschedule(
     conn: &mut Conn,
     tenant: TenantId,
@@ -261,22 +261,16 @@ pub async fn reschedule(
     hold_time(conn, tenant, &a).await?;
     write_row(conn, tenant, &a, false).await?;
     let moved = json!({"previous_start": from.start.to_string(), "previous_end": from.end.to_string()});
-    append(
-        conn,
-        tenant,
-        now,
-        &[event(EventKind::AppointmentRescheduled, &a, moved.clone()), event(EventKind::AppointmentUpdated, &a, moved)],
-    )
-    .await?;
+    append(conn, tenant, now, &[event(EventKind::AppointmentMoved, &a, moved)]).await?;
     Ok(a)
 }
 
 /// Moves a booking the Docplanner way: the old booking is cancelled and
 /// points to `new`, a booking booked in its place that points back (the
-/// move chain). `new.id` must come from [`new_id`]. Emits
-/// `AppointmentCancelled` (old, with `moved_to`), then `AppointmentCreated`
-/// and `AppointmentRescheduled` (new, with `moved_from` and the previous
-/// times), in one transaction.
+/// move chain). `new.id` must come from [`new_id`]. Emits one
+/// `AppointmentMoved` about the new booking, with `moved_from` and the
+/// previous times: the old booking's cancellation is part of the move, not
+/// an event of its own.
 pub async fn move_to(
     conn: &mut Conn,
     tenant: TenantId,
@@ -304,17 +298,7 @@ pub async fn move_to(
     hold_time(conn, tenant, &new).await?;
     write_row(conn, tenant, &new, true).await?;
     let moved = json!({"previous_start": old.interval.start.to_string(), "previous_end": old.interval.end.to_string()});
-    append(
-        conn,
-        tenant,
-        now,
-        &[
-            event(EventKind::AppointmentCancelled, &old, json!({})),
-            event(EventKind::AppointmentCreated, &new, json!({})),
-            event(EventKind::AppointmentRescheduled, &new, moved),
-        ],
-    )
-    .await?;
+    append(conn, tenant, now, &[event(EventKind::AppointmentMoved, &new, moved)]).await?;
     Ok((old, new))
 }
 

@@ -206,6 +206,36 @@ pub async fn addresses_of_facility(conn: &mut Conn, tenant: TenantId, facility: 
     docs.iter().map(|d| serde_json::from_str(d).map_err(StoreError::from)).collect()
 }
 
+/// The addresses whose `practitioner_id` (or else `healthcare_service_id`) is `id`.
+async fn addresses_where(
+    conn: &mut Conn,
+    tenant: TenantId,
+    of_practitioner: bool,
+    id: i64,
+) -> StoreResult<Vec<Address>> {
+    let sql = if of_practitioner {
+        "SELECT doc FROM addresses WHERE tenant_id = $1 AND practitioner_id = $2 ORDER BY id"
+    } else {
+        "SELECT doc FROM addresses WHERE tenant_id = $1 AND healthcare_service_id = $2 ORDER BY id"
+    };
+    let docs: Vec<String> = sqlx::query_scalar(sql).bind(tenant.get()).bind(id).fetch_all(&mut *conn).await?;
+    docs.iter().map(|d| serde_json::from_str(d).map_err(StoreError::from)).collect()
+}
+
+/// The addresses where a practitioner has a calendar.
+pub async fn addresses_of_practitioner(
+    conn: &mut Conn,
+    tenant: TenantId,
+    practitioner: i64,
+) -> StoreResult<Vec<Address>> {
+    addresses_where(conn, tenant, true, practitioner).await
+}
+
+/// The addresses linked to a healthcare service.
+pub async fn addresses_of_service(conn: &mut Conn, tenant: TenantId, service: i64) -> StoreResult<Vec<Address>> {
+    addresses_where(conn, tenant, false, service).await
+}
+
 /// The address services offered at an address.
 pub async fn address_services(conn: &mut Conn, tenant: TenantId, address: i64) -> StoreResult<Vec<AddressService>> {
     let docs: Vec<String> =

@@ -69,7 +69,8 @@ pub async fn append(conn: &mut Conn, tenant: TenantId, now: Timestamp, events: &
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StoredEvent {
     pub seq: i64,
-    pub kind: String,
+    /// What happened; routers match on it, never on its name.
+    pub kind: polyclinic_core::event::EventKind,
     pub aggregate: String,
     pub aggregate_id: String,
     pub data: serde_json::Value,
@@ -95,7 +96,11 @@ impl StoredEvent {
         use sqlx::Row;
         Ok(StoredEvent {
             seq: r.try_get("seq")?,
-            kind: r.try_get("kind")?,
+            kind: {
+                let name: String = r.try_get("kind")?;
+                polyclinic_core::event::EventKind::parse(&name)
+                    .ok_or_else(|| crate::StoreError::Corrupt(format!("unknown event kind `{name}`")))?
+            },
             aggregate: r.try_get("aggregate")?,
             aggregate_id: r.try_get("aggregate_id")?,
             data: serde_json::from_str(&r.try_get::<String, _>("data")?)?,

@@ -3,9 +3,8 @@
 
 use super::address_services::{address_service_json, address_service_notification_json};
 use super::catalog::{Located, locate};
-use super::slots::{
-    SlotCheck, booking_interval, check_slot, free_slots_at, full_scopes, id_string, opt_id_string, taken,
-};
+use super::refusals::{Op, refused};
+use super::slots::{booking_interval, full_scopes, id_string, opt_id_string};
 use super::{Body, Client, DocplannerError, address_path, created, format_time, no_content, ok, parse_time, scopes};
 use super::{Path, Query};
 use axum::extract::State;
@@ -13,18 +12,17 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
-use jiff::SignedDuration;
-use polyclinic_core::appointment::{Actor, ActorKind, Appointment, Presence, check_cancel_allowed};
+use polyclinic_core::appointment::{Actor, ActorKind, Appointment, Presence};
 use polyclinic_core::facility::{AddressService, InsuranceProvider};
 use polyclinic_core::patient::{ContactSystem, Gender, Patient, pick_name, preferred_contact, systems};
 use polyclinic_core::schedule::Interval;
-use polyclinic_core::status::AppointmentStatus;
 use polyclinic_core::tenant::Dialect;
 use polyclinic_core::{AppointmentId, TenantId};
 use polyclinic_http::AppState;
+use polyclinic_scheduling::Move;
 use polyclinic_store::appointments::Search;
 use polyclinic_store::catalog::{self, Table};
-use polyclinic_store::{Conn, StoreError, StoreResult, appointments, patients};
+use polyclinic_store::{Conn, StoreResult, appointments, patients};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -262,20 +260,12 @@ async fn cancel(
             booking.id
         )));
     }
-    check_cancel_allowed(&booking, &client.tenant.settings, now)?;
-    let (tenant, id) = (client.tenant.id, booking.id);
+    let id = booking.id;
     state
-        .store
-        .write(move |c| Box::pin(async move { appointments::cancel(c, tenant, id, integration(), reason, now).await }))
+        .scheduling
+        .cancel(&client.tenant, id, integration(), reason, now)
         .await
-        .map_err(|e| match e {
-            // Cancelled or moved by a concurrent request since it was read.
-            StoreError::Core(polyclinic_core::CoreError::InvalidTransition { .. }) => {
-                DocplannerError::bad_request(format!("Visit {id} cannot be canceled because it is not booked"))
-            }
-            other => other.into(),
-        })?;
-    state.engine.wake();
+        .map_err(|e| refused(Op::Cancel { id }, e))?;
     Ok(no_content())
 }
 
@@ -305,7 +295,6 @@ async fn move_booking(
         return Err(DocplannerError::conflict("The visit has already been canceled or moved"));
     }
     let now = state.now();
-    polyclinic_core::appointment::check_reschedule_allowed(&old, &client.tenant.settings, now)?;
     let tenant = client.tenant.id;
     // The target address: this one, or another of the same facility.
     let target = match req.address_id.as_deref() {
@@ -354,68 +343,23 @@ async fn move_booking(
     };
     let tz = client.tenant.tz();
     let duration = req.duration.unwrap_or_else(|| old.duration_minutes());
-    let interval = booking_interval(start, duration, &client.tenant.settings, now, &tz)?;
-    let bookable = polyclinic_core::time_rules::bookable_starts(&client.tenant.settings, now);
-    let (old_interval, old_id) = (old.interval, old.id);
-    let moved = state
-        .store
-        .write(move |c| {
-            Box::pin(async move {
-                // Only the start matters: the periods around it, their breaks and bookings.
-                let at_start = Interval { start, end: start + SignedDuration::from_secs(1) };
-                // The booking's own time is not in its way.
-                let ignore = (old.address_id == Some(target.id)
-                    || old.primary_performer() == Some(target.practitioner_id))
-                .then_some(&old_interval);
-                let free = free_slots_at(c, tenant, &target, &at_start, &bookable, ignore).await?;
-                if let Err(e) = check_slot(&SlotCheck { service: &service, interval }, &free, &tz) {
-                    return Ok(Err(e));
-                }
-                let mut new = old.clone();
-                new.id = appointments::new_id(c).await?;
-                new.interval = interval;
-                new.status = AppointmentStatus::Booked;
-                new.address_id = Some(target.id);
-                new.address_service_id = Some(service.id);
-                new.set_healthcare_service(target.healthcare_service_id);
-                let linked = match target.healthcare_service_id {
-                    Some(s) => catalog::healthcare_service(c, tenant, s.get()).await?,
-                    None => None,
-                };
-                polyclinic_scheduling::video::apply(
-                    &mut new,
-                    polyclinic_scheduling::video::is_digital(linked.as_ref(), Some(&target)),
-                );
-                for p in &mut new.participants {
-                    if let polyclinic_core::appointment::ParticipantWho::Practitioner(id) = &mut p.who
-                        && p.roles.contains(&polyclinic_core::appointment::ParticipantRole::PrimaryPerformer)
-                    {
-                        *id = target.practitioner_id;
-                    }
-                }
-                new.booked_by = integration();
-                new.booked_at = now;
-                new.confirmed = false;
-                new.presence = None;
-                new.moved_from = None;
-                new.moved_to = None;
-                let (_, new) = appointments::move_to(c, tenant, old_id, new, integration(), now).await?;
-                Ok(Ok((target, view_of(c, tenant, new).await?)))
-            })
-        })
+    let interval = booking_interval(start, duration, &client.tenant.settings)?;
+    let mv = Move {
+        to: interval,
+        address: target.clone(),
+        service: service.clone(),
+        by: integration(),
+        through: Dialect::Docplanner,
+    };
+    let new = state
+        .scheduling
+        .move_booking(&client.tenant, old.id, mv, now)
         .await
-        .map_err(|e: StoreError| match e {
-            // Cancelled or moved by a concurrent request since it was read.
-            StoreError::Core(polyclinic_core::CoreError::InvalidTransition { .. }) => {
-                DocplannerError::conflict("The visit has already been canceled or moved")
-            }
-            other => taken(other, start, &client.tenant.tz()),
-        })??;
-    state.engine.wake();
-    let (target, v) = moved;
+        .map_err(|e| refused(Op::Book { start, service: &service, tz: &tz, moving: true }, e))?;
+    let v = state.store.read(move |c| Box::pin(async move { view_of(c, tenant, new).await })).await?;
     let location =
         format!("{}/bookings/{}", address_path(at.facility.id, target.practitioner_id, target.id), v.appointment.id);
-    Ok(created(&location, Some(booking_json(&v, &client.tenant.tz(), &full_scopes()))))
+    Ok(created(&location, Some(booking_json(&v, &tz, &full_scopes()))))
 }
 
 #[derive(Deserialize)]
@@ -452,25 +396,7 @@ async fn confirm(
     if booking.interval.start < now {
         return Err(DocplannerError::conflict("Visit is in the past"));
     }
-    let (tenant, id) = (client.tenant.id, booking.id);
-    state
-        .store
-        .write(move |c| Box::pin(async move { appointments::confirm(c, tenant, id, &by, now).await }))
-        .await
-        .map_err(|e| match e {
-            // Changed by a concurrent request since it was read.
-            StoreError::Core(polyclinic_core::CoreError::InvalidTransition { from, .. }) if from == "moved" => {
-                DocplannerError::conflict("Visit has been deleted")
-            }
-            StoreError::Core(polyclinic_core::CoreError::InvalidTransition { .. }) => {
-                DocplannerError::conflict("Visit has been canceled")
-            }
-            StoreError::Core(polyclinic_core::CoreError::Conflict { .. }) => {
-                DocplannerError::conflict("Visit has already been confirmed")
-            }
-            other => other.into(),
-        })?;
-    state.engine.wake();
+    state.scheduling.confirm(&client.tenant, booking.id, by, now).await.map_err(|e| refused(Op::Confirm, e))?;
     Ok(no_content())
 }
 
@@ -496,19 +422,11 @@ async fn presence(
     if booking.interval.start > now {
         return Err(DocplannerError::bad_request("Visit is in the future"));
     }
-    let (tenant, id) = (client.tenant.id, booking.id);
     state
-        .store
-        .write(move |c| Box::pin(async move { appointments::set_presence(c, tenant, id, presence, now).await }))
+        .scheduling
+        .set_presence(&client.tenant, booking.id, presence, now)
         .await
-        .map_err(|e| match e {
-            // Cancelled by a concurrent request since it was read.
-            StoreError::Core(polyclinic_core::CoreError::InvalidTransition { .. }) => {
-                DocplannerError::conflict("Visit is marked as canceled")
-            }
-            other => other.into(),
-        })?;
-    state.engine.wake();
+        .map_err(|e| refused(Op::Presence, e))?;
     Ok(no_content())
 }
 
@@ -548,40 +466,11 @@ async fn opinion_request(
         .as_deref()
         .and_then(super::slots::international_phone)
         .ok_or_else(|| DocplannerError::bad_request("Phone number is invalid."))?;
-    let (tenant, now) = (client.tenant.id, state.now());
-    let outcome = state
-        .store
-        .write(move |c| {
-            Box::pin(async move {
-                let mut visit = None;
-                for p in patients::find_by_contact(c, tenant, &phone).await? {
-                    let Some(pid) = p.id else { continue };
-                    let search = Search { patient: Some(pid.get()), limit: 1000, ..Default::default() };
-                    let (items, _) = appointments::search(c, tenant, &search).await?;
-                    visit = items
-                        .into_iter()
-                        .rfind(|a| a.status.docplanner() == "booked" && a.practitioners().any(|x| x == doctor.id));
-                    if visit.is_some() {
-                        break;
-                    }
-                }
-                let Some(visit) = visit else { return Ok(Err(DocplannerError::forbidden("Visit not found"))) };
-                if !appointments::request_opinion(c, tenant, &visit, doctor.id, &phone, now).await? {
-                    return Ok(Err(DocplannerError::conflict("Opinion already exists")));
-                }
-                Ok(Ok(()))
-            })
-        })
+    state
+        .scheduling
+        .request_opinion(&client.tenant, doctor.id, phone, state.now())
         .await
-        .map_err(|e| match e {
-            // The visit was cancelled by a concurrent request since it was found.
-            StoreError::Core(polyclinic_core::CoreError::InvalidTransition { .. }) => {
-                DocplannerError::forbidden("Visit not found")
-            }
-            other => other.into(),
-        })?;
-    outcome?;
-    state.engine.wake();
+        .map_err(|e| refused(Op::Opinion, e))?;
     // The document gives 200 without a body.
     Ok(StatusCode::OK.into_response())
 }

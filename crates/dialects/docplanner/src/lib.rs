@@ -23,6 +23,7 @@ pub mod notifications;
 pub mod oauth;
 pub mod ratelimit;
 pub mod realtime;
+mod refusals;
 pub mod slots;
 
 use axum::Router;

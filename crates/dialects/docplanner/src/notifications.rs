@@ -13,9 +13,9 @@
 //!
 //! | domain event | notification |
 //! |---|---|
-//! | `AppointmentCreated` (not from a move) | `slot-booked` |
-//! | `AppointmentCancelled` (not the old half of a move) | `booking-canceled` |
-//! | `AppointmentRescheduled` (a Docplanner move, or a new time through any dialect) | `booking-moved` |
+//! | `AppointmentCreated` | `slot-booked` |
+//! | `AppointmentCancelled` | `booking-canceled` |
+//! | `AppointmentMoved` (a Docplanner move, or a new time through any dialect) | `booking-moved` |
 //! | `AppointmentConfirmed` | `booking-confirmed` |
 //! | `PresenceMarked` | `presence-marked` |
 //! | `BreakCreated`, `BreakMoved`, `BreakRemoved` | `break-created`, `break-moved`, `break-removed` |
@@ -34,6 +34,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use futures_util::future::BoxFuture;
 use jiff::Timestamp;
+use polyclinic_core::event::EventKind;
 use polyclinic_core::facility::{Address, AddressService};
 use polyclinic_core::schedule::{CalendarBreak, Interval};
 use polyclinic_core::tenant::Credential;
@@ -230,24 +231,26 @@ fn id_in(data: &Value, field: &str) -> Option<i64> {
 
 fn plan(event: &StoredEvent) -> Option<Plan> {
     let has = |f: &str| event.data.get(f).is_some_and(|v| !v.is_null());
-    Some(match event.kind.as_str() {
-        // A Docplanner move is told once, as `booking-moved`.
-        "AppointmentCreated" if has("moved_from") => return None,
-        "AppointmentCreated" => Plan::Booking("slot-booked"),
-        "AppointmentCancelled" if has("moved_to") => return None,
-        "AppointmentCancelled" => Plan::Booking("booking-canceled"),
-        "AppointmentRescheduled" => Plan::Moved,
-        "AppointmentConfirmed" => Plan::Booking("booking-confirmed"),
-        "PresenceMarked" => Plan::Presence,
-        "BreakCreated" => Plan::Break("break-created"),
-        "BreakMoved" => Plan::Break("break-moved"),
-        "BreakRemoved" => Plan::Break("break-removed"),
-        "AddressServiceCreated" => Plan::AddressService("address-service-created"),
-        "AddressServiceChanged" => Plan::AddressService("address-service-changed"),
-        "AddressServiceDeleted" => Plan::AddressService("address-service-deleted"),
-        "AddressAssigned" => Plan::Address("address-assigned"),
-        "AddressUnassigned" => Plan::Address("address-unassigned"),
-        "AddressCommercialTypeChanged" => Plan::Address("address-commercial-type-changed"),
+    use EventKind as K;
+    Some(match event.kind {
+        // Written by earlier versions for a Docplanner move, beside the
+        // `AppointmentRescheduled` that tells it once, as `booking-moved`.
+        K::AppointmentCreated if has("moved_from") => return None,
+        K::AppointmentCancelled if has("moved_to") => return None,
+        K::AppointmentCreated => Plan::Booking("slot-booked"),
+        K::AppointmentCancelled => Plan::Booking("booking-canceled"),
+        K::AppointmentMoved | K::AppointmentRescheduled => Plan::Moved,
+        K::AppointmentConfirmed => Plan::Booking("booking-confirmed"),
+        K::PresenceMarked => Plan::Presence,
+        K::BreakCreated => Plan::Break("break-created"),
+        K::BreakMoved => Plan::Break("break-moved"),
+        K::BreakRemoved => Plan::Break("break-removed"),
+        K::AddressServiceCreated => Plan::AddressService("address-service-created"),
+        K::AddressServiceChanged => Plan::AddressService("address-service-changed"),
+        K::AddressServiceDeleted => Plan::AddressService("address-service-deleted"),
+        K::AddressAssigned => Plan::Address("address-assigned"),
+        K::AddressUnassigned => Plan::Address("address-unassigned"),
+        K::AddressCommercialTypeChanged => Plan::Address("address-commercial-type-changed"),
         _ => return None,
     })
 }
@@ -355,9 +358,6 @@ impl NotificationRouter {
         tenant: TenantId,
         event: &StoredEvent,
     ) -> StoreResult<Vec<NewDelivery>> {
-        if event.kind == "OpinionRequested" {
-            return opinion_sms(conn, tenant, event).await;
-        }
         let Some(plan) = plan(event) else { return Ok(Vec::new()) };
         let Some(address_id) = id_in(&event.data, "address_id") else { return Ok(Vec::new()) };
         let Some(address): Option<Address> = catalog::address(conn, tenant, address_id).await? else {
@@ -409,36 +409,6 @@ impl NotificationRouter {
         }
         Ok(out)
     }
-}
-
-/// The text message of an opinion request (`PUT …/opinion-request`): to the
-/// phone given, naming the doctor and the day of the visit.
-async fn opinion_sms(conn: &mut Conn, tenant: TenantId, event: &StoredEvent) -> StoreResult<Vec<NewDelivery>> {
-    let Some(phone) = event.data.get("phone").and_then(Value::as_str) else { return Ok(Vec::new()) };
-    let doctor = match id_in(&event.data, "practitioner_id") {
-        Some(id) => catalog::practitioner(conn, tenant, id).await?,
-        None => None,
-    };
-    let tz = tenants::get(conn, tenant).await?.tz();
-    let day = event
-        .data
-        .get("start")
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse::<Timestamp>().ok())
-        .map(|t| t.to_zoned(tz).date().to_string());
-    let who = doctor.map(|d| format!("{} {}", d.given, d.family)).unwrap_or_else(|| "Your doctor".into());
-    let when = day.map(|d| format!(" on {d}")).unwrap_or_default();
-    Ok(vec![NewDelivery {
-        target_key: format!("opinion-request:{}", event.aggregate_id),
-        event: "opinion-request".into(),
-        channel: Channel::Sms {
-            to: phone.to_owned(),
-            body: format!(
-                "{who} would like to hear how your visit{when} went. Reply to this message to share your opinion."
-            ),
-        },
-        retry_schedule: None,
-    }])
 }
 
 /// The headers of a push to `client`: its API key, sealed for the delivery
@@ -528,7 +498,7 @@ mod tests {
     fn event(kind: &str, data: Value) -> StoredEvent {
         StoredEvent {
             seq: 1,
-            kind: kind.into(),
+            kind: EventKind::parse(kind).unwrap(),
             aggregate: "appointment".into(),
             aggregate_id: "7".into(),
             data,
@@ -540,6 +510,12 @@ mod tests {
     fn a_move_is_told_once() {
         assert_eq!(plan(&event("AppointmentCreated", json!({"moved_from": "6"}))), None);
         assert_eq!(plan(&event("AppointmentCancelled", json!({"moved_to": "8"}))), None);
+        assert_eq!(plan(&event("AppointmentMoved", json!({"moved_from": "6"}))), Some(Plan::Moved));
+        assert_eq!(
+            plan(&event("AppointmentMoved", json!({"previous_start": "2030-01-01T10:00:00Z"}))),
+            Some(Plan::Moved)
+        );
+        // Stored by earlier versions: still told once.
         assert_eq!(plan(&event("AppointmentRescheduled", json!({"moved_from": "6"}))), Some(Plan::Moved));
         assert_eq!(plan(&event("AppointmentCreated", json!({"moved_from": null}))), Some(Plan::Booking("slot-booked")));
         assert_eq!(plan(&event("AppointmentUpdated", json!({}))), None);

@@ -9,6 +9,7 @@
 use super::address_services::address_service_json;
 use super::bookings::{booking_json, view_of};
 use super::catalog::{Located, locate};
+use super::refusals::{Op, refused};
 use super::{Body, Client, DocplannerError, format_time, ok, parse_time};
 use super::{Path, Query};
 use axum::extract::State;
@@ -25,14 +26,14 @@ use polyclinic_core::patient::{
     ContactPoint, ContactSystem, ContactUse, Gender, HumanName, Identifier, NationalId, Patient,
 };
 use polyclinic_core::schedule::{Interval, WorkPeriod, within_one_day};
-use polyclinic_core::slots::{FreeSlot, ServiceDuration, free_slots};
+use polyclinic_core::slots::ServiceDuration;
 use polyclinic_core::tenant::{Dialect, Tenant, TenantSettings};
-use polyclinic_core::time_rules::{self, TimeRule};
-use polyclinic_core::{AddressServiceId, CoreError, InsuranceProviderId, TenantId};
+use polyclinic_core::time_rules::{self};
+use polyclinic_core::{AddressServiceId, InsuranceProviderId};
 use polyclinic_http::AppState;
-use polyclinic_scheduling::video;
+use polyclinic_scheduling::{BookedPatient, Booking, Place, availability};
 use polyclinic_store::catalog;
-use polyclinic_store::{Conn, StoreError, StoreResult, appointments, breaks, work_periods};
+use polyclinic_store::work_periods;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -100,59 +101,6 @@ pub(super) fn query_range(start: Option<&String>, end: Option<&String>) -> Resul
     Ok(Interval { start, end })
 }
 
-/// The free slots of an address in `window`, computed: work periods split on
-/// their grid, minus calendar breaks and every booking holding the doctor or
-/// the address, with starts only where the tenant's time rules let a booking
-/// made now start (`bookable`, from [`time_rules::bookable_starts`]: the
-/// booking notice to the horizon). `ignore` is a booking's own time when that
-/// booking is being moved.
-pub async fn free_slots_at(
-    conn: &mut Conn,
-    tenant: TenantId,
-    address: &Address,
-    window: &Interval,
-    bookable: &Interval,
-    ignore: Option<&Interval>,
-) -> StoreResult<Vec<FreeSlot>> {
-    // Starts up to and including the horizon's last second.
-    let last = bookable.end.checked_add(SignedDuration::from_secs(1)).unwrap_or(bookable.end);
-    let window = Interval { start: window.start.max(bookable.start), end: window.end.min(last) };
-    if window.start >= window.end {
-        return Ok(Vec::new());
-    }
-    let periods = work_periods::overlapping(conn, tenant, address.id, &window).await?;
-    if periods.is_empty() {
-        return Ok(Vec::new());
-    }
-    let span = Interval {
-        start: periods.iter().map(|p| p.interval.start).min().unwrap_or(window.start),
-        end: periods.iter().map(|p| p.interval.end).max().unwrap_or(window.end),
-    };
-    let mut blockers: Vec<Interval> =
-        breaks::overlapping(conn, tenant, address.id, &span).await?.into_iter().map(|b| b.interval).collect();
-    blockers.extend(
-        appointments::busy_intervals(conn, tenant, Some(address.practitioner_id.get()), Some(address.id.get()), &span)
-            .await?
-            .into_iter()
-            .filter(|b| Some(b) != ignore),
-    );
-    let mut out: Vec<FreeSlot> = periods.iter().flat_map(|p| free_slots(p, &p.durations, &blockers, &window)).collect();
-    out.sort_by_key(|s| s.start);
-    out.dedup_by(|b, a| {
-        if a.start == b.start {
-            for s in &b.services {
-                if !a.services.contains(s) {
-                    a.services.push(*s);
-                }
-            }
-            true
-        } else {
-            false
-        }
-    });
-    Ok(out)
-}
-
 async fn list(
     State(state): State<AppState>,
     Extension(client): Extension<Client>,
@@ -164,7 +112,7 @@ async fn list(
     let window = query_range(q.start.as_ref(), q.end.as_ref())?;
     let with_services = super::scopes(uri.query()).iter().any(|s| s == "slot.services");
     let (tenant, address) = (client.tenant.id, at.address.clone());
-    let bookable = time_rules::bookable_starts(&client.tenant.settings, state.now());
+    let (settings, now) = (client.tenant.settings.clone(), state.now());
     if !address.calendar_enabled || !address.integrated {
         // A disabled calendar offers nothing to book.
         return Ok(ok(json!({"_items": []})));
@@ -173,7 +121,12 @@ async fn list(
         .store
         .read(move |c| {
             Box::pin(async move {
-                let slots = free_slots_at(c, tenant, &address, &window, &bookable, None).await?;
+                let calendar = availability::Calendar::Address(&address);
+                let slots = availability::free_starts(c, tenant, calendar, &window, &settings, now)
+                    .await?
+                    .into_iter()
+                    .flat_map(|a| a.slots)
+                    .collect::<Vec<_>>();
                 let services = if with_services {
                     catalog::address_services(c, tenant, address.id.get()).await?
                 } else {
@@ -543,36 +496,6 @@ fn insurance(
     Ok(Some(BookingInsurance { provider_id: InsuranceProviderId(found.id.get()), plan_id, number }))
 }
 
-/// Where and what a booking at an address is: checks the slot and service
-/// against the computed free slots. Shared by booking and moving.
-pub(super) struct SlotCheck<'a> {
-    pub service: &'a AddressService,
-    pub interval: Interval,
-}
-
-/// The 404s the document gives when a start is no free slot, or the slot
-/// does not take the service.
-pub(super) fn check_slot(
-    check: &SlotCheck<'_>,
-    free: &[FreeSlot],
-    tz: &jiff::tz::TimeZone,
-) -> Result<(), DocplannerError> {
-    let shown = format_time(check.interval.start, tz);
-    let Some(slot) = free.iter().find(|s| s.start == check.interval.start) else {
-        return Err(DocplannerError::new(
-            StatusCode::NOT_FOUND,
-            format!("Unable to perform booking. Requested target slot ({shown}) not found"),
-        ));
-    };
-    if !slot.services.contains(&check.service.id) {
-        return Err(DocplannerError::new(
-            StatusCode::NOT_FOUND,
-            format!("Unable to perform booking. Slot ({shown}) does not support service {}", check.service.id),
-        ));
-    }
-    Ok(())
-}
-
 /// The practitioner and patient of a booking at `address`; its video access
 /// is set by [`video::apply`] once the visit's service is known.
 pub(super) fn participants(address: &Address, patient: polyclinic_core::PatientId) -> Vec<Participant> {
@@ -589,17 +512,13 @@ pub(super) fn participants(address: &Address, patient: polyclinic_core::PatientI
     ]
 }
 
-/// A booking's time: `start` for `duration` minutes, under the tenant's time
-/// rules ([`time_rules::check`], the same for every dialect). A duration
-/// outside the tenant's minimum and maximum is a field error; a start the
-/// rules do not allow now (past, inside the booking notice, beyond the
-/// horizon) is a slot that is not offered, answered as such.
+/// A booking's time: `start` for `duration` minutes. A duration outside the
+/// tenant's minimum and maximum (`core::time_rules`) is a field error here;
+/// the scheduling layer checks every time rule again when it books.
 pub(super) fn booking_interval(
     start: Timestamp,
     duration: i64,
     settings: &TenantSettings,
-    now: Timestamp,
-    tz: &jiff::tz::TimeZone,
 ) -> Result<Interval, DocplannerError> {
     let (min, max) = (time_rules::min_minutes(settings), time_rules::max_minutes(settings));
     if !(min..=max).contains(&duration) {
@@ -608,33 +527,7 @@ pub(super) fn booking_interval(
             format!("The duration must be between {min} and {max} minutes."),
         )]));
     }
-    let interval = Interval { start, end: start + SignedDuration::from_mins(duration) };
-    match time_rules::check(&interval, settings, now) {
-        Ok(()) => Ok(interval),
-        Err(TimeRule::TooShort { .. } | TimeRule::TooLong { .. } | TimeRule::EndNotAfterStart) => {
-            Err(DocplannerError::invalid_arguments([(
-                "duration",
-                format!("The duration must be between {min} and {max} minutes."),
-            )]))
-        }
-        Err(_) => Err(slot_not_found(start, tz)),
-    }
-}
-
-/// The answer for a start that is not offered (or no longer is).
-pub(super) fn slot_not_found(start: Timestamp, tz: &jiff::tz::TimeZone) -> DocplannerError {
-    DocplannerError::new(
-        StatusCode::NOT_FOUND,
-        format!("Unable to perform booking. Requested target slot ({}) not found", format_time(start, tz)),
-    )
-}
-
-/// The one answer for a start that turned out taken (a concurrent booking won).
-pub(super) fn taken(e: StoreError, start: Timestamp, tz: &jiff::tz::TimeZone) -> DocplannerError {
-    match e {
-        StoreError::Core(CoreError::SlotTaken { .. }) => slot_not_found(start, tz),
-        other => other.into(),
-    }
+    Ok(Interval { start, end: start + SignedDuration::from_mins(duration) })
 }
 
 async fn book(
@@ -649,7 +542,7 @@ async fn book(
         return Err(DocplannerError::new(StatusCode::NOT_FOUND, "Unable to book a visit for this address"));
     }
     super::calendar::commercial(&at.address)?;
-    let interval = booking_interval(start, req.duration, &client.tenant.settings, state.now(), &client.tenant.tz())?;
+    let interval = booking_interval(start, req.duration, &client.tenant.settings)?;
     let patient = req.patient.to_patient(&client.tenant)?;
     for (field, v) in [("label", &req.label), ("comment", &req.comment)] {
         if let Some(v) = v {
@@ -658,23 +551,18 @@ async fn book(
     }
     let tenant = client.tenant.clone();
     let tz = tenant.tz();
-    let (tid, address, now) = (tenant.id, at.address.clone(), state.now());
-    let bookable = time_rules::bookable_starts(&tenant.settings, now);
+    let (tid, address_id, now) = (tenant.id, at.address.id, state.now());
     let provider_id = req.insurance_provider_id.as_deref().and_then(|p| p.parse::<i64>().ok());
-    let (services, provider, digital) = state
+    let (services, provider) = state
         .store
         .read(move |c| {
             Box::pin(async move {
-                let services = catalog::address_services(c, tid, address.id.get()).await?;
+                let services = catalog::address_services(c, tid, address_id.get()).await?;
                 let provider = match provider_id {
                     Some(id) => catalog::insurance_provider(c, id).await?,
                     None => None,
                 };
-                let linked = match address.healthcare_service_id {
-                    Some(s) => catalog::healthcare_service(c, tid, s.get()).await?,
-                    None => None,
-                };
-                Ok((services, provider, video::is_digital(linked.as_ref(), Some(&address))))
+                Ok((services, provider))
             })
         })
         .await?;
@@ -689,45 +577,33 @@ async fn book(
         req.insurance_number.clone(),
         provider.as_ref(),
     )?;
-    let address = at.address.clone();
-    // Only the start matters: the periods around it, their breaks and bookings.
-    let at_start = Interval { start, end: start + SignedDuration::from_secs(1) };
-    let created = state
-        .store
-        .write(move |c| {
-            Box::pin(async move {
-                let free = free_slots_at(c, tid, &address, &at_start, &bookable, None).await?;
-                let check = SlotCheck { service: &service, interval };
-                if let Err(e) = check_slot(&check, &free, &tenant.tz()) {
-                    return Ok(Err(e));
-                }
-                let patient = polyclinic_scheduling::patients::find_or_create(c, tid, patient, now).await?;
-                let pid = patient.id.ok_or_else(|| StoreError::Corrupt("patient without id".into()))?;
-                let mut a = Appointment::booked(
-                    interval,
-                    participants(&address, pid),
-                    Actor { kind: ActorKind::Integration, dialect: Some(Dialect::Docplanner) },
-                    now,
-                );
-                a.address_id = Some(address.id);
-                a.address_service_id = Some(service.id);
-                a.set_healthcare_service(address.healthcare_service_id);
-                video::apply(&mut a, digital);
-                a.reasons = vec![service.custom_name.clone().unwrap_or_else(|| service.name.clone())];
-                a.comment = req.comment;
-                a.label = req.label;
-                a.is_returning = req.is_returning;
-                a.is_recurring = req.is_recurring.unwrap_or(false);
-                a.insurance = insurance;
-                a.id = appointments::new_id(c).await?;
-                let a = appointments::create(c, tid, a, now).await?;
-                Ok(Ok(view_of(c, tid, a).await?))
-            })
-        })
+    // The patient is matched (or created) by the booking: participant 1.
+    let mut a = Appointment::booked(
+        interval,
+        participants(&at.address, polyclinic_core::PatientId(0)),
+        Actor { kind: ActorKind::Integration, dialect: Some(Dialect::Docplanner) },
+        now,
+    );
+    a.reasons = vec![service.custom_name.clone().unwrap_or_else(|| service.name.clone())];
+    a.comment = req.comment;
+    a.label = req.label;
+    a.is_returning = req.is_returning;
+    a.is_recurring = req.is_recurring.unwrap_or(false);
+    a.insurance = insurance;
+    let booking = Booking {
+        appointment: a,
+        place: Place::Slot { address: at.address.clone(), service: service.clone() },
+        patients: vec![BookedPatient { patient, participant: 1, represented_by: None }],
+        representatives: Vec::new(),
+        through: Dialect::Docplanner,
+    };
+    let booked = state
+        .scheduling
+        .book(&tenant, booking, now)
         .await
-        .map_err(|e| taken(e, start, &tz))??;
-    state.engine.wake();
-    Ok(ok(booking_json(&created, &tz, &full_scopes())))
+        .map_err(|e| refused(Op::Book { start, service: &service, tz: &tz, moving: false }, e))?;
+    let view = state.store.read(move |c| Box::pin(async move { view_of(c, tid, booked).await })).await?;
+    Ok(ok(booking_json(&view, &tz, &full_scopes())))
 }
 
 /// The scopes a single booking is shown with (the document's examples show

@@ -12,10 +12,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use jiff::Timestamp;
-use polyclinic_core::appointment::{
-    Actor, ActorKind, Appointment, Participant, ParticipantRole, ParticipantWho, check_cancel_allowed,
-    check_reschedule_allowed,
-};
+use polyclinic_core::appointment::{Actor, ActorKind, Appointment, Participant, ParticipantRole, ParticipantWho};
 use polyclinic_core::patient::{
     ContactSystem, HumanName, Identifier, NameUse, Patient, RelatedKind, RelatedPerson, pick_name, preferred_contact,
     systems,
@@ -26,10 +23,10 @@ use polyclinic_core::service::HealthcareService;
 use polyclinic_core::status::AppointmentStatus;
 use polyclinic_core::tenant::{Dialect, Tenant};
 use polyclinic_core::text::{Email, Phone};
-use polyclinic_core::time_rules::{self, TimeRule};
+use polyclinic_core::time_rules::TimeRule;
 use polyclinic_core::{AppointmentId, CoreError, HealthcareServiceId, PatientId, PractitionerId};
 use polyclinic_http::AppState;
-use polyclinic_scheduling::Proposal;
+use polyclinic_scheduling::{BookedPatient, Booking, Place, SchedulingError};
 use polyclinic_store::appointments::{self, Search};
 use polyclinic_store::catalog::{self, Table};
 use polyclinic_store::{StoreError, patients};
@@ -184,16 +181,9 @@ struct Resolved {
     service: HealthcareService,
     participants: Vec<Participant>,
     /// Represented patients that do not exist yet.
-    new_patients: Vec<NewPatient>,
+    new_patients: Vec<BookedPatient>,
     /// Representatives seen for the first time.
     new_representatives: Vec<RelatedPerson>,
-}
-
-/// A represented patient to create, and the participants that point at it.
-struct NewPatient {
-    patient: Patient,
-    participant: usize,
-    representative: usize,
 }
 
 pub(super) struct Lookup {
@@ -333,7 +323,7 @@ fn parse_time(
     Ok(t)
 }
 
-fn parse_draft(body: &Value, tenant: &Tenant, now: Timestamp) -> Result<Draft, EmbassyError> {
+fn parse_draft(body: &Value, tenant: &Tenant) -> Result<Draft, EmbassyError> {
     if body.get("resourceType").and_then(Value::as_str) != Some("Appointment") {
         return Err(EmbassyError::invalid("InvalidFhirResource", "the body must be an Appointment resource"));
     }
@@ -342,7 +332,6 @@ fn parse_draft(body: &Value, tenant: &Tenant, now: Timestamp) -> Result<Draft, E
     }
     let start = parse_time(body, "start", "StartTimeIsRequired", "StartTimeMustNotHaveSecondsOrMillisecondsSet")?;
     let end = parse_time(body, "end", "EndTimeIsRequired", "EndTimeMustNotHaveSecondsOrMillisecondsSet")?;
-    time_rules::check(&Interval { start, end }, &tenant.settings, now).map_err(|rule| time_rule_error(rule, false))?;
     let description = body.get("description").and_then(Value::as_str).map(str::to_owned);
     if description.as_ref().is_some_and(|d| d.chars().count() > polyclinic_core::text::MAX_TEXT) {
         return Err(EmbassyError::invalid("InvalidFhirResource", "the description is too long"));
@@ -746,7 +735,7 @@ async fn resolve(d: &Draft, lookup: &Lookup, state: &AppState) -> Result<Resolve
         }
         seen_practitioners.push(id);
         let role = if *primary { ParticipantRole::PrimaryPerformer } else { ParticipantRole::SecondaryPerformer };
-        participants.push(participant(ParticipantWho::Practitioner(id), role, service.digital));
+        participants.push(participant(ParticipantWho::Practitioner(id), role));
     }
     let tenant = lookup.tenant.id;
     let mut seen_patients = Vec::new();
@@ -757,7 +746,7 @@ async fn resolve(d: &Draft, lookup: &Lookup, state: &AppState) -> Result<Resolve
             return Err(unprocessable("ParticipantError", "a patient appears more than once"));
         }
         seen_patients.push(id);
-        participants.push(participant(ParticipantWho::Patient(id), ParticipantRole::Participant, service.digital));
+        participants.push(participant(ParticipantWho::Patient(id), ParticipantRole::Participant));
     }
     let mut new_patients = Vec::new();
     let mut new_representatives = Vec::new();
@@ -784,10 +773,10 @@ async fn resolve(d: &Draft, lookup: &Lookup, state: &AppState) -> Result<Resolve
                     seen_patients.push(id);
                     rp.patient = Some(id);
                 }
-                None => new_patients.push(NewPatient {
+                None => new_patients.push(BookedPatient {
                     patient: new_patient(&lookup.tenant, cp),
                     participant: participants.len(),
-                    representative: participants.len() + 1,
+                    represented_by: Some(participants.len() + 1),
                 }),
             }
             let who = ParticipantWho::Patient(existing.unwrap_or(PatientId(0)));
@@ -799,13 +788,7 @@ async fn resolve(d: &Draft, lookup: &Lookup, state: &AppState) -> Result<Resolve
                 status: Some("accepted".into()),
             });
         }
-        let kind = rp.kind;
-        let mut p =
-            participant(ParticipantWho::RelatedPerson(Box::new(rp)), ParticipantRole::Participant, service.digital);
-        if kind == RelatedKind::Guest && !service.digital {
-            p.video = None;
-        }
-        participants.push(p);
+        participants.push(participant(ParticipantWho::RelatedPerson(Box::new(rp)), ParticipantRole::Participant));
     }
     participants.push(Participant {
         who: ParticipantWho::HealthcareService(service.id),
@@ -832,9 +815,10 @@ async fn resolve(d: &Draft, lookup: &Lookup, state: &AppState) -> Result<Resolve
     Ok(Resolved { service, participants, new_patients, new_representatives })
 }
 
-fn participant(who: ParticipantWho, role: ParticipantRole, digital: bool) -> Participant {
-    let video = digital.then(polyclinic_scheduling::video::new_access);
-    Participant { who, roles: vec![role], video, required: None, status: Some("accepted".into()) }
+/// A participant as the request names it; its video key, if the visit is
+/// digital, is the scheduling layer's to give.
+fn participant(who: ParticipantWho, role: ParticipantRole) -> Participant {
+    Participant { who, roles: vec![role], video: None, required: None, status: Some("accepted".into()) }
 }
 
 /// Finds the one patient a key names: `PatientNotFound`, or
@@ -982,20 +966,72 @@ fn time_rule_error(rule: TimeRule, rescheduling: bool) -> EmbassyError {
     unprocessable(code, rule.to_string())
 }
 
-fn availability(e: StoreError) -> EmbassyError {
+/// What a scheduling command was doing, for its refusal's code.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Create,
+    Cancel,
+    Reschedule,
+}
+
+/// The one table from the scheduling layer's refusals to Embassy's codes:
+///
+/// | refusal | create | cancel | reschedule |
+/// |---|---|---|---|
+/// | `Time(rule)` | see [`time_rule_error`] | — | see [`time_rule_error`] |
+/// | `Taken`, `NotOffered`, `ServiceNotOffered` | `AllPractionersAreNotAvailable` | — | `ScheduleConflicts` |
+/// | `Declined` (a gate) | `AllPractionersAreNotAvailable` | — | `ScheduleConflicts` |
+/// | `NotAllowed` from `cancelled` | — | `AppointmentCancelled` | `AppointmentCancelled` |
+/// | `NotAllowed` otherwise (moved, finished) | — | `AppointmentCancelled` | `TooLateToUpdateAppointment` |
+/// | `TooLate` (cut-off) | — | `TooLateToCancelAppointment` | `TooLateToUpdateAppointment` |
+/// | `NotFound` | `AppointmentNotFound` (404) | same | same |
+/// | `Store(AlreadyExists patient)` | `ConflictingPatientsFound` | | |
+/// | `Store(AlreadyExists related_person)` | `ConflictingRepresentativesFound` | | |
+/// | anything else | the generic error (500, logged) | | |
+fn refused(op: Op, e: SchedulingError) -> EmbassyError {
     match e {
-        StoreError::Core(CoreError::AlreadyExists { entity: "patient", .. }) => {
-            unprocessable("ConflictingPatientsFound", "the represented patient conflicts with an existing patient")
+        SchedulingError::Time(rule) => time_rule_error(rule, op == Op::Reschedule),
+        SchedulingError::Taken { .. } | SchedulingError::NotOffered | SchedulingError::ServiceNotOffered
+            if op == Op::Reschedule =>
+        {
+            unprocessable("ScheduleConflicts", "the new time conflicts with another appointment")
         }
-        StoreError::Core(CoreError::AlreadyExists { entity: "related_person", .. }) => unprocessable(
-            "ConflictingRepresentativesFound",
-            "the representative's identifier is already used by another person",
-        ),
-        StoreError::Core(CoreError::SlotTaken { resource, .. }) => unprocessable(
+        SchedulingError::Declined if op == Op::Reschedule => {
+            unprocessable("ScheduleConflicts", "the calendar's owner declined the new time")
+        }
+        SchedulingError::Taken { resource } => unprocessable(
             "AllPractionersAreNotAvailable",
             format!("at least one {resource} is not available at that time"),
         ),
-        other => other.into(),
+        SchedulingError::NotOffered | SchedulingError::ServiceNotOffered => {
+            unprocessable("AllPractionersAreNotAvailable", "the practitioners are not available at that time")
+        }
+        SchedulingError::Declined => {
+            unprocessable("AllPractionersAreNotAvailable", "the calendar's owner declined a booking at that time")
+        }
+        SchedulingError::NotAllowed { from, .. } if from == "cancelled" => {
+            unprocessable("AppointmentCancelled", "the appointment is already cancelled")
+        }
+        e @ SchedulingError::NotAllowed { .. } if op == Op::Reschedule => {
+            unprocessable("TooLateToUpdateAppointment", e.to_string())
+        }
+        e @ SchedulingError::NotAllowed { .. } => unprocessable("AppointmentCancelled", e.to_string()),
+        SchedulingError::TooLate(m) if op == Op::Cancel => unprocessable("TooLateToCancelAppointment", m),
+        SchedulingError::TooLate(m) => unprocessable("TooLateToUpdateAppointment", m),
+        SchedulingError::NotFound(_) => {
+            EmbassyError::not_found("AppointmentNotFound", "the appointment was not found on the customer")
+        }
+        SchedulingError::Store(StoreError::Core(CoreError::AlreadyExists { entity: "patient", .. })) => {
+            unprocessable("ConflictingPatientsFound", "the represented patient conflicts with an existing patient")
+        }
+        SchedulingError::Store(StoreError::Core(CoreError::AlreadyExists { entity: "related_person", .. })) => {
+            unprocessable(
+                "ConflictingRepresentativesFound",
+                "the representative's identifier is already used by another person",
+            )
+        }
+        SchedulingError::Store(e) => e.into(),
+        other => EmbassyError::from(StoreError::Corrupt(other.to_string())),
     }
 }
 
@@ -1006,7 +1042,7 @@ async fn create(
     FhirJson(body): FhirJson,
 ) -> Result<Response, EmbassyError> {
     let now = state.now();
-    let draft = parse_draft(&body, &caller.tenant, now)?;
+    let draft = parse_draft(&body, &caller.tenant)?;
     let lookup = lookup(&state, &caller).await?;
     let resolved = resolve(&draft, &lookup, &state).await?;
     let mut a = Appointment::booked(
@@ -1015,67 +1051,15 @@ async fn create(
         Actor { kind: ActorKind::Integration, dialect: Some(Dialect::Embassy) },
         now,
     );
-    a.healthcare_service_id = Some(resolved.service.id);
-    a.digital = polyclinic_scheduling::video::is_digital(Some(&resolved.service), None);
     a.description = draft.description;
-    let tenant = caller.tenant.id;
-    // The Docplanner address the booking lands at, whose client may have to
-    // approve it first (its optional real-time `slot-booking`).
-    let (performer, service) = (a.primary_performer().map(|p| p.get()), resolved.service.id.get());
-    let address = state
-        .store
-        .read(move |c| Box::pin(async move { catalog::address_for_service(c, tenant, service, performer).await }))
-        .await?;
-    if let Some(address) = &address {
-        let patient = match a.patient().filter(|p| p.get() != 0) {
-            Some(id) => state.store.read(move |c| Box::pin(async move { patients::get(c, tenant, id).await })).await?,
-            None => resolved.new_patients.first().map(|np| np.patient.clone()),
-        };
-        let proposal = Proposal {
-            address,
-            interval: a.interval,
-            patient: patient.as_ref(),
-            comment: a.description.as_deref(),
-            by: ActorKind::Integration,
-            through: Dialect::Embassy,
-            moving: None,
-        };
-        if !state.gates.approve(&caller.tenant, &proposal).await? {
-            return Err(unprocessable(
-                "AllPractionersAreNotAvailable",
-                "the calendar's owner declined a booking at that time",
-            ));
-        }
-    }
-    // The Docplanner address the service is linked to holds the time too, so
-    // the booking blocks that calendar's slots.
-    a.address_id = address.as_ref().map(|x| x.id);
-    let (new_patients, new_representatives) = (resolved.new_patients, resolved.new_representatives);
-    // One transaction: the patients and representatives this booking
-    // introduces exist only if the appointment does.
-    let created = state
-        .store
-        .write(move |c| {
-            Box::pin(async move {
-                let mut a = a;
-                for np in new_patients {
-                    let p = patients::create(c, tenant, np.patient, now).await?;
-                    let id = p.id.ok_or_else(|| StoreError::Corrupt("created patient without id".into()))?;
-                    a.participants[np.participant].who = ParticipantWho::Patient(id);
-                    if let ParticipantWho::RelatedPerson(rp) = &mut a.participants[np.representative].who {
-                        rp.patient = Some(id);
-                    }
-                }
-                for rp in &new_representatives {
-                    polyclinic_store::related::create(c, tenant, rp, now).await?;
-                }
-                a.id = appointments::new_id(c).await?;
-                appointments::create(c, tenant, a, now).await
-            })
-        })
-        .await
-        .map_err(availability)?;
-    state.engine.wake();
+    let booking = Booking {
+        appointment: a,
+        place: Place::Service(resolved.service.clone()),
+        patients: resolved.new_patients,
+        representatives: resolved.new_representatives,
+        through: Dialect::Embassy,
+    };
+    let created = state.scheduling.book(&caller.tenant, booking, now).await.map_err(|e| refused(Op::Create, e))?;
     let location = format!("{}/embassy/Appointment/{}", state.public_url, created.id);
     Ok(respond(
         prefer,
@@ -1333,29 +1317,10 @@ async fn patch(
     if a.status == AppointmentStatus::Cancelled {
         return Err(unprocessable("AppointmentCancelled", "the appointment is already cancelled"));
     }
-    let settings = caller.tenant.settings.clone();
     let now = state.now();
-    let tenant = caller.tenant.id;
     let updated = if cancel {
-        check_cancel_allowed(&a, &settings, now).map_err(|e| match e {
-            CoreError::PolicyViolation(m) => unprocessable("TooLateToCancelAppointment", m),
-            other => unprocessable("AppointmentCancelled", other.to_string()),
-        })?;
         let by = Actor { kind: ActorKind::Integration, dialect: Some(Dialect::Embassy) };
-        state
-            .store
-            .write(move |c| Box::pin(async move { appointments::cancel(c, tenant, a.id, by, None, now).await }))
-            .await
-            .map_err(|e| match e {
-                // Cancelled (or finished) by a concurrent request since it was read.
-                StoreError::Core(CoreError::InvalidTransition { from, .. }) if from == "cancelled" => {
-                    unprocessable("AppointmentCancelled", "the appointment is already cancelled")
-                }
-                StoreError::Core(other @ CoreError::InvalidTransition { .. }) => {
-                    unprocessable("AppointmentCancelled", other.to_string())
-                }
-                other => other.into(),
-            })?
+        state.scheduling.cancel(&caller.tenant, a.id, by, None, now).await.map_err(|e| refused(Op::Cancel, e))?
     } else {
         let (Some(s), Some(e)) = (start, end) else {
             return Err(unprocessable(
@@ -1363,68 +1328,19 @@ async fn patch(
                 "rescheduling needs both a new start and a new end",
             ));
         };
-        time_rules::check(&Interval { start: s, end: e }, &settings, now)
-            .map_err(|rule| time_rule_error(rule, true))?;
         if a.primary_performer().is_none() {
             return Err(unprocessable(
                 "PrimaryPerformerNotFoundForAppointment",
                 "the appointment has no primary performer and cannot be updated",
             ));
         }
-        check_reschedule_allowed(&a, &settings, now)
-            .map_err(|e| unprocessable("TooLateToUpdateAppointment", e.to_string()))?;
         let to = Interval { start: s, end: e };
-        // The Docplanner client of the booking's address may have to approve
-        // the move first (its optional real-time `booking-moving`).
-        if let Some(address_id) = a.address_id {
-            let patient_id = a.patient();
-            let found = state
-                .store
-                .read(move |c| {
-                    Box::pin(async move {
-                        let address = catalog::address(c, tenant, address_id.get()).await?;
-                        let patient = match patient_id {
-                            Some(p) => patients::get(c, tenant, p).await?,
-                            None => None,
-                        };
-                        Ok((address, patient))
-                    })
-                })
-                .await?;
-            if let (Some(address), patient) = &found {
-                let proposal = Proposal {
-                    address,
-                    interval: to,
-                    patient: patient.as_ref(),
-                    comment: a.description.as_deref(),
-                    by: ActorKind::Integration,
-                    through: Dialect::Embassy,
-                    moving: Some(&a),
-                };
-                if !state.gates.approve(&caller.tenant, &proposal).await? {
-                    return Err(unprocessable("ScheduleConflicts", "the calendar's owner declined the new time"));
-                }
-            }
-        }
         state
-            .store
-            .write(move |c| Box::pin(async move { appointments::reschedule(c, tenant, a.id, to, now).await }))
+            .scheduling
+            .reschedule(&caller.tenant, a.id, to, Dialect::Embassy, now)
             .await
-            .map_err(|e| match e {
-                StoreError::Core(CoreError::SlotTaken { .. }) => {
-                    unprocessable("ScheduleConflicts", "the new time conflicts with another appointment")
-                }
-                // Cancelled (or started) by a concurrent request since it was read.
-                StoreError::Core(CoreError::InvalidTransition { from, .. }) if from == "cancelled" => {
-                    unprocessable("AppointmentCancelled", "the appointment is already cancelled")
-                }
-                StoreError::Core(other @ CoreError::InvalidTransition { .. }) => {
-                    unprocessable("TooLateToUpdateAppointment", other.to_string())
-                }
-                other => other.into(),
-            })?
+            .map_err(|e| refused(Op::Reschedule, e))?
     };
-    state.engine.wake();
     let service = service_of(&state, &caller, &updated).await?;
     Ok(respond(prefer, StatusCode::OK, resource(&updated, service.as_ref()), None, "Appointment updated"))
 }

@@ -6,6 +6,7 @@
 use futures_util::future::BoxFuture;
 use jiff::Timestamp;
 use polyclinic_core::TenantId;
+use polyclinic_core::event::EventKind;
 use polyclinic_delivery::Router;
 use polyclinic_fhir::Format;
 use polyclinic_store::deliveries::{Channel, Delivery, NewDelivery};
@@ -14,15 +15,27 @@ use polyclinic_store::subscriptions::{self, NotifiedEvent, Subscription};
 use polyclinic_store::{Conn, StoreResult};
 use serde_json::{Value, json};
 
-/// The topics: number, title, the domain event that fires it, and the
-/// resource type its focus points at.
-pub const TOPICS: [(i64, &str, &str, &str); 5] = [
-    (1, "AppointmentCreated", "AppointmentCreated", "Appointment"),
-    (2, "AppointmentCancelled", "AppointmentCancelled", "Appointment"),
-    (3, "AppointmentUpdated", "AppointmentUpdated", "Appointment"),
-    (4, "AppointmentCompleted", "AppointmentCompleted", "Appointment"),
-    (5, "MessageConversationCreated", "ConversationCreated", "CommunicationRequest"),
+/// The topics: number, title, and the resource type its focus points at.
+pub const TOPICS: [(i64, &str, &str); 5] = [
+    (1, "AppointmentCreated", "Appointment"),
+    (2, "AppointmentCancelled", "Appointment"),
+    (3, "AppointmentUpdated", "Appointment"),
+    (4, "AppointmentCompleted", "Appointment"),
+    (5, "MessageConversationCreated", "CommunicationRequest"),
 ];
+
+/// The topic a domain event fires. A change of time (`AppointmentMoved`) is
+/// an `AppointmentUpdated`, whichever dialect made it.
+pub fn topic_of(kind: EventKind) -> Option<i64> {
+    Some(match kind {
+        EventKind::AppointmentCreated => 1,
+        EventKind::AppointmentCancelled => 2,
+        EventKind::AppointmentUpdated | EventKind::AppointmentMoved => 3,
+        EventKind::AppointmentCompleted => 4,
+        EventKind::ConversationCreated => 5,
+        _ => return None,
+    })
+}
 
 /// Title of a topic number.
 pub fn topic_title(topic: i64) -> Option<&'static str> {
@@ -31,7 +44,7 @@ pub fn topic_title(topic: i64) -> Option<&'static str> {
 
 /// The SubscriptionTopic resource of a topic number.
 pub fn topic_resource(base: &str, topic: i64) -> Option<Value> {
-    let (n, title, _, resource) = TOPICS.iter().find(|t| t.0 == topic)?;
+    let (n, title, resource) = TOPICS.iter().find(|t| t.0 == topic)?;
     Some(json!({
         "resourceType": "SubscriptionTopic",
         "id": n.to_string(),
@@ -141,15 +154,27 @@ impl Router for SubscriptionRouter {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
         Box::pin(async move {
-            let Some((topic, title, _, resource)) = TOPICS.iter().find(|t| t.2 == event.kind) else {
+            let Some((topic, title, resource)) = topic_of(event.kind).and_then(|n| TOPICS.iter().find(|t| t.0 == n))
+            else {
                 return Ok(Vec::new());
             };
-            let focus = format!("{}/{resource}/{}", self.base, event.aggregate_id);
+            // A Docplanner move replaced the booking with a new one: both are
+            // the update's focus, the one moved away (now cancelled) first.
+            let mut foci = Vec::with_capacity(2);
+            if event.kind == EventKind::AppointmentMoved
+                && let Some(from) = event.data.get("moved_from").and_then(Value::as_str)
+            {
+                foci.push(format!("{}/{resource}/{from}", self.base));
+            }
+            foci.push(format!("{}/{resource}/{}", self.base, event.aggregate_id));
             let mut out = Vec::new();
             for mut s in subscriptions::listening(conn, tenant, *topic).await? {
-                let number = subscriptions::record_event(conn, tenant, s.id, event.seq, &focus, now).await?;
-                s.events_since_start = number;
-                let notified = [NotifiedEvent { number, focus: focus.clone(), at: now }];
+                let mut notified = Vec::with_capacity(foci.len());
+                for focus in &foci {
+                    let number = subscriptions::record_event(conn, tenant, s.id, event.seq, focus, now).await?;
+                    s.events_since_start = number;
+                    notified.push(NotifiedEvent { number, focus: focus.clone(), at: now });
+                }
                 let bundle = notification_bundle(&self.base, &s, "event-notification", &notified, now);
                 out.push(delivery_for(&s, title, &bundle));
             }

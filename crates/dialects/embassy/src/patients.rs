@@ -17,6 +17,7 @@ use polyclinic_core::tenant::Tenant;
 use polyclinic_core::text::{Email, Phone};
 use polyclinic_core::{CoreError, PatientId};
 use polyclinic_http::AppState;
+use polyclinic_scheduling::SchedulingError;
 use polyclinic_store::{StoreError, patients};
 use serde_json::{Value, json};
 
@@ -304,6 +305,17 @@ fn store_error(e: StoreError) -> EmbassyError {
     }
 }
 
+/// A refused patient write: a clash of identifiers, or a patient that is gone.
+fn scheduling_error(e: SchedulingError) -> EmbassyError {
+    match e {
+        SchedulingError::Store(e) => store_error(e),
+        SchedulingError::NotFound(_) => {
+            EmbassyError::not_found("PatientNotFound", "the patient was not found on the customer")
+        }
+        other => EmbassyError::from(StoreError::Corrupt(other.to_string())),
+    }
+}
+
 async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -311,13 +323,8 @@ async fn create(
     FhirJson(body): FhirJson,
 ) -> Result<Response, EmbassyError> {
     let patient = parse_patient(&body, &caller.tenant)?;
-    let (tenant, now) = (caller.tenant.id, state.now());
-    let created = state
-        .store
-        .write(move |c| Box::pin(async move { patients::create(c, tenant, patient, now).await }))
-        .await
-        .map_err(store_error)?;
-    state.engine.wake();
+    let created =
+        state.scheduling.create_patient(&caller.tenant, patient, state.now()).await.map_err(scheduling_error)?;
     let r = resource(&created, &caller.tenant);
     let location = format!("{}/embassy/Patient/{}", state.public_url, r["id"].as_str().unwrap_or_default());
     Ok(respond(prefer, StatusCode::OK, r, Some(location), "Patient created"))
@@ -399,12 +406,7 @@ async fn patch(
             _ => return Err(unsupported(&op.kind, &path)),
         }
     }
-    let (tenant, now) = (caller.tenant.id, state.now());
-    let updated = state
-        .store
-        .write(move |c| Box::pin(async move { patients::update(c, tenant, p, now).await }))
-        .await
-        .map_err(store_error)?;
+    let updated = state.scheduling.update_patient(&caller.tenant, p, state.now()).await.map_err(scheduling_error)?;
     Ok(respond(prefer, StatusCode::OK, resource(&updated, &caller.tenant), None, "Patient updated"))
 }
 

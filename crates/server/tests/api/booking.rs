@@ -73,7 +73,7 @@ pub(crate) async fn book(app: &TestApp, tenant: TenantId, a: Appointment) -> Res
 
 async fn events(app: &TestApp, tenant: TenantId) -> Vec<String> {
     let list = app.store.read(move |c| Box::pin(async move { outbox::list(c, tenant, 0, 1000).await })).await.unwrap();
-    list.into_iter().filter(|e| e.aggregate == "appointment").map(|e| e.kind).collect()
+    list.into_iter().filter(|e| e.aggregate == "appointment").map(|e| e.kind.as_str().to_owned()).collect()
 }
 
 fn is_slot_taken(r: &Result<Appointment, StoreError>) -> bool {

@@ -459,7 +459,8 @@ async fn invalid_address_service_bodies_answer_400_and_write_nothing(engine: Eng
     assert_eq!(expect_ok(api(&ctx.app, &ctx.token, &one).await).await["duration"], 15);
     // A PATCH that changes nothing notifies no one.
     expect_ok(send(&ctx, Method::PATCH, &one, json!({"default_duration": 15})).await).await;
-    let kinds: Vec<String> = events(&ctx, "address_service").await.into_iter().map(|e| e.kind).collect();
+    let kinds: Vec<String> =
+        events(&ctx, "address_service").await.into_iter().map(|e| e.kind.as_str().to_owned()).collect();
     assert_eq!(kinds, ["AddressServiceCreated"]);
 }
 
@@ -842,7 +843,8 @@ async fn moving_a_break_is_validated(engine: Engine) {
     )
     .await;
     expect_malformed(send_raw(&ctx, Method::PATCH, &path, "{\"since\"").await).await;
-    let kinds: Vec<String> = events(&ctx, "calendar_break").await.into_iter().map(|e| e.kind).collect();
+    let kinds: Vec<String> =
+        events(&ctx, "calendar_break").await.into_iter().map(|e| e.kind.as_str().to_owned()).collect();
     assert_eq!(kinds, ["BreakCreated"]);
 }
 

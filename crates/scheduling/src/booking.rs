@@ -1,0 +1,382 @@
+//! Booking, rescheduling and moving: the commands that give a visit its
+//! time, with every rule a dialect must not decide alone.
+//!
+//! A booking, in order:
+//! 1. the time rules (`core::time_rules`: range, duration, notice, horizon);
+//! 2. where it lands: the address a dialect named (a Docplanner slot), or the
+//!    Docplanner address of the booked practitioner linked to the booked
+//!    healthcare service, when there is one (never another practitioner's);
+//! 3. its healthcare service participant (for a slot, the address's linked
+//!    service) and its video access ([`video`]: one rule, one key maker);
+//! 4. the gates ([`Gates`]): real-time approvals, asked before the write;
+//! 5. one transaction: the slot must be free (for a named address), the
+//!    patients it introduces are matched or created ([`patients`]), the
+//!    appointment holds its time (or another booking holds it:
+//!    [`SchedulingError::Taken`]) and writes its event;
+//! 6. the delivery engine is woken.
+//!
+//! A reschedule (same booking, new time) and a move (Docplanner's: a new
+//! booking in the old one's place) run the same time rules and gates, read
+//! the booking under its row lock, check the tenant's cut-off against it as
+//! it is then, and write one `AppointmentMoved` event.
+
+use crate::error::{SchedulingError, SchedulingResult};
+use crate::gate::Proposal;
+use crate::{Scheduling, availability, patients, video};
+use jiff::{SignedDuration, Timestamp};
+use polyclinic_core::appointment::{Actor, Appointment, ParticipantRole, ParticipantWho, check_reschedule_allowed};
+use polyclinic_core::facility::{Address, AddressService};
+use polyclinic_core::patient::{Patient, RelatedPerson};
+use polyclinic_core::schedule::Interval;
+use polyclinic_core::service::HealthcareService;
+use polyclinic_core::status::AppointmentStatus;
+use polyclinic_core::tenant::{Dialect, Tenant, TenantSettings};
+use polyclinic_core::{AppointmentId, TenantId, time_rules};
+use polyclinic_store::{Conn, StoreError, StoreResult, appointments, catalog, related};
+
+/// Where a booking lands.
+#[derive(Debug, Clone)]
+pub enum Place {
+    /// A free slot of an address's calendar, for one of its address services
+    /// (a Docplanner booking): the start must be a free slot that takes the
+    /// service. The address's linked healthcare service, if any, becomes the
+    /// booking's service.
+    Slot { address: Address, service: AddressService },
+    /// A healthcare service (an Embassy booking): the booking holds time at
+    /// the Docplanner address linked to the service that belongs to its
+    /// primary performer, when there is one.
+    Service(HealthcareService),
+}
+
+/// A patient a booking introduces: matched by [`patients::find_or_create`]
+/// (or created) inside the booking's transaction, then put into the
+/// participant at `participant` (and the representative at `represented_by`).
+#[derive(Debug, Clone)]
+pub struct BookedPatient {
+    pub patient: Patient,
+    pub participant: usize,
+    pub represented_by: Option<usize>,
+}
+
+/// A booking as a dialect describes it.
+#[derive(Debug, Clone)]
+pub struct Booking {
+    /// Time, participants (a [`BookedPatient`]'s participant may hold a
+    /// placeholder id), details and who books; its video access, service
+    /// participant and address are decided here.
+    pub appointment: Appointment,
+    pub place: Place,
+    pub patients: Vec<BookedPatient>,
+    /// Representatives seen for the first time, created with the booking.
+    pub representatives: Vec<RelatedPerson>,
+    /// The dialect the request came through.
+    pub through: Dialect,
+}
+
+/// A Docplanner move: the booking's new time, at an address (this one or
+/// another of the facility) and for one of that address's services.
+#[derive(Debug, Clone)]
+pub struct Move {
+    pub to: Interval,
+    pub address: Address,
+    pub service: AddressService,
+    pub by: Actor,
+    pub through: Dialect,
+}
+
+impl Scheduling {
+    /// Books a visit (see the module doc for the rules, in order).
+    pub async fn book(&self, tenant: &Tenant, booking: Booking, now: Timestamp) -> SchedulingResult<Appointment> {
+        let Booking { appointment: mut a, place, patients: introduced, representatives, through } = booking;
+        time_rules::check(&a.interval, &tenant.settings, now)?;
+        let tid = tenant.id;
+        let performer = a.primary_performer();
+        let (address, service, offered) = match place {
+            Place::Slot { address, service: offered } => {
+                let linked = address.healthcare_service_id;
+                let service = self
+                    .store
+                    .read(move |c| {
+                        Box::pin(async move {
+                            match linked {
+                                Some(s) => catalog::healthcare_service(c, tid, s.get()).await,
+                                None => Ok(None),
+                            }
+                        })
+                    })
+                    .await?;
+                (Some(address), service, Some(offered))
+            }
+            Place::Service(service) => {
+                let sid = service.id.get();
+                let address = self
+                    .store
+                    .read(move |c| {
+                        Box::pin(
+                            async move { catalog::address_for_service(c, tid, sid, performer.map(|p| p.get())).await },
+                        )
+                    })
+                    .await?;
+                (address, Some(service), None)
+            }
+        };
+        a.set_healthcare_service(
+            service.as_ref().map(|s| s.id).or(address.as_ref().and_then(|x| x.healthcare_service_id)),
+        );
+        a.address_id = address.as_ref().map(|x| x.id);
+        if let Some(s) = &offered {
+            a.address_service_id = Some(s.id);
+        }
+        video::apply(&mut a, video::is_digital(service.as_ref(), address.as_ref()));
+        if let Some(address) = &address {
+            let patient = match a.patient().filter(|p| p.get() != 0) {
+                Some(id) => {
+                    self.store
+                        .read(move |c| Box::pin(async move { polyclinic_store::patients::get(c, tid, id).await }))
+                        .await?
+                }
+                None => introduced.first().map(|p| p.patient.clone()),
+            };
+            let proposal = Proposal {
+                address,
+                interval: a.interval,
+                patient: patient.as_ref(),
+                comment: a.description.as_deref().or(a.comment.as_deref()),
+                by: a.booked_by.kind,
+                through,
+                moving: None,
+            };
+            if !self.gates.approve(tenant, &proposal).await? {
+                return Err(SchedulingError::Declined);
+            }
+        }
+        let settings = tenant.settings.clone();
+        self.commit(move |c| {
+            Box::pin(async move {
+                if let (Some(address), Some(offered)) = (&address, &offered)
+                    && let Err(refusal) =
+                        slot_offered(c, tid, address, offered, &a.interval, &settings, now, None).await?
+                {
+                    return Ok(Err(refusal));
+                }
+                for p in introduced {
+                    let found = patients::find_or_create(c, tid, p.patient, now).await?;
+                    let id = found.id.ok_or_else(|| StoreError::Corrupt("patient without id".into()))?;
+                    if let Some(part) = a.participants.get_mut(p.participant) {
+                        part.who = ParticipantWho::Patient(id);
+                    }
+                    if let Some(ParticipantWho::RelatedPerson(rp)) =
+                        p.represented_by.and_then(|r| a.participants.get_mut(r)).map(|part| &mut part.who)
+                    {
+                        rp.patient = Some(id);
+                    }
+                }
+                for rp in &representatives {
+                    related::create(c, tid, rp, now).await?;
+                }
+                a.id = appointments::new_id(c).await?;
+                Ok(Ok(appointments::create(c, tid, a, now).await?))
+            })
+        })
+        .await
+    }
+
+    /// Gives a booking a new time in place (the same booking): the time
+    /// rules, the gates of its address, then, under its row lock, its status
+    /// and the tenant's reschedule cut-off as they are now, and the new time
+    /// must be free. Writes one `AppointmentMoved`.
+    pub async fn reschedule(
+        &self,
+        tenant: &Tenant,
+        id: AppointmentId,
+        to: Interval,
+        through: Dialect,
+        now: Timestamp,
+    ) -> SchedulingResult<Appointment> {
+        time_rules::check(&to, &tenant.settings, now)?;
+        let current = self.current(tenant.id, id).await?;
+        if let Some(address_id) = current.address_id {
+            let tid = tenant.id;
+            let address = self
+                .store
+                .read(move |c| Box::pin(async move { catalog::address(c, tid, address_id.get()).await }))
+                .await?;
+            if let Some(address) = address {
+                self.ask_about_move(tenant, &current, &address, to, through).await?;
+            }
+        }
+        let (tid, settings) = (tenant.id, tenant.settings.clone());
+        self.commit(move |c| {
+            Box::pin(async move {
+                let a = match locked(c, tid, id, &settings, now).await? {
+                    Ok(a) => a,
+                    Err(refusal) => return Ok(Err(refusal)),
+                };
+                Ok(Ok(appointments::reschedule(c, tid, a.id, to, now).await?))
+            })
+        })
+        .await
+    }
+
+    /// Moves a booking the Docplanner way: a new booking at `mv.address` in
+    /// the old one's place, which is cancelled and points to it. The time
+    /// rules, the gates of the target address, then, under the old booking's
+    /// row lock: its status and cut-off, and the start must be a free slot
+    /// of the target for the service (the booking's own time is not in its
+    /// way). Answers the new booking; writes one `AppointmentMoved`.
+    pub async fn move_booking(
+        &self,
+        tenant: &Tenant,
+        id: AppointmentId,
+        mv: Move,
+        now: Timestamp,
+    ) -> SchedulingResult<Appointment> {
+        time_rules::check(&mv.to, &tenant.settings, now)?;
+        let current = self.current(tenant.id, id).await?;
+        self.ask_about_move(tenant, &current, &mv.address, mv.to, mv.through).await?;
+        let tid = tenant.id;
+        let linked = mv.address.healthcare_service_id;
+        let service = self
+            .store
+            .read(move |c| {
+                Box::pin(async move {
+                    match linked {
+                        Some(s) => catalog::healthcare_service(c, tid, s.get()).await,
+                        None => Ok(None),
+                    }
+                })
+            })
+            .await?;
+        let settings = tenant.settings.clone();
+        self.commit(move |c| {
+            Box::pin(async move {
+                let old = match locked(c, tid, id, &settings, now).await? {
+                    Ok(a) if a.moved_to.is_some() => {
+                        return Ok(Err(SchedulingError::NotAllowed { from: "moved".into(), to: "moved".into() }));
+                    }
+                    Ok(a) => a,
+                    Err(refusal) => return Ok(Err(refusal)),
+                };
+                let Move { to, address, service: offered, by, .. } = mv;
+                let own = (old.address_id == Some(address.id)
+                    || old.primary_performer() == Some(address.practitioner_id))
+                .then_some(old.interval);
+                if let Err(refusal) =
+                    slot_offered(c, tid, &address, &offered, &to, &settings, now, own.as_ref()).await?
+                {
+                    return Ok(Err(refusal));
+                }
+                let mut new = old.clone();
+                new.id = appointments::new_id(c).await?;
+                new.interval = to;
+                new.status = AppointmentStatus::Booked;
+                new.address_id = Some(address.id);
+                new.address_service_id = Some(offered.id);
+                new.set_healthcare_service(address.healthcare_service_id);
+                for p in &mut new.participants {
+                    if let ParticipantWho::Practitioner(pid) = &mut p.who
+                        && p.roles.contains(&ParticipantRole::PrimaryPerformer)
+                    {
+                        *pid = address.practitioner_id;
+                    }
+                }
+                video::apply(&mut new, video::is_digital(service.as_ref(), Some(&address)));
+                new.booked_by = by.clone();
+                new.booked_at = now;
+                new.confirmed = false;
+                new.presence = None;
+                new.moved_from = None;
+                new.moved_to = None;
+                let (_, new) = appointments::move_to(c, tid, old.id, new, by, now).await?;
+                Ok(Ok(new))
+            })
+        })
+        .await
+    }
+
+    /// The appointment as it is now (outside any write), or not found.
+    pub(crate) async fn current(&self, tenant: TenantId, id: AppointmentId) -> SchedulingResult<Appointment> {
+        self.store
+            .read(move |c| Box::pin(async move { appointments::get(c, tenant, id).await }))
+            .await?
+            .ok_or(SchedulingError::NotFound("appointment"))
+    }
+
+    /// Asks the gates whether `a` may move to `to` at `address`.
+    async fn ask_about_move(
+        &self,
+        tenant: &Tenant,
+        a: &Appointment,
+        address: &Address,
+        to: Interval,
+        through: Dialect,
+    ) -> SchedulingResult<()> {
+        let (tid, pid) = (tenant.id, a.patient());
+        let patient = match pid {
+            Some(p) => {
+                self.store
+                    .read(move |c| Box::pin(async move { polyclinic_store::patients::get(c, tid, p).await }))
+                    .await?
+            }
+            None => None,
+        };
+        let proposal = Proposal {
+            address,
+            interval: to,
+            patient: patient.as_ref(),
+            comment: a.description.as_deref().or(a.comment.as_deref()),
+            by: polyclinic_core::appointment::ActorKind::Integration,
+            through,
+            moving: Some(a),
+        };
+        if !self.gates.approve(tenant, &proposal).await? {
+            return Err(SchedulingError::Declined);
+        }
+        Ok(())
+    }
+}
+
+/// The booking `id` under its row lock, if its status and the tenant's
+/// reschedule cut-off let it take a new time now.
+async fn locked(
+    c: &mut Conn,
+    tenant: TenantId,
+    id: AppointmentId,
+    settings: &TenantSettings,
+    now: Timestamp,
+) -> StoreResult<SchedulingResult<Appointment>> {
+    let Some(a) = appointments::get_for_update(c, tenant, id).await? else {
+        return Ok(Err(SchedulingError::NotFound("appointment")));
+    };
+    if let Err(e) = check_reschedule_allowed(&a, settings, now) {
+        return Ok(Err(StoreError::Core(e).into()));
+    }
+    Ok(Ok(a))
+}
+
+/// Whether `interval` starts on a free slot of `address` that takes
+/// `service` (`own`: the moved booking's time, not in its own way).
+#[allow(clippy::too_many_arguments)]
+async fn slot_offered(
+    c: &mut Conn,
+    tenant: TenantId,
+    address: &Address,
+    service: &AddressService,
+    interval: &Interval,
+    settings: &TenantSettings,
+    now: Timestamp,
+    own: Option<&Interval>,
+) -> StoreResult<SchedulingResult<()>> {
+    if !address.calendar_enabled {
+        return Ok(Err(SchedulingError::NotOffered));
+    }
+    let bookable = time_rules::bookable_starts(settings, now);
+    // Only the start matters: the periods around it, their breaks and bookings.
+    let at_start = Interval { start: interval.start, end: interval.start + SignedDuration::from_secs(1) };
+    let free = availability::at_address(c, tenant, address, &at_start, &bookable, own).await?;
+    Ok(match free.iter().find(|s| s.start == interval.start) {
+        None => Err(SchedulingError::NotOffered),
+        Some(slot) if !slot.services.contains(&service.id) => Err(SchedulingError::ServiceNotOffered),
+        Some(_) => Ok(()),
+    })
+}
