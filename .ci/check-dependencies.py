@@ -5,12 +5,16 @@
 - the layers below the dialects (core, store, scheduling, delivery,
   messaging, http)
   depend on no dialect, on the admin API, or on the server;
-- the admin API depends on no dialect.
+- the admin API depends on no dialect;
+- no dialect crate calls a store function that changes an appointment, a
+  calendar, a patient or a conversation: those writes go through the
+  scheduling layer's commands (`crates/scheduling`).
 
 Exits 1 and names every violation.
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +52,26 @@ for name, package in members.items():
         for d in sorted(deps & dialects):
             violations.append(f"the admin API depends on dialect {d}")
 
+# Store functions only the scheduling layer may call.
+SCHEDULING_ONLY = re.compile(
+    r"\b(?:appointments::(?:create|cancel|reschedule|move_to|confirm|set_presence|request_opinion"
+    r"|set_status|update_details)"
+    r"|patients::(?:create|update)|related::create"
+    r"|work_periods::replace|breaks::(?:create|move_to|remove)"
+    r"|conversations::(?:create|add_message))\s*\("
+)
+for name in sorted(dialects):
+    src = Path(members[name]["manifest_path"]).parent / "src"
+    for path in sorted(src.rglob("*.rs")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if SCHEDULING_ONLY.search(line.split("//")[0]):
+                where = path.relative_to(ROOT)
+                violations.append(f"{where}:{number}: dialect {name} writes through the store, not scheduling")
+
 if violations:
     print("check-dependencies: the crate layering is broken:", *violations, sep="\n  ")
     sys.exit(1)
-print(f"check-dependencies: {len(dialects)} dialect crates ({', '.join(sorted(dialects))}); layering holds")
+print(
+    f"check-dependencies: {len(dialects)} dialect crates ({', '.join(sorted(dialects))}); layering holds,"
+    " and no dialect writes appointments, calendars, patients or conversations past scheduling"
+)

@@ -9,15 +9,17 @@
 //! dialect maps to its own wire format in one table.
 //!
 //! Modules: [`booking`] (book, reschedule, move), [`visits`] (cancel,
-//! confirm, presence, opinion requests), [`calendar`] (work periods, breaks,
-//! address services), [`records`] (patients and related persons),
+//! confirm, presence, opinion requests), [`calendar`] (work periods,
+//! breaks, calendar status), [`records`] (patients), [`conversations`]
+//! (a clinic's conversations with its patients),
 //! [`availability`] (free starts of an address, a practitioner or a
 //! service), [`gate`] (real-time approvals), [`patients`] (patient
 //! matching), [`video`] (whether a visit is digital, and its keys).
 
 pub mod availability;
 pub mod booking;
-// calendar: below
+pub mod calendar;
+pub mod conversations;
 pub mod error;
 pub mod gate;
 pub mod patients;

@@ -23,6 +23,8 @@ use polyclinic_core::schedule::{CalendarBreak, Interval};
 use polyclinic_core::text::{MAX_TEXT, check_len};
 use polyclinic_core::{AddressId, CalendarBreakId, FacilityId, PractitionerId, TenantId};
 use polyclinic_http::AppState;
+use polyclinic_scheduling::SchedulingError;
+use polyclinic_scheduling::calendar::NewBreak;
 use polyclinic_store::catalog;
 use polyclinic_store::{Conn, StoreResult, breaks};
 use serde::Deserialize;
@@ -113,28 +115,16 @@ async fn set_calendar(
 ) -> Result<Response, DocplannerError> {
     let at = calendar_address(&state, &client, path).await?;
     editable(&at.address)?;
-    let tenant = client.tenant.id;
-    let id = at.address.id;
-    state
-        .store
-        .write(move |c| {
-            Box::pin(async move {
-                let Some(mut a) = catalog::address(c, tenant, id.get()).await? else {
-                    return Ok(Err(DocplannerError::forbidden(UNSEEN_ADDRESS)));
-                };
-                if a.calendar_enabled == enabled {
-                    let message = if enabled { "Calendar already enabled" } else { "Calendar already disabled" };
-                    return Ok(Err(DocplannerError::conflict(message)));
-                }
-                if enabled && let Err(e) = commercial(&a) {
-                    return Ok(Err(e));
-                }
-                a.calendar_enabled = enabled;
-                catalog::update_address(c, tenant, &a).await?;
-                Ok(Ok(()))
-            })
-        })
-        .await??;
+    if enabled {
+        commercial(&at.address)?;
+    }
+    state.scheduling.set_calendar(&client.tenant, at.address.id, enabled).await.map_err(|e| match e {
+        SchedulingError::Conflict(_) => {
+            DocplannerError::conflict(if enabled { "Calendar already enabled" } else { "Calendar already disabled" })
+        }
+        SchedulingError::NotFound(_) => DocplannerError::forbidden(UNSEEN_ADDRESS),
+        other => refused_calendar(other),
+    })?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -203,25 +193,41 @@ async fn break_at(
     address: AddressId,
     id: Option<CalendarBreakId>,
 ) -> StoreResult<Result<CalendarBreak, DocplannerError>> {
-    let invalid = || DocplannerError::new(StatusCode::NOT_FOUND, "Invalid break ID");
-    let Some(id) = id else { return Ok(Err(invalid())) };
+    let Some(id) = id else { return Ok(Err(invalid_break())) };
     Ok(match breaks::get(c, tenant, id).await? {
         Some(b) if b.address_id == address => Ok(b),
-        _ => Err(invalid()),
+        _ => Err(invalid_break()),
     })
 }
 
-/// The break with its coupled group (every member lives at one of the
-/// doctor's addresses in the facility).
-async fn group_of(
-    c: &mut Conn,
-    tenant: TenantId,
-    facility: FacilityId,
-    doctor: PractitionerId,
-    b: &CalendarBreak,
-) -> StoreResult<Vec<CalendarBreak>> {
-    let places: Vec<AddressId> = doctor_addresses(c, tenant, facility, doctor).await?.iter().map(|a| a.id).collect();
-    breaks::with_group(c, tenant, b, &places).await
+/// Where the located address's coupled breaks can live: the doctor's
+/// addresses in the facility.
+async fn places(state: &AppState, client: &Client, at: &Located) -> Result<Vec<AddressId>, DocplannerError> {
+    let (tenant, facility, doctor) = (client.tenant.id, at.facility.id, at.doctor.id);
+    Ok(state
+        .store
+        .read(move |c| Box::pin(async move { doctor_addresses(c, tenant, facility, doctor).await }))
+        .await?
+        .iter()
+        .map(|a| a.id)
+        .collect())
+}
+
+/// 404 "Invalid break ID".
+fn invalid_break() -> DocplannerError {
+    DocplannerError::new(StatusCode::NOT_FOUND, "Invalid break ID")
+}
+
+/// A refused calendar change, where the handler has no wording of its own:
+/// a break that is not the address's is 404 "Invalid break ID"; an address
+/// gone is 403 as for any address the client cannot see.
+fn refused_calendar(e: SchedulingError) -> DocplannerError {
+    match e {
+        SchedulingError::NotFound("break") => invalid_break(),
+        SchedulingError::NotFound(_) => DocplannerError::forbidden(UNSEEN_ADDRESS),
+        SchedulingError::Store(e) => e.into(),
+        other => DocplannerError::conflict(other.to_string()),
+    }
 }
 
 /// The doctor's addresses in the facility, where a coupled group can live.
@@ -292,57 +298,30 @@ async fn add_break(
     if let Some(text) = &description {
         check_len("description", text, MAX_TEXT)?;
     }
-    let coupled = req.apply_on_coupled_addresses.unwrap_or(false);
-    let tenant = client.tenant.id;
-    let now = state.now();
+    let grouped = req.apply_on_coupled_addresses.unwrap_or(false);
+    let (tenant, facility, doctor) = (client.tenant.id, at.facility.id, at.doctor.id);
     let here = at.address.clone();
-    let (facility, doctor) = (at.facility.id, at.doctor.id);
-    let made = state
-        .store
-        .write(move |c| {
-            Box::pin(async move {
-                let same = |b: &CalendarBreak| b.description == description;
-                if breaks::with_range(c, tenant, here.id, &interval).await?.iter().any(same) {
-                    return Ok(Err(DocplannerError::conflict(
-                        "Break for given address, date range and description exists",
-                    )));
-                }
-                let id = breaks::new_id(c).await?;
-                let group = coupled.then_some(id);
-                let mut all = vec![CalendarBreak {
-                    id,
-                    address_id: here.id,
-                    interval,
-                    description: description.clone(),
-                    coupled_group: group,
-                }];
-                if coupled {
-                    // The online-only addresses for an offline one and the other way
-                    // round; those that take no calendar changes are left alone, and
-                    // where the same break already exists it is not added twice.
-                    for other in doctor_addresses(c, tenant, facility, doctor).await? {
-                        if other.id == here.id
-                            || other.is_online_only == here.is_online_only
-                            || !other.integrated
-                            || !is_commercial(&other)
-                            || breaks::with_range(c, tenant, other.id, &interval).await?.iter().any(same)
-                        {
-                            continue;
-                        }
-                        all.push(CalendarBreak {
-                            id: breaks::new_id(c).await?,
-                            address_id: other.id,
-                            interval,
-                            description: description.clone(),
-                            coupled_group: group,
-                        });
-                    }
-                }
-                breaks::create(c, tenant, &all, now).await?;
-                Ok(Ok(all.swap_remove(0)))
-            })
-        })
-        .await??;
+    // The online-only addresses for an offline one and the other way round;
+    // those that take no calendar changes are left alone.
+    let coupled: Vec<AddressId> = if grouped {
+        state
+            .store
+            .read(move |c| Box::pin(async move { doctor_addresses(c, tenant, facility, doctor).await }))
+            .await?
+            .into_iter()
+            .filter(|o| o.id != here.id && o.is_online_only != here.is_online_only && o.integrated && is_commercial(o))
+            .map(|o| o.id)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let new = NewBreak { at: at.address.id, interval, description, coupled, grouped };
+    let made = state.scheduling.add_break(&client.tenant, new, state.now()).await.map_err(|e| match e {
+        SchedulingError::Conflict(_) => {
+            DocplannerError::conflict("Break for given address, date range and description exists")
+        }
+        other => refused_calendar(other),
+    })?;
     let location = format!("{}/breaks/{}", address_path(facility, doctor, at.address.id), made.id);
     Ok(created(&location, Some(break_json(&made, &client.tenant.tz()))))
 }
@@ -386,27 +365,14 @@ async fn move_break(
         ));
     }
     let to = Interval::new(since, till).map_err(|_| invalid_range())?;
-    let tenant = client.tenant.id;
-    let now = state.now();
-    let (facility, doctor, address) = (at.facility.id, at.doctor.id, at.address.id);
-    let id = b.parse::<CalendarBreakId>().ok();
-    state
-        .store
-        .write(move |c| {
-            Box::pin(async move {
-                let b = match break_at(c, tenant, address, id).await? {
-                    Ok(b) => b,
-                    Err(e) => return Ok(Err(e)),
-                };
-                if b.interval == to {
-                    return Ok(Err(DocplannerError::new(StatusCode::UNPROCESSABLE_ENTITY, "Same Date Range")));
-                }
-                let group = group_of(c, tenant, facility, doctor, &b).await?;
-                breaks::move_to(c, tenant, &group, to, now).await?;
-                Ok(Ok(()))
-            })
-        })
-        .await??;
+    let id = b.parse::<CalendarBreakId>().map_err(|_| invalid_break())?;
+    let places = places(&state, &client, &at).await?;
+    state.scheduling.move_break(&client.tenant, at.address.id, id, to, places, state.now()).await.map_err(
+        |e| match e {
+            SchedulingError::Conflict(_) => DocplannerError::new(StatusCode::UNPROCESSABLE_ENTITY, "Same Date Range"),
+            other => refused_calendar(other),
+        },
+    )?;
     Ok(no_content())
 }
 
@@ -417,23 +383,12 @@ async fn delete_break(
 ) -> Result<Response, DocplannerError> {
     let at = locate(&state, &client, &f, &d, &a).await?;
     editable(&at.address)?;
-    let tenant = client.tenant.id;
-    let now = state.now();
-    let (facility, doctor, address) = (at.facility.id, at.doctor.id, at.address.id);
-    let id = b.parse::<CalendarBreakId>().ok();
+    let id = b.parse::<CalendarBreakId>().map_err(|_| invalid_break())?;
+    let places = places(&state, &client, &at).await?;
     state
-        .store
-        .write(move |c| {
-            Box::pin(async move {
-                let b = match break_at(c, tenant, address, id).await? {
-                    Ok(b) => b,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let group = group_of(c, tenant, facility, doctor, &b).await?;
-                breaks::remove(c, tenant, &group, now).await?;
-                Ok(Ok(()))
-            })
-        })
-        .await??;
+        .scheduling
+        .remove_break(&client.tenant, at.address.id, id, places, state.now())
+        .await
+        .map_err(refused_calendar)?;
     Ok(no_content())
 }

@@ -33,7 +33,6 @@ use polyclinic_core::{AddressServiceId, InsuranceProviderId};
 use polyclinic_http::AppState;
 use polyclinic_scheduling::{BookedPatient, Booking, Place, availability};
 use polyclinic_store::catalog;
-use polyclinic_store::work_periods;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -306,12 +305,16 @@ async fn replace(
         }
         ranges.push((interval, period));
     }
-    state
-        .store
-        .write(move |c| Box::pin(async move { work_periods::replace(c, tenant, address_id, &ranges, now).await }))
-        .await?;
-    state.engine.wake();
+    state.scheduling.replace_work_periods(&client.tenant, address_id, ranges, now).await.map_err(refused_periods)?;
     Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, super::CONTENT_TYPE)]).into_response())
+}
+
+/// A refused change of work periods: only a store failure can refuse one.
+fn refused_periods(e: polyclinic_scheduling::SchedulingError) -> DocplannerError {
+    match e {
+        polyclinic_scheduling::SchedulingError::Store(e) => e.into(),
+        other => DocplannerError::conflict(other.to_string()),
+    }
 }
 
 async fn clear_day(
@@ -332,13 +335,11 @@ async fn clear_day(
     if !polyclinic_core::clock::in_range(range.start) || !polyclinic_core::clock::in_range(range.end) {
         return Err(invalid());
     }
-    let (tenant, address_id, now) = (client.tenant.id, at.address.id, state.now());
     state
-        .store
-        .write(move |c| {
-            Box::pin(async move { work_periods::replace(c, tenant, address_id, &[(range, None)], now).await })
-        })
-        .await?;
+        .scheduling
+        .replace_work_periods(&client.tenant, at.address.id, vec![(range, None)], state.now())
+        .await
+        .map_err(refused_periods)?;
     Ok(super::no_content())
 }
 

@@ -434,12 +434,8 @@ async fn create_request(
         status: if status == "completed" { ConversationStatus::Completed } else { ConversationStatus::Active },
         created_at: state.now(),
     };
-    let (tenant, now) = (caller.tenant.id, state.now());
-    let created = state
-        .store
-        .write(move |c| Box::pin(async move { conversations::create(c, tenant, conversation, now).await }))
-        .await?;
-    state.engine.wake();
+    let created =
+        state.scheduling.start_conversation(&caller.tenant, conversation, state.now()).await.map_err(scheduling)?;
     let location = format!("{}/embassy/CommunicationRequest/{}", state.public_url, created.id);
     Ok(respond(
         prefer,
@@ -621,11 +617,7 @@ async fn create_message(
     };
     let message =
         Message { id: MessageId(0), conversation_id: conversation.id, sender: party, text, sent_at: state.now() };
-    let now = state.now();
-    let created = state
-        .store
-        .write(move |c| Box::pin(async move { conversations::add_message(c, tenant, message, now).await }))
-        .await?;
+    let created = state.scheduling.add_message(&caller.tenant, message, state.now()).await.map_err(scheduling)?;
     let location = format!("{}/embassy/Communication/{}", state.public_url, created.id);
     Ok(respond(
         prefer,
@@ -679,4 +671,12 @@ async fn read_message(
         .await?
         .ok_or_else(not_found)?;
     Ok(fhir(StatusCode::OK, message_resource(&m, &c)))
+}
+
+/// A refused conversation write: only a store failure can refuse one.
+fn scheduling(e: polyclinic_scheduling::SchedulingError) -> EmbassyError {
+    match e {
+        polyclinic_scheduling::SchedulingError::Store(e) => e.into(),
+        other => EmbassyError::from(polyclinic_store::StoreError::Corrupt(other.to_string())),
+    }
 }
