@@ -37,23 +37,31 @@ pub trait Router: Send + Sync + 'static {
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>>;
 
-    /// Deliveries due by time alone (heartbeats), checked on every pass.
+    /// Deliveries due by time alone (heartbeats), checked on every pass;
+    /// none unless the target has such.
     fn scheduled<'a>(
         &'a self,
         conn: &'a mut Conn,
         tenant: TenantId,
         now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>>;
+    ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
+        let _ = (conn, tenant, now);
+        Box::pin(async { Ok(Vec::new()) })
+    }
 
     /// Hears the final or interim outcome (`delivered`, `failed`, `dead`) of a
-    /// delivery to one of its own targets (inside the recording transaction).
+    /// delivery to one of its own targets (inside the recording transaction);
+    /// by default it keeps no record of its own.
     fn on_outcome<'a>(
         &'a self,
         conn: &'a mut Conn,
         tenant: TenantId,
         delivery: &'a Delivery,
         state: &'a str,
-    ) -> BoxFuture<'a, StoreResult<()>>;
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        let _ = (conn, tenant, delivery, state);
+        Box::pin(async { Ok(()) })
+    }
 
     /// Whether `target_key` is one of this router's targets.
     fn owns(&self, target_key: &str) -> bool;

@@ -15,8 +15,8 @@ use jiff::Timestamp;
 use polyclinic_core::TenantId;
 use polyclinic_core::event::EventKind;
 use polyclinic_delivery::Router;
-use polyclinic_store::deliveries::{Channel, Delivery, NewDelivery};
-use polyclinic_store::outbox::StoredEvent;
+use polyclinic_store::deliveries::{Channel, NewDelivery};
+use polyclinic_store::outbox::{StoredEvent, id_in};
 use polyclinic_store::{Conn, StoreResult, catalog, tenants};
 use serde_json::Value;
 
@@ -43,36 +43,8 @@ impl Router for PatientMessages {
         })
     }
 
-    fn scheduled<'a>(
-        &'a self,
-        _conn: &'a mut Conn,
-        _tenant: TenantId,
-        _now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-
-    fn on_outcome<'a>(
-        &'a self,
-        _conn: &'a mut Conn,
-        _tenant: TenantId,
-        _delivery: &'a Delivery,
-        _state: &'a str,
-    ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async { Ok(()) })
-    }
-
     fn owns(&self, target_key: &str) -> bool {
         target_key.starts_with(TARGET)
-    }
-}
-
-/// An id in event data, written as a string or a number.
-fn id_in(data: &Value, field: &str) -> Option<i64> {
-    match data.get(field)? {
-        Value::String(s) => s.parse().ok(),
-        Value::Number(n) => n.as_i64(),
-        _ => None,
     }
 }
 

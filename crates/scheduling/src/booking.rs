@@ -93,18 +93,7 @@ impl Scheduling {
         let performer = a.primary_performer();
         let (address, service, offered) = match place {
             Place::Slot { address, service: offered } => {
-                let linked = address.healthcare_service_id;
-                let service = self
-                    .store
-                    .read(move |c| {
-                        Box::pin(async move {
-                            match linked {
-                                Some(s) => catalog::healthcare_service(c, tid, s.get()).await,
-                                None => Ok(None),
-                            }
-                        })
-                    })
-                    .await?;
+                let service = self.linked_service(tid, &address).await?;
                 (Some(address), service, Some(offered))
             }
             Place::Service(service) => {
@@ -235,18 +224,7 @@ impl Scheduling {
         let current = self.current(tenant.id, id).await?;
         self.ask_about_move(tenant, &current, &mv.address, mv.to, mv.through).await?;
         let tid = tenant.id;
-        let linked = mv.address.healthcare_service_id;
-        let service = self
-            .store
-            .read(move |c| {
-                Box::pin(async move {
-                    match linked {
-                        Some(s) => catalog::healthcare_service(c, tid, s.get()).await,
-                        None => Ok(None),
-                    }
-                })
-            })
-            .await?;
+        let service = self.linked_service(tid, &mv.address).await?;
         let settings = tenant.settings.clone();
         self.commit(move |c| {
             Box::pin(async move {
@@ -300,6 +278,15 @@ impl Scheduling {
             .read(move |c| Box::pin(async move { appointments::get(c, tenant, id).await }))
             .await?
             .ok_or(SchedulingError::NotFound("appointment"))
+    }
+
+    /// The healthcare service `address` is linked to, if any.
+    async fn linked_service(&self, tenant: TenantId, address: &Address) -> SchedulingResult<Option<HealthcareService>> {
+        let Some(id) = address.healthcare_service_id else { return Ok(None) };
+        Ok(self
+            .store
+            .read(move |c| Box::pin(async move { catalog::healthcare_service(c, tenant, id.get()).await }))
+            .await?)
     }
 
     /// Asks the gates whether `a` may move to `to` at `address`.

@@ -125,13 +125,12 @@ impl Scheduling {
         let tid = tenant.id;
         self.commit(move |c| {
             Box::pin(async move {
-                let Some(b) = break_at(c, tid, address, id).await? else {
+                let Some(group) = group_of(c, tid, address, id, &places).await? else {
                     return Ok(Err(SchedulingError::NotFound("break")));
                 };
-                if b.interval == to {
+                if group[0].interval == to {
                     return Ok(Err(SchedulingError::Conflict("the break already has that range".into())));
                 }
-                let group = breaks::with_group(c, tid, &b, &places).await?;
                 breaks::move_to(c, tid, &group, to, now).await?;
                 Ok(Ok(()))
             })
@@ -153,10 +152,9 @@ impl Scheduling {
         let tid = tenant.id;
         self.commit(move |c| {
             Box::pin(async move {
-                let Some(b) = break_at(c, tid, address, id).await? else {
+                let Some(group) = group_of(c, tid, address, id, &places).await? else {
                     return Ok(Err(SchedulingError::NotFound("break")));
                 };
-                let group = breaks::with_group(c, tid, &b, &places).await?;
                 breaks::remove(c, tid, &group, now).await?;
                 Ok(Ok(()))
             })
@@ -176,12 +174,17 @@ async fn exists(
     Ok(breaks::with_range(c, tenant, address, interval).await?.iter().any(|b| &b.description == description))
 }
 
-/// Break `id`, if it is one of `address`'s.
-async fn break_at(
+/// Break `id`, if it is one of `address`'s, first, with its coupled group
+/// (whose members live among `places`).
+async fn group_of(
     c: &mut Conn,
     tenant: TenantId,
     address: AddressId,
     id: CalendarBreakId,
-) -> StoreResult<Option<CalendarBreak>> {
-    Ok(breaks::get(c, tenant, id).await?.filter(|b| b.address_id == address))
+    places: &[AddressId],
+) -> StoreResult<Option<Vec<CalendarBreak>>> {
+    match breaks::get(c, tenant, id).await?.filter(|b| b.address_id == address) {
+        Some(b) => Ok(Some(breaks::with_group(c, tenant, &b, places).await?)),
+        None => Ok(None),
+    }
 }

@@ -28,9 +28,7 @@ impl Scheduling {
         let (tid, settings) = (tenant.id, tenant.settings.clone());
         self.commit(move |c| {
             Box::pin(async move {
-                let Some(a) = appointments::get_for_update(c, tid, id).await? else {
-                    return Ok(Err(SchedulingError::NotFound("appointment")));
-                };
+                let Some(a) = appointments::get_for_update(c, tid, id).await? else { return Ok(Err(gone())) };
                 if a.moved_to.is_some() {
                     return Ok(Err(SchedulingError::NotAllowed { from: "moved".into(), to: "cancelled".into() }));
                 }
@@ -57,9 +55,7 @@ impl Scheduling {
         let tid = tenant.id;
         self.commit(move |c| {
             Box::pin(async move {
-                let Some(a) = appointments::get_for_update(c, tid, id).await? else {
-                    return Ok(Err(SchedulingError::NotFound("appointment")));
-                };
+                let Some(a) = appointments::get_for_update(c, tid, id).await? else { return Ok(Err(gone())) };
                 if a.interval.start < now && a.moved_to.is_none() && a.status != AppointmentStatus::Cancelled {
                     return Ok(Err(SchedulingError::InThePast));
                 }
@@ -81,9 +77,7 @@ impl Scheduling {
         let tid = tenant.id;
         self.commit(move |c| {
             Box::pin(async move {
-                let Some(a) = appointments::get_for_update(c, tid, id).await? else {
-                    return Ok(Err(SchedulingError::NotFound("appointment")));
-                };
+                let Some(a) = appointments::get_for_update(c, tid, id).await? else { return Ok(Err(gone())) };
                 if a.interval.start > now {
                     return Ok(Err(SchedulingError::InTheFuture));
                 }
@@ -136,4 +130,9 @@ impl Scheduling {
         })
         .await
     }
+}
+
+/// The refusal of a command on an appointment that does not exist.
+fn gone() -> SchedulingError {
+    SchedulingError::NotFound("appointment")
 }

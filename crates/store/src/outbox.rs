@@ -108,3 +108,12 @@ impl StoredEvent {
         })
     }
 }
+
+/// An id in event data, written as a string or a number.
+pub fn id_in(data: &serde_json::Value, field: &str) -> Option<i64> {
+    match data.get(field)? {
+        serde_json::Value::String(s) => s.parse().ok(),
+        serde_json::Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+}

@@ -40,9 +40,9 @@ use polyclinic_core::schedule::{CalendarBreak, Interval};
 use polyclinic_core::tenant::Credential;
 use polyclinic_core::{AppointmentId, TenantId};
 use polyclinic_http::AppState;
-use polyclinic_store::deliveries::{Channel, Delivery, NewDelivery};
+use polyclinic_store::deliveries::{Channel, NewDelivery};
 use polyclinic_store::docplanner_queue::{self, Release};
-use polyclinic_store::outbox::StoredEvent;
+use polyclinic_store::outbox::{StoredEvent, id_in};
 use polyclinic_store::seal::SecretKey;
 use polyclinic_store::{Conn, StoreResult, catalog, tenants};
 use serde_json::{Map, Value, json};
@@ -217,15 +217,6 @@ impl Plan {
             Plan::Presence => "presence-marked",
             Plan::Moved => "booking-moved",
         }
-    }
-}
-
-/// An id in event data, written as a string or a number.
-fn id_in(data: &Value, field: &str) -> Option<i64> {
-    match data.get(field)? {
-        Value::String(s) => s.parse().ok(),
-        Value::Number(n) => n.as_i64(),
-        _ => None,
     }
 }
 
@@ -452,16 +443,6 @@ impl polyclinic_delivery::Router for NotificationRouter {
             docplanner_queue::purge_expired(conn, tenant, now).await?;
             Ok(Vec::new())
         })
-    }
-
-    fn on_outcome<'a>(
-        &'a self,
-        _conn: &'a mut Conn,
-        _tenant: TenantId,
-        _delivery: &'a Delivery,
-        _state: &'a str,
-    ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async { Ok(()) })
     }
 
     fn owns(&self, target_key: &str) -> bool {

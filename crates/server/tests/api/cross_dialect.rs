@@ -101,16 +101,7 @@ async fn a_docplanner_booking_is_an_embassy_appointment_of_the_linked_service(en
     let app = &ctx.app;
     let gp = ctx.id("healthcare_services", "gp");
     let rx = crate::receiver::Receiver::start().await;
-    let sub = app
-        .embassy(Method::POST, "/Subscription")
-        .header("content-type", "application/fhir+json")
-        .json(&json!({"resourceType": "Subscription", "status": "requested",
-            "criteria": "http://example.com/SubscriptionTopic/1",
-            "channel": {"type": "rest-hook", "endpoint": rx.url, "payload": "application/fhir+json"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sub.status(), 201);
+    subscribe(app, 1, &rx).await;
     let handshakes = rx.received().len();
     let booked = book_tuesday(
         &ctx,
