@@ -184,6 +184,9 @@ impl Scheduling {
     ) -> SchedulingResult<Appointment> {
         time_rules::check(&to, &tenant.settings, now)?;
         let current = self.current(tenant.id, id).await?;
+        // A change refused anyway is not put to the gates (checked again
+        // under the row lock below).
+        may_move(&current, &tenant.settings, now)?;
         if let Some(address_id) = current.address_id {
             let tid = tenant.id;
             let address = self
@@ -222,6 +225,7 @@ impl Scheduling {
     ) -> SchedulingResult<Appointment> {
         time_rules::check(&mv.to, &tenant.settings, now)?;
         let current = self.current(tenant.id, id).await?;
+        may_move(&current, &tenant.settings, now)?;
         self.ask_about_move(tenant, &current, &mv.address, mv.to, mv.through).await?;
         let tid = tenant.id;
         let service = self.linked_service(tid, &mv.address).await?;
@@ -229,9 +233,6 @@ impl Scheduling {
         self.commit(move |c| {
             Box::pin(async move {
                 let old = match locked(c, tid, id, &settings, now).await? {
-                    Ok(a) if a.moved_to.is_some() => {
-                        return Ok(Err(SchedulingError::NotAllowed { from: "moved".into(), to: "moved".into() }));
-                    }
                     Ok(a) => a,
                     Err(refusal) => return Ok(Err(refusal)),
                 };
@@ -335,10 +336,17 @@ async fn locked(
     let Some(a) = appointments::get_for_update(c, tenant, id).await? else {
         return Ok(Err(SchedulingError::NotFound("appointment")));
     };
-    if let Err(e) = check_reschedule_allowed(&a, settings, now) {
-        return Ok(Err(StoreError::Core(e).into()));
+    Ok(may_move(&a, settings, now).map(|()| a))
+}
+
+/// Whether `a` may take a new time now: not moved away, and its status and
+/// the tenant's reschedule cut-off allow it.
+fn may_move(a: &Appointment, settings: &TenantSettings, now: Timestamp) -> SchedulingResult<()> {
+    check_reschedule_allowed(a, settings, now).map_err(|e| SchedulingError::from(StoreError::Core(e)))?;
+    if a.moved_to.is_some() {
+        return Err(SchedulingError::NotAllowed { from: "moved".into(), to: "moved".into() });
     }
-    Ok(Ok(a))
+    Ok(())
 }
 
 /// Whether `interval` starts on a free slot of `address` that takes

@@ -74,3 +74,33 @@ impl From<TimeRule> for SchedulingError {
         SchedulingError::Time(rule)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_refusals_become_scheduling_refusals_and_failures_stay_failures() {
+        let taken = CoreError::SlotTaken { resource: "address", start: "a".into(), end: "b".into() };
+        assert!(matches!(
+            SchedulingError::from(StoreError::Core(taken)),
+            SchedulingError::Taken { resource: "address" }
+        ));
+        let moved = CoreError::InvalidTransition { from: "cancelled".into(), to: "rescheduled".into() };
+        assert!(
+            matches!(SchedulingError::from(StoreError::Core(moved)), SchedulingError::NotAllowed { from, .. } if from == "cancelled")
+        );
+        let late = CoreError::PolicyViolation("too late".into());
+        assert!(
+            matches!(SchedulingError::from(StoreError::Core(late)), SchedulingError::TooLate(m) if m == "too late")
+        );
+        let gone = CoreError::not_found("appointment", 7);
+        assert!(matches!(SchedulingError::from(StoreError::Core(gone)), SchedulingError::NotFound("appointment")));
+        let clash = CoreError::AlreadyExists { entity: "patient", key: "k".into() };
+        assert!(matches!(
+            SchedulingError::from(StoreError::Core(clash)),
+            SchedulingError::Store(StoreError::Core(CoreError::AlreadyExists { entity: "patient", .. }))
+        ));
+        assert!(matches!(SchedulingError::from(StoreError::Corrupt("x".into())), SchedulingError::Store(_)));
+    }
+}
