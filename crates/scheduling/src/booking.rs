@@ -46,6 +46,9 @@ pub enum Place {
     /// the Docplanner address linked to the service that belongs to its
     /// primary performer, when there is one.
     Service(HealthcareService),
+    /// No calendar: the booking holds time on its practitioners only (a
+    /// clinic's own system syncing its appointments, as Naboto's does).
+    Practitioners,
 }
 
 /// A patient a booking introduces: matched by [`patients::find_or_create`]
@@ -71,6 +74,10 @@ pub struct Booking {
     pub representatives: Vec<RelatedPerson>,
     /// The dialect the request came through.
     pub through: Dialect,
+    /// Whether the request itself makes the visit a video call (Naboto's
+    /// `virtual-service-contact-detail`); `None`: [`video::is_digital`]
+    /// decides from the service and the address.
+    pub video: Option<bool>,
 }
 
 /// A Docplanner move: the booking's new time, at an address (this one or
@@ -87,7 +94,7 @@ pub struct Move {
 impl Scheduling {
     /// Books a visit (see the module doc for the rules, in order).
     pub async fn book(&self, tenant: &Tenant, booking: Booking, now: Timestamp) -> SchedulingResult<Appointment> {
-        let Booking { appointment: mut a, place, patients: introduced, representatives, through } = booking;
+        let Booking { appointment: mut a, place, patients: introduced, representatives, through, video: asked } = booking;
         time_rules::check(&a.interval, &tenant.settings, now)?;
         let tid = tenant.id;
         let performer = a.primary_performer();
@@ -108,6 +115,17 @@ impl Scheduling {
                     .await?;
                 (address, Some(service), None)
             }
+            Place::Practitioners => {
+                let service = match a.healthcare_service_id {
+                    Some(id) => {
+                        self.store
+                            .read(move |c| Box::pin(async move { catalog::healthcare_service(c, tid, id.get()).await }))
+                            .await?
+                    }
+                    None => None,
+                };
+                (None, service, None)
+            }
         };
         a.set_healthcare_service(
             service.as_ref().map(|s| s.id).or(address.as_ref().and_then(|x| x.healthcare_service_id)),
@@ -116,7 +134,7 @@ impl Scheduling {
         if let Some(s) = &offered {
             a.address_service_id = Some(s.id);
         }
-        video::apply(&mut a, video::is_digital(service.as_ref(), address.as_ref()));
+        video::apply(&mut a, asked.unwrap_or_else(|| video::is_digital(service.as_ref(), address.as_ref())));
         if let Some(address) = &address {
             let patient = match a.patient().filter(|p| p.get() != 0) {
                 Some(id) => {
@@ -291,7 +309,7 @@ impl Scheduling {
     }
 
     /// Asks the gates whether `a` may move to `to` at `address`.
-    async fn ask_about_move(
+    pub(crate) async fn ask_about_move(
         &self,
         tenant: &Tenant,
         a: &Appointment,
@@ -341,7 +359,7 @@ async fn locked(
 
 /// Whether `a` may take a new time now: not moved away, and its status and
 /// the tenant's reschedule cut-off allow it.
-fn may_move(a: &Appointment, settings: &TenantSettings, now: Timestamp) -> SchedulingResult<()> {
+pub(crate) fn may_move(a: &Appointment, settings: &TenantSettings, now: Timestamp) -> SchedulingResult<()> {
     check_reschedule_allowed(a, settings, now).map_err(|e| SchedulingError::from(StoreError::Core(e)))?;
     if a.moved_to.is_some() {
         return Err(SchedulingError::NotAllowed { from: "moved".into(), to: "moved".into() });

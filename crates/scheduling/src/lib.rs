@@ -11,7 +11,8 @@
 //! Modules: [`booking`] (book, reschedule, move), [`visits`] (cancel,
 //! confirm, presence, opinion requests), [`calendar`] (work periods,
 //! breaks, calendar status), [`records`] (patients), [`conversations`]
-//! (a clinic's conversations with its patients),
+//! (a clinic's conversations with its patients), [`sync`] (whole-appointment
+//! replacement and status changes),
 //! [`availability`] (free starts of an address, a practitioner or a
 //! service), [`gate`] (real-time approvals), [`patients`] (patient
 //! matching), [`video`] (whether a visit is digital, and its keys).
@@ -24,6 +25,7 @@ pub mod error;
 pub mod gate;
 pub mod patients;
 pub mod records;
+pub mod sync;
 pub mod video;
 pub mod visits;
 

@@ -597,6 +597,7 @@ async fn book(
         patients: vec![BookedPatient { patient, participant: 1, represented_by: None }],
         representatives: Vec::new(),
         through: Dialect::Docplanner,
+        video: None,
     };
     let booked = state
         .scheduling

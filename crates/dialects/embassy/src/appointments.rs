@@ -1058,6 +1058,7 @@ async fn create(
         patients: resolved.new_patients,
         representatives: resolved.new_representatives,
         through: Dialect::Embassy,
+        video: None,
     };
     let created = state.scheduling.book(&caller.tenant, booking, now).await.map_err(|e| refused(Op::Create, e))?;
     let location = format!("{}/embassy/Appointment/{}", state.public_url, created.id);
