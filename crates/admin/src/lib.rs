@@ -168,7 +168,9 @@ async fn tenant_id(state: &AppState, q: TenantQuery) -> Result<polyclinic_core::
 
 async fn messages(State(state): State<AppState>, Query(q): Query<TenantQuery>) -> Result<axum::Json<Value>, ApiError> {
     let id = tenant_id(&state, q).await?;
-    let rows = state.store.read(move |c| Box::pin(async move { tenants::messages(c, id).await })).await?;
+    let key = state.store.secret_key().clone();
+    let rows =
+        state.store.read(move |c| Box::pin(async move { polyclinic_store::messages::list(c, id, &key).await })).await?;
     Ok(axum::Json(json!(rows)))
 }
 

@@ -29,6 +29,10 @@ pub struct Practitioner {
     #[serde(default)]
     pub license_numbers: Vec<String>,
     pub active: bool,
+    /// Gets the patient messages about its appointments too (by e-mail),
+    /// when the tenant sends them.
+    #[serde(default)]
+    pub appointment_messages: bool,
 }
 
 /// A medical specialization (Docplanner dictionary entry).

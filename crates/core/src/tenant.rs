@@ -65,6 +65,21 @@ pub struct TenantSettings {
     /// country (ISO 3166-1 alpha-2, upper case). Empty: any contact point
     /// will do for every allowed country.
     pub guest_authentication: std::collections::BTreeMap<String, GuestAuthentication>,
+    /// Whether appointments booked through any dialect get the patient
+    /// messages (confirmation, reminder, ...); Naboto's always do.
+    pub patient_messages: bool,
+    /// The channel of a patient message when the patient has both an e-mail
+    /// address and a mobile number.
+    pub message_channel: MessageChannel,
+}
+
+/// How a patient message goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageChannel {
+    #[default]
+    Email,
+    Sms,
 }
 
 /// How a related person from a country signs in, which decides the contact
@@ -94,6 +109,8 @@ impl Default for TenantSettings {
             languages: Vec::new(),
             countries: Vec::new(),
             guest_authentication: std::collections::BTreeMap::new(),
+            patient_messages: false,
+            message_channel: MessageChannel::Email,
         }
     }
 }

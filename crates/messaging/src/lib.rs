@@ -1,31 +1,75 @@
-//! Patient messaging: the e-mails and text messages a patient gets about an
-//! appointment, whichever dialect booked it. It is one delivery target of
-//! the engine ([`PatientMessages`], a [`Router`]), registered by the server
-//! next to the dialects' own targets, and it hears the core's events
-//! ([`EventKind`]), never a dialect's vocabulary.
+//! Patient messaging: the e-mails and text messages a patient (and, when it
+//! asks for them, the practitioner) gets about an appointment, whichever
+//! dialect booked it. It is one delivery target of the engine
+//! ([`PatientMessages`], a [`Router`]), registered by the server next to the
+//! dialects' own targets, and it hears the core's events ([`EventKind`]),
+//! never a dialect's vocabulary.
 //!
-//! Messages today:
+//! | cause | message (`kind`) | when |
+//! |---|---|---|
+//! | `AppointmentCreated` | `appointment-confirmed` | at once |
+//! | `AppointmentMoved` | `appointment-postponed`; the reminder and check-in re-armed for the new start | at once |
+//! | `AppointmentCancelled` | `appointment-cancelled`; the reminder and check-in disarmed | at once |
+//! | job `appointment-reminder` | `appointment-reminder` | 24 h before the start |
+//! | job `check-in-invitation` | `check-in-invitation` | 15 min before the start |
+//! | `OpinionRequested` (Docplanner `PUT …/opinion-request`) | a text message asking for an opinion of the visit | at once |
 //!
-//! | event | message |
-//! |---|---|
-//! | `OpinionRequested` (Docplanner `PUT …/opinion-request`) | a text message to the phone given, asking for an opinion of the visit |
+//! Which appointments: those booked through Naboto always; those of every
+//! other dialect when the tenant's `patient_messages` setting is on. The
+//! channel: e-mail or SMS, whichever contact point the patient has; when it
+//! has both, the tenant's `message_channel` (default e-mail). A patient with
+//! neither gets nothing. Each message is recorded once per appointment,
+//! kind, occasion and recipient (`store::messages`), in the transaction
+//! that dispatches its cause or runs its job, so it goes out once however
+//! often that cause is seen. Texts come from [`templates`], in the tenant's
+//! language.
+//!
+//! Timed messages are jobs (`store::jobs`), armed when an appointment is
+//! booked or moved and run by the engine's time-driven pass
+//! ([`Router::scheduled`]), on the injected clock.
+
+pub mod templates;
 
 use futures_util::future::BoxFuture;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use polyclinic_core::TenantId;
+use polyclinic_core::appointment::{Appointment, ParticipantWho};
 use polyclinic_core::event::EventKind;
+use polyclinic_core::patient::{ContactSystem, ContactUse, pick_name, preferred_contact};
+use polyclinic_core::tenant::{Dialect, MessageChannel, Tenant};
 use polyclinic_delivery::Router;
-use polyclinic_store::deliveries::{Channel, NewDelivery};
+use polyclinic_store::deliveries::{Channel, Delivery, NewDelivery};
+use polyclinic_store::jobs::{self, Job};
+use polyclinic_store::messages::{self, NewMessage};
 use polyclinic_store::outbox::{StoredEvent, id_in};
-use polyclinic_store::{Conn, StoreResult, catalog, tenants};
-use serde_json::Value;
+use polyclinic_store::seal::SecretKey;
+use polyclinic_store::{Conn, StoreResult, appointments, catalog, patients, tenants};
+use serde_json::{Value, json};
+use templates::{Fields, Templates};
 
 /// The queue key prefix of patient messages.
 const TARGET: &str = "patient-message:";
+/// The timed messages, and how long before the start each goes out.
+const TIMED: [(&str, i64); 2] = [("appointment-reminder", 24 * 60), ("check-in-invitation", 15)];
+/// Jobs run per tenant and pass.
+const JOBS_PER_PASS: i64 = 100;
 
 /// The patient messaging service, as a delivery target.
-#[derive(Debug, Default)]
-pub struct PatientMessages;
+pub struct PatientMessages {
+    /// Seals the recorded messages.
+    key: SecretKey,
+    /// `http://host:port`: the base of join links.
+    public_url: String,
+    templates: Templates,
+}
+
+impl PatientMessages {
+    /// The service, sealing its records with `key`, linking video calls
+    /// under `public_url`, writing with `templates`.
+    pub fn new(key: SecretKey, public_url: &str, templates: Templates) -> Self {
+        PatientMessages { key, public_url: public_url.trim_end_matches('/').to_owned(), templates }
+    }
+}
 
 impl Router for PatientMessages {
     fn route<'a>(
@@ -33,18 +77,251 @@ impl Router for PatientMessages {
         conn: &'a mut Conn,
         tenant: TenantId,
         event: &'a StoredEvent,
-        _now: Timestamp,
+        now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
         Box::pin(async move {
-            match event.kind {
-                EventKind::OpinionRequested => opinion_request(conn, tenant, event).await,
-                _ => Ok(Vec::new()),
+            let kind = match event.kind {
+                EventKind::OpinionRequested => return opinion_request(conn, tenant, event).await,
+                EventKind::AppointmentCreated => "appointment-confirmed",
+                EventKind::AppointmentMoved => "appointment-postponed",
+                EventKind::AppointmentCancelled => "appointment-cancelled",
+                _ => return Ok(Vec::new()),
+            };
+            let Some(id) = id_in(&event.data, "appointment_id").or_else(|| event.aggregate_id.parse().ok()) else {
+                return Ok(Vec::new());
+            };
+            let Some(a) = appointments::get(conn, tenant, polyclinic_core::AppointmentId(id)).await? else {
+                return Ok(Vec::new());
+            };
+            let t = tenants::get(conn, tenant).await?;
+            if !wanted(&t, &a) {
+                return Ok(Vec::new());
+            }
+            // A Docplanner move replaced an appointment: its jobs go.
+            if let Some(old) = id_in(&event.data, "moved_from") {
+                disarm(conn, tenant, old).await?;
+            }
+            let occasion = match event.kind {
+                EventKind::AppointmentMoved => a.interval.start.to_string(),
+                _ => String::new(),
+            };
+            if event.kind == EventKind::AppointmentCancelled {
+                disarm(conn, tenant, a.id.get()).await?;
+            } else {
+                // Armed as of the change, not of its dispatch: a reminder
+                // whose instant came after the booking is still owed.
+                let changed = Timestamp::from_second(event.created_at).unwrap_or(now);
+                arm(conn, tenant, &a, changed).await?;
+            }
+            self.send(conn, &t, &a, kind, occasion, now).await
+        })
+    }
+
+    fn scheduled<'a>(
+        &'a self,
+        conn: &'a mut Conn,
+        tenant: TenantId,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
+        Box::pin(async move {
+            let due = jobs::due(conn, tenant, now, JOBS_PER_PASS).await?;
+            if due.is_empty() {
+                return Ok(Vec::new());
+            }
+            let t = tenants::get(conn, tenant).await?;
+            let mut out = Vec::new();
+            for job in due {
+                out.extend(self.run(conn, &t, &job, now).await?);
+                jobs::finish(conn, tenant, &job).await?;
+            }
+            Ok(out)
+        })
+    }
+
+    fn on_outcome<'a>(
+        &'a self,
+        conn: &'a mut Conn,
+        tenant: TenantId,
+        delivery: &'a Delivery,
+        state: &'a str,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let Some(id) = delivery.target_key.strip_prefix(TARGET).and_then(|v| v.parse::<i64>().ok()) else {
+                return Ok(());
+            };
+            match state {
+                "delivered" => messages::set_status(conn, tenant, id, "sent").await,
+                "dead" => messages::set_status(conn, tenant, id, "failed").await,
+                _ => Ok(()),
             }
         })
     }
 
     fn owns(&self, target_key: &str) -> bool {
         target_key.starts_with(TARGET)
+    }
+}
+
+/// Whether `a`'s patient gets messages: Naboto's always, every other
+/// dialect's when the tenant turned them on.
+fn wanted(t: &Tenant, a: &Appointment) -> bool {
+    a.origin == Dialect::Naboto || t.settings.patient_messages
+}
+
+/// Arms `a`'s timed messages for its start (those whose instant comes after
+/// `changed`, when it was booked or moved), or disarms them when it holds no
+/// time.
+async fn arm(conn: &mut Conn, tenant: TenantId, a: &Appointment, changed: Timestamp) -> StoreResult<()> {
+    for (kind, minutes) in TIMED {
+        let at = a.interval.start.checked_sub(SignedDuration::from_mins(minutes)).ok();
+        match at.filter(|at| *at > changed && a.status.occupies_time()) {
+            Some(at) => {
+                let data = json!({"start": a.interval.start.to_string()});
+                jobs::arm(conn, tenant, kind, &a.id.to_string(), at, &data).await?
+            }
+            None => jobs::disarm(conn, tenant, kind, &a.id.to_string()).await?,
+        }
+    }
+    Ok(())
+}
+
+/// Disarms appointment `id`'s timed messages.
+async fn disarm(conn: &mut Conn, tenant: TenantId, id: i64) -> StoreResult<()> {
+    for (kind, _) in TIMED {
+        jobs::disarm(conn, tenant, kind, &id.to_string()).await?;
+    }
+    Ok(())
+}
+
+impl PatientMessages {
+    /// Runs a due timed message: sent when its appointment still holds the
+    /// start it was armed for.
+    async fn run(&self, conn: &mut Conn, t: &Tenant, job: &Job, now: Timestamp) -> StoreResult<Vec<NewDelivery>> {
+        let Some(kind) = TIMED.iter().map(|(k, _)| *k).find(|k| *k == job.kind) else { return Ok(Vec::new()) };
+        let Ok(id) = job.subject.parse::<i64>() else { return Ok(Vec::new()) };
+        let Some(a) = appointments::get(conn, t.id, polyclinic_core::AppointmentId(id)).await? else {
+            return Ok(Vec::new());
+        };
+        let start = a.interval.start.to_string();
+        // Sent while it can still help: before the visit starts, for the
+        // start it was armed for, of a visit that still takes place.
+        let armed_for = job.data.get("start").and_then(Value::as_str) == Some(start.as_str());
+        if !a.status.occupies_time() || !armed_for || now >= a.interval.start || !wanted(t, &a) {
+            return Ok(Vec::new());
+        }
+        self.send(conn, t, &a, kind, start, now).await
+    }
+
+    /// The message `kind` about `a` to its patient (and practitioner, when
+    /// it asked), recorded once per `occasion`.
+    async fn send(
+        &self,
+        conn: &mut Conn,
+        t: &Tenant,
+        a: &Appointment,
+        kind: &'static str,
+        occasion: String,
+        now: Timestamp,
+    ) -> StoreResult<Vec<NewDelivery>> {
+        let patient = match a.patient() {
+            Some(p) => patients::get(conn, t.id, p).await?,
+            None => None,
+        };
+        let performer = a.primary_performer().or_else(|| a.practitioners().next());
+        let practitioner = match performer {
+            Some(p) => catalog::practitioner(conn, t.id, p.get()).await?,
+            None => None,
+        };
+        let tz = t.tz();
+        let start = a.interval.start.to_zoned(tz);
+        let mut fields = Fields {
+            patient: patient
+                .as_ref()
+                .and_then(|p| pick_name(&p.names))
+                .map(|n| format!("{} {}", n.given.join(" "), n.family.as_deref().unwrap_or_default()).trim().to_owned())
+                .unwrap_or_default(),
+            practitioner: practitioner.as_ref().map(|p| format!("{} {}", p.given, p.family)).unwrap_or_default(),
+            clinic: t.name.clone(),
+            date: start.strftime("%Y-%m-%d").to_string(),
+            time: start.strftime("%H:%M").to_string(),
+            join: None,
+        };
+        let key_of = |who: &dyn Fn(&ParticipantWho) -> bool| {
+            a.participants.iter().find(|p| who(&p.who)).and_then(|p| p.video.as_ref()).map(|v| v.key.clone())
+        };
+        let mut out = Vec::new();
+        if let Some(p) = &patient {
+            let email = preferred_contact(&p.telecom, ContactSystem::Email).map(|c| c.value.clone());
+            let mobile = preferred_contact(&p.telecom, ContactSystem::Sms)
+                .or_else(|| {
+                    p.telecom.iter().find(|c| c.system == ContactSystem::Phone && c.use_ == Some(ContactUse::Mobile))
+                })
+                .map(|c| c.value.clone());
+            let channel = match (email, mobile) {
+                (Some(e), Some(_)) if t.settings.message_channel == MessageChannel::Email => Some(("email", e)),
+                (Some(_), Some(m)) | (None, Some(m)) => Some(("sms", m)),
+                (Some(e), None) => Some(("email", e)),
+                (None, None) => None,
+            };
+            if let Some((channel, to)) = channel {
+                let pid = p.id;
+                fields.join = a
+                    .digital
+                    .then(|| key_of(&|w| matches!(w, ParticipantWho::Patient(id) if Some(*id) == pid)))
+                    .flatten()
+                    .map(|k| format!("{}/video/{k}", self.public_url));
+                out.extend(self.one(conn, t, a, kind, &occasion, "patient".into(), channel, to, &fields, now).await?);
+            }
+        }
+        if let Some(pr) = practitioner.filter(|p| p.appointment_messages)
+            && let Some(email) = &pr.email
+        {
+            fields.join = a
+                .digital
+                .then(|| key_of(&|w| matches!(w, ParticipantWho::Practitioner(id) if *id == pr.id)))
+                .flatten()
+                .map(|k| format!("{}/video/{k}", self.public_url));
+            let recipient = format!("practitioner:{}", pr.id);
+            let to = email.as_str().to_owned();
+            out.extend(self.one(conn, t, a, kind, &occasion, recipient, "email", to, &fields, now).await?);
+        }
+        Ok(out)
+    }
+
+    /// Records one message and makes its delivery; nothing when it was
+    /// recorded before.
+    #[allow(clippy::too_many_arguments)]
+    async fn one(
+        &self,
+        conn: &mut Conn,
+        t: &Tenant,
+        a: &Appointment,
+        kind: &'static str,
+        occasion: &str,
+        recipient: String,
+        channel: &'static str,
+        to: String,
+        fields: &Fields,
+        now: Timestamp,
+    ) -> StoreResult<Option<NewDelivery>> {
+        let Some(text) = self.templates.render(&t.language, kind, fields) else { return Ok(None) };
+        let m = NewMessage {
+            channel,
+            to: to.clone(),
+            kind,
+            appointment_id: a.id.get(),
+            occasion: occasion.to_owned(),
+            recipient,
+            subject: text.subject.clone(),
+            body: text.body.clone(),
+        };
+        let Some(id) = messages::record(conn, t.id, &self.key, &m, now).await? else { return Ok(None) };
+        let channel = if channel == "email" {
+            Channel::Email { to, subject: text.subject, body: text.body }
+        } else {
+            Channel::Sms { to, body: text.body }
+        };
+        Ok(Some(NewDelivery { target_key: format!("{TARGET}{id}"), event: kind.into(), channel, retry_schedule: None }))
     }
 }
 

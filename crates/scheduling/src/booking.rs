@@ -94,7 +94,8 @@ pub struct Move {
 impl Scheduling {
     /// Books a visit (see the module doc for the rules, in order).
     pub async fn book(&self, tenant: &Tenant, booking: Booking, now: Timestamp) -> SchedulingResult<Appointment> {
-        let Booking { appointment: mut a, place, patients: introduced, representatives, through, video: asked } = booking;
+        let Booking { appointment: mut a, place, patients: introduced, representatives, through, video: asked } =
+            booking;
         time_rules::check(&a.interval, &tenant.settings, now)?;
         let tid = tenant.id;
         let performer = a.primary_performer();

@@ -153,6 +153,10 @@ pub struct DeliveryArgs {
     /// it, messages stay local.
     #[arg(long, env = "POLYCLINIC_SMS_GATEWAY_URL")]
     pub sms_gateway_url: Option<String>,
+    /// Folder of patient message templates (`{language}/{kind}.txt`) that
+    /// override the built-in ones.
+    #[arg(long, env = "POLYCLINIC_MESSAGE_TEMPLATES")]
+    pub message_templates: Option<PathBuf>,
 }
 
 /// Log output format.
@@ -229,6 +233,8 @@ pub struct Delivery {
     pub sms_gateway_url: Option<String>,
     pub smtp_url: Option<String>,
     pub mail_from: String,
+    /// The clinic's own patient message templates.
+    pub message_templates: Option<PathBuf>,
     /// Whether targets may be internal addresses; `None` follows the test
     /// clock (on with it, off without).
     pub allow_private: Option<bool>,
@@ -248,6 +254,7 @@ impl Default for Delivery {
             sms_gateway_url: None,
             smtp_url: None,
             mail_from: "Polyclinic <polyclinic@localhost>".into(),
+            message_templates: None,
             allow_private: None,
             allow_hosts: Vec::new(),
         }
@@ -379,6 +386,7 @@ impl Config {
                     sms_gateway_url: a.sms_gateway_url.clone().or(f.sms_gateway_url),
                     smtp_url: a.smtp_url.clone().or(f.smtp_url),
                     mail_from: a.mail_from.clone().or(f.mail_from).unwrap_or(d.mail_from),
+                    message_templates: a.message_templates.clone().or(f.message_templates),
                     allow_private: cli.delivery_allow_private.or(file.delivery_allow_private),
                     allow_hosts: if cli.delivery_allow_hosts.is_empty() {
                         file.delivery_allow_hosts.unwrap_or_default()

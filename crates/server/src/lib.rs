@@ -98,11 +98,13 @@ impl Application {
             let http = Arc::new(ReqwestSender::new(std::time::Duration::from_secs(d.timeout_seconds)));
             senders.sms = Arc::new(SmsGateway { url: url.clone(), http });
         }
+        let templates = polyclinic_messaging::templates::Templates::load(d.message_templates.as_deref())
+            .map_err(|e| anyhow::anyhow!("patient message templates: {e}"))?;
         let routers: Vec<Arc<dyn Router>> = vec![
             Arc::new(polyclinic_embassy::notify::SubscriptionRouter { base: format!("{public_url}/embassy") }),
             Arc::new(polyclinic_docplanner::notifications::NotificationRouter::new(store.secret_key().clone())),
             // Patient messages: one shared service, for every dialect's bookings.
-            Arc::new(polyclinic_messaging::PatientMessages),
+            Arc::new(polyclinic_messaging::PatientMessages::new(store.secret_key().clone(), &public_url, templates)),
         ];
         let engine_config = EngineConfig {
             max_attempts: d.max_attempts,

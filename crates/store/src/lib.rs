@@ -26,6 +26,8 @@ pub mod conversations;
 mod db;
 pub mod deliveries;
 pub mod docplanner_queue;
+pub mod jobs;
+pub mod messages;
 pub mod migrate;
 pub mod outbox;
 pub mod patients;

@@ -35,6 +35,11 @@ pub const SQLITE: &[Migration] = &[
         name: "patient_contacts",
         sql: include_str!("../migrations/sqlite/0006_patient_contacts.sql"),
     },
+    Migration {
+        version: 7,
+        name: "patient_messaging",
+        sql: include_str!("../migrations/sqlite/0007_patient_messaging.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -56,6 +61,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 6,
         name: "patient_contacts",
         sql: include_str!("../migrations/postgres/0006_patient_contacts.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "patient_messaging",
+        sql: include_str!("../migrations/postgres/0007_patient_messaging.sql"),
     },
 ];
 

@@ -130,6 +130,9 @@ pub struct SeedCredential {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SeedPractitioner {
     pub key: String,
+    /// Gets the patient messages about its appointments too.
+    #[serde(default)]
+    pub appointment_messages: bool,
     #[serde(default)]
     pub given: String,
     #[serde(default)]
@@ -350,6 +353,7 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp, key: &Secr
                 specializations: p.specializations.clone(),
                 license_numbers: p.license_numbers.clone(),
                 active: true,
+                appointment_messages: p.appointment_messages,
             };
             pr.validate()?;
             Ok(pr)

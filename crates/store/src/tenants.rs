@@ -338,45 +338,6 @@ pub async fn authenticate_client(
     }
 }
 
-/// A message to a patient or practitioner, as the admin API lists it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct MessageRow {
-    pub id: String,
-    pub channel: String,
-    pub to: String,
-    pub kind: String,
-    pub appointment_id: Option<String>,
-    pub subject: String,
-    pub body: String,
-    pub status: String,
-    pub created_at: String,
-}
-
-/// The tenant's messages, oldest first.
-pub async fn messages(conn: &mut Conn, tenant: TenantId) -> StoreResult<Vec<MessageRow>> {
-    let rows = sqlx::query(
-        "SELECT id, channel, to_addr, kind, appointment_id, subject, body, status, created_at FROM patient_messages WHERE tenant_id = $1 ORDER BY id",
-    )
-    .bind(tenant.get())
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(MessageRow {
-                id: r.try_get::<i64, _>("id")?.to_string(),
-                channel: r.try_get("channel")?,
-                to: r.try_get("to_addr")?,
-                kind: r.try_get("kind")?,
-                appointment_id: r.try_get::<Option<i64>, _>("appointment_id")?.map(|v| v.to_string()),
-                subject: r.try_get("subject")?,
-                body: r.try_get("body")?,
-                status: r.try_get("status")?,
-                created_at: crate::ts(r.try_get("created_at")?)?.to_string(),
-            })
-        })
-        .collect()
-}
-
 /// A delivery, as the admin API lists it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeliveryRow {

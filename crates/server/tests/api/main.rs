@@ -29,6 +29,7 @@ mod embassy_resources;
 mod embassy_scenario;
 mod embassy_subscriptions;
 mod extreme_inputs;
+mod messaging;
 mod senders;
 mod server;
 mod time_rules;

@@ -1,0 +1,19 @@
+-- Patient messaging: each message is sent once per appointment, kind,
+-- occasion (the start it is about, for a reminder or a change of time) and
+-- recipient, however often its cause is seen (restarts, several nodes).
+-- Recipients, subjects and bodies are sealed under the server key.
+ALTER TABLE patient_messages ADD COLUMN occasion TEXT NOT NULL DEFAULT '';
+ALTER TABLE patient_messages ADD COLUMN recipient TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX patient_messages_once ON patient_messages (tenant_id, appointment_id, kind, occasion, recipient);
+
+-- Time-driven work (reminders, check-in invitations), one row per kind and
+-- subject, re-armed in place; a job is run and deleted in one transaction.
+CREATE TABLE jobs (
+    tenant_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    due_s INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, kind, subject)
+);
+CREATE INDEX jobs_due ON jobs (tenant_id, due_s);
