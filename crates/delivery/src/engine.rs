@@ -18,6 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 use polyclinic_core::TenantId;
 use polyclinic_core::clock::Clock;
 use polyclinic_store::deliveries::{self, Attempt, Channel, Delivery, NewDelivery};
+use polyclinic_store::jobs::{self, Job};
 use polyclinic_store::outbox::StoredEvent;
 use polyclinic_store::{Conn, Store, StoreError, StoreResult};
 use serde::Serialize;
@@ -65,6 +66,24 @@ pub trait Router: Send + Sync + 'static {
 
     /// Whether `target_key` is one of this router's targets.
     fn owns(&self, target_key: &str) -> bool;
+
+    /// The kinds of time-driven job (`store::jobs`) this router runs.
+    fn job_kinds(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Runs a due job of one of its [`Router::job_kinds`], inside the
+    /// transaction that then finishes it: the deliveries it causes.
+    fn run_job<'a>(
+        &'a self,
+        conn: &'a mut Conn,
+        tenant: TenantId,
+        job: &'a Job,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
+        let _ = (conn, tenant, job, now);
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// Tuning of the engine.
@@ -257,6 +276,15 @@ impl Engine {
         }
         let tenants = self.store.read(|c| Box::pin(async move { deliveries::tenant_ids(c).await })).await?;
         let mut summary = RunSummary::default();
+        // Due jobs first: one look at the earliest, then only the tenants
+        // that have one due.
+        let with_jobs = self.store.read(move |c| Box::pin(async move { jobs::tenants_due(c, now).await })).await?;
+        for tenant in with_jobs {
+            match self.run_jobs(tenant, now).await {
+                Ok(q) => summary.queued += q,
+                Err(e) => tenant_failed(tenant, "running due jobs", &e, &mut summary),
+            }
+        }
         for tenant in tenants {
             self.pass_tenant(tenant, now, wall, scheduled, &mut summary).await;
         }
@@ -311,6 +339,34 @@ impl Engine {
                 Err(e) => tenant_failed(tenant, "claiming due deliveries", &e, summary),
             }
         }
+    }
+
+    /// Runs the tenant's due jobs, each by the router that owns its kind, in
+    /// one transaction with the deliveries they cause; answers how many were
+    /// queued. A job of a kind no router owns is dropped (and logged).
+    async fn run_jobs(&self, tenant: TenantId, now: Timestamp) -> StoreResult<usize> {
+        let routers = self.routers.clone();
+        let batch = self.config.batch;
+        self.store
+            .write(move |c| {
+                Box::pin(async move {
+                    let mut queued = 0;
+                    for job in jobs::due(c, tenant, now, batch).await? {
+                        match routers.iter().find(|r| r.job_kinds().contains(&job.kind.as_str())) {
+                            Some(router) => {
+                                for d in router.run_job(c, tenant, &job, now).await? {
+                                    deliveries::enqueue(c, tenant, 0, &d, now).await?;
+                                    queued += 1;
+                                }
+                            }
+                            None => tracing::warn!(tenant = tenant.get(), kind = %job.kind, "a job no router runs"),
+                        }
+                        jobs::finish(c, tenant, &job).await?;
+                    }
+                    Ok(queued)
+                })
+            })
+            .await
     }
 
     async fn dispatch_tenant(&self, tenant: TenantId, now: Timestamp, scheduled: bool) -> StoreResult<(usize, usize)> {

@@ -25,8 +25,8 @@
 //! language.
 //!
 //! Timed messages are jobs (`store::jobs`), armed when an appointment is
-//! booked or moved and run by the engine's time-driven pass
-//! ([`Router::scheduled`]), on the injected clock.
+//! booked or moved and run by the engine when due ([`Router::run_job`]), on
+//! the injected clock.
 
 pub mod templates;
 
@@ -51,8 +51,6 @@ use templates::{Fields, Templates};
 const TARGET: &str = "patient-message:";
 /// The timed messages, and how long before the start each goes out.
 const TIMED: [(&str, i64); 2] = [("appointment-reminder", 24 * 60), ("check-in-invitation", 15)];
-/// Jobs run per tenant and pass.
-const JOBS_PER_PASS: i64 = 100;
 
 /// The patient messaging service, as a delivery target.
 pub struct PatientMessages {
@@ -117,24 +115,20 @@ impl Router for PatientMessages {
         })
     }
 
-    fn scheduled<'a>(
+    fn job_kinds(&self) -> &'static [&'static str] {
+        &["appointment-reminder", "check-in-invitation"]
+    }
+
+    fn run_job<'a>(
         &'a self,
         conn: &'a mut Conn,
         tenant: TenantId,
+        job: &'a Job,
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
         Box::pin(async move {
-            let due = jobs::due(conn, tenant, now, JOBS_PER_PASS).await?;
-            if due.is_empty() {
-                return Ok(Vec::new());
-            }
             let t = tenants::get(conn, tenant).await?;
-            let mut out = Vec::new();
-            for job in due {
-                out.extend(self.run(conn, &t, &job, now).await?);
-                jobs::finish(conn, tenant, &job).await?;
-            }
-            Ok(out)
+            self.run(conn, &t, job, now).await
         })
     }
 

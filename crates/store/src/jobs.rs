@@ -89,3 +89,17 @@ pub async fn finish(conn: &mut Conn, tenant: TenantId, job: &Job) -> StoreResult
         .await?;
     Ok(())
 }
+
+/// The tenants with a job due at `now`: none without a look at each tenant
+/// when the earliest job lies ahead.
+pub async fn tenants_due(conn: &mut Conn, now: Timestamp) -> StoreResult<Vec<TenantId>> {
+    let earliest: Option<i64> = sqlx::query_scalar("SELECT MIN(due_s) FROM jobs").fetch_one(&mut *conn).await?;
+    if earliest.is_none_or(|e| e > secs(now)) {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM jobs WHERE due_s <= $1 ORDER BY tenant_id")
+        .bind(secs(now))
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(ids.into_iter().map(TenantId).collect())
+}

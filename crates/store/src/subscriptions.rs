@@ -83,7 +83,54 @@ pub async fn create(conn: &mut Conn, tenant: TenantId, mut s: Subscription) -> S
     .execute(&mut *conn)
     .await
     .map_err(crate::db::map_constraint)?;
+    arm_heartbeat(conn, tenant, s.id).await?;
     Ok(s)
+}
+
+/// The job kind of a subscription's heartbeat (`store::jobs`).
+pub const HEARTBEAT_JOB: &str = "subscription-heartbeat";
+
+/// Arms the heartbeat job of subscription `id` for when its next heartbeat
+/// is due (its last notification plus its period), or disarms it when the
+/// subscription takes none (gone, not listening, e-mail, no period). Called
+/// by every change of what decides it, in the same transaction.
+pub async fn arm_heartbeat(conn: &mut Conn, tenant: TenantId, id: i64) -> StoreResult<()> {
+    let row: Option<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT status, channel_type, heartbeat_seconds, last_sent_at FROM subscriptions WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.get())
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some((status, channel, period, last))
+            if matches!(status.as_str(), "active" | "error") && channel == "rest-hook" && period > 0 =>
+        {
+            let due = crate::ts(last.saturating_add(period))?;
+            crate::jobs::arm(conn, tenant, HEARTBEAT_JOB, &id.to_string(), due, &serde_json::json!({})).await
+        }
+        _ => crate::jobs::disarm(conn, tenant, HEARTBEAT_JOB, &id.to_string()).await,
+    }
+}
+
+/// A subscription by id, if its heartbeat is due at `now`.
+pub async fn heartbeat_due_one(
+    conn: &mut Conn,
+    tenant: TenantId,
+    id: i64,
+    now: Timestamp,
+) -> StoreResult<Option<Subscription>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM subscriptions WHERE tenant_id = $1 AND id = $2 AND status IN ('active', 'error') \
+         AND channel_type = 'rest-hook' AND heartbeat_seconds > 0 AND last_sent_at + heartbeat_seconds <= $3"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.get())
+        .bind(id)
+        .bind(secs(now))
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
 }
 
 /// One subscription of an API key.
@@ -121,16 +168,6 @@ pub async fn listening(conn: &mut Conn, tenant: TenantId, topic: i64) -> StoreRe
     rows.iter().map(from_row).collect()
 }
 
-/// Active rest-hook subscriptions whose heartbeat is due at `now`.
-pub async fn heartbeat_due(conn: &mut Conn, tenant: TenantId, now: Timestamp) -> StoreResult<Vec<Subscription>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM subscriptions WHERE tenant_id = $1 AND status IN ('active', 'error') AND channel_type = 'rest-hook' \
-         AND heartbeat_seconds > 0 AND last_sent_at + heartbeat_seconds <= $2 ORDER BY id"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.get()).bind(secs(now)).fetch_all(&mut *conn).await?;
-    rows.iter().map(from_row).collect()
-}
-
 /// Deletes one subscription; answers whether it existed.
 pub async fn delete(conn: &mut Conn, tenant: TenantId, credential: CredentialId, id: i64) -> StoreResult<bool> {
     let r = sqlx::query("DELETE FROM subscriptions WHERE tenant_id = $1 AND credential_id = $2 AND id = $3")
@@ -144,6 +181,7 @@ pub async fn delete(conn: &mut Conn, tenant: TenantId, credential: CredentialId,
         .bind(id)
         .execute(&mut *conn)
         .await?;
+    crate::jobs::disarm(conn, tenant, HEARTBEAT_JOB, &id.to_string()).await?;
     Ok(r.rows_affected() > 0)
 }
 
@@ -169,7 +207,7 @@ pub async fn set_status(conn: &mut Conn, tenant: TenantId, id: i64, status: &str
     .bind(id)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    arm_heartbeat(conn, tenant, id).await
 }
 
 /// Numbers the next event of a subscription, remembers it for `$events`, and
@@ -202,6 +240,7 @@ pub async fn record_event(
     .bind(secs(now))
     .execute(&mut *conn)
     .await?;
+    arm_heartbeat(conn, tenant, id).await?;
     Ok(n)
 }
 
@@ -213,7 +252,7 @@ pub async fn touch(conn: &mut Conn, tenant: TenantId, id: i64, now: Timestamp) -
         .bind(id)
         .execute(&mut *conn)
         .await?;
-    Ok(())
+    arm_heartbeat(conn, tenant, id).await
 }
 
 /// Notes the outcome of a notification: a delivered one makes an `error`
@@ -226,7 +265,7 @@ pub async fn note_delivery(conn: &mut Conn, tenant: TenantId, id: i64, delivered
          WHERE tenant_id = $1 AND id = $2"
     };
     sqlx::query(sql).bind(tenant.get()).bind(id).execute(&mut *conn).await?;
-    Ok(())
+    arm_heartbeat(conn, tenant, id).await
 }
 
 /// A notified event, for `$events`.

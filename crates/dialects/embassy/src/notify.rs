@@ -10,6 +10,7 @@ use polyclinic_core::event::EventKind;
 use polyclinic_delivery::Router;
 use polyclinic_fhir::Format;
 use polyclinic_store::deliveries::{Channel, Delivery, NewDelivery};
+use polyclinic_store::jobs::Job;
 use polyclinic_store::outbox::StoredEvent;
 use polyclinic_store::subscriptions::{self, NotifiedEvent, Subscription};
 use polyclinic_store::{Conn, StoreResult};
@@ -182,20 +183,29 @@ impl Router for SubscriptionRouter {
         })
     }
 
-    fn scheduled<'a>(
+    fn job_kinds(&self) -> &'static [&'static str] {
+        &[subscriptions::HEARTBEAT_JOB]
+    }
+
+    /// A subscription's heartbeat, when it is due (a notification since the
+    /// job was armed moved it on: then the job is armed again for then).
+    fn run_job<'a>(
         &'a self,
         conn: &'a mut Conn,
         tenant: TenantId,
+        job: &'a Job,
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
         Box::pin(async move {
-            let mut out = Vec::new();
-            for s in subscriptions::heartbeat_due(conn, tenant, now).await? {
-                subscriptions::touch(conn, tenant, s.id, now).await?;
-                let bundle = notification_bundle(&self.base, &s, "heartbeat", &[], now);
-                out.push(delivery_for(&s, "heartbeat", &bundle));
-            }
-            Ok(out)
+            let Ok(id) = job.subject.parse::<i64>() else { return Ok(Vec::new()) };
+            let Some(s) = subscriptions::heartbeat_due_one(conn, tenant, id, now).await? else {
+                subscriptions::arm_heartbeat(conn, tenant, id).await?;
+                return Ok(Vec::new());
+            };
+            // Touching arms the next heartbeat.
+            subscriptions::touch(conn, tenant, s.id, now).await?;
+            let bundle = notification_bundle(&self.base, &s, "heartbeat", &[], now);
+            Ok(vec![delivery_for(&s, "heartbeat", &bundle)])
         })
     }
 

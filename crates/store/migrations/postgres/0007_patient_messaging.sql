@@ -6,7 +6,8 @@ ALTER TABLE patient_messages ADD COLUMN occasion TEXT NOT NULL DEFAULT '';
 ALTER TABLE patient_messages ADD COLUMN recipient TEXT NOT NULL DEFAULT '';
 CREATE UNIQUE INDEX patient_messages_once ON patient_messages (tenant_id, appointment_id, kind, occasion, recipient);
 
--- Time-driven work (reminders, check-in invitations), one row per kind and
+-- Time-driven work (reminders, check-in invitations, subscription
+-- heartbeats), one row per kind and
 -- subject, re-armed in place; a job is run and deleted in one transaction.
 CREATE TABLE jobs (
     tenant_id BIGINT NOT NULL,
@@ -17,3 +18,12 @@ CREATE TABLE jobs (
     PRIMARY KEY (tenant_id, kind, subject)
 );
 CREATE INDEX jobs_due ON jobs (tenant_id, due_s);
+-- The scheduler's one question across tenants: when is the earliest job due?
+CREATE INDEX jobs_next ON jobs (due_s);
+
+-- Subscription heartbeats are jobs too: arm those of the subscriptions that
+-- take one.
+INSERT INTO jobs (tenant_id, kind, subject, due_s, data)
+    SELECT tenant_id, 'subscription-heartbeat', CAST(id AS TEXT), last_sent_at + heartbeat_seconds, '{}'
+    FROM subscriptions
+    WHERE status IN ('active', 'error') AND channel_type = 'rest-hook' AND heartbeat_seconds > 0;
