@@ -40,6 +40,11 @@ pub struct Patient {
     pub contacts: Vec<PatientContact>,
     pub marketing_consent: Option<bool>,
     pub data_privacy_consent: Option<bool>,
+    /// The dialect that owns the patient's data, when one does: a patient
+    /// created through Naboto's API is kept by the clinic's system, and other
+    /// dialects refuse to edit it. `None`: any dialect may edit it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<crate::tenant::Dialect>,
 }
 
 impl Patient {

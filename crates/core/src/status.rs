@@ -208,6 +208,29 @@ impl AppointmentStatus {
         })
     }
 
+    /// Naboto `Appointment.status` (value set naboto-appointment-status of
+    /// IG 0.1.4: `booked | arrived | fulfilled | cancelled | noshow |
+    /// entered-in-error | checked-in`). A status the value set lacks is shown
+    /// as the nearest one it has: not yet held (proposed, pending, waitlist)
+    /// as `booked`, the visit under way as `arrived`.
+    pub fn naboto(self) -> &'static str {
+        match self {
+            S::Proposed | S::Pending | S::Waitlist => "booked",
+            other => other.fhir(),
+        }
+    }
+
+    /// The core status for a Naboto status; `None` for a code outside the
+    /// value set (`pending` was removed in IG 0.1.4).
+    pub fn from_naboto(s: &str) -> Option<Self> {
+        match s {
+            "booked" | "arrived" | "fulfilled" | "cancelled" | "noshow" | "entered-in-error" | "checked-in" => {
+                Self::from_fhir(s)
+            }
+            _ => None,
+        }
+    }
+
     /// Embassy only shows `booked` and `cancelled` on its Appointment; a
     /// finished visit is still `booked` there (its completion is the
     /// AppointmentCompleted event).
@@ -333,6 +356,17 @@ mod tests {
             "entered-in-error",
         ] {
             assert_eq!(S::from_fhir(s).unwrap().fhir(), s);
+        }
+    }
+
+    #[test]
+    fn every_naboto_status_round_trips_and_pending_is_refused() {
+        for s in ["booked", "arrived", "fulfilled", "cancelled", "noshow", "entered-in-error", "checked-in"] {
+            assert_eq!(S::from_naboto(s).unwrap().naboto(), s);
+        }
+        assert_eq!(S::from_naboto("pending"), None);
+        for s in S::ALL {
+            assert!(S::from_naboto(s.naboto()).is_some(), "{s} shows as a code of the value set");
         }
     }
 

@@ -355,6 +355,14 @@ async fn patch(
 ) -> Result<Response, EmbassyError> {
     let ops = super::patch_ops(&body)?;
     let mut p = load(&state, &caller, &id).await?;
+    // A patient another system keeps (one created through Naboto's API) is
+    // edited there only, so that the two copies do not drift apart.
+    if let Some(owner) = p.owner.filter(|o| *o != polyclinic_core::tenant::Dialect::Embassy) {
+        return Err(EmbassyError::unprocessable(
+            "PatientManagedByAnotherSystem",
+            format!("patient with id {id} is managed through the {} API and cannot be edited here", owner.as_str()),
+        ));
+    }
     for op in ops {
         let path = op.path.as_deref().unwrap_or("").replace(' ', "").replace('"', "'");
         if op.kind.as_deref() != Some("replace") {

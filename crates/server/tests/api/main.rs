@@ -30,6 +30,8 @@ mod embassy_scenario;
 mod embassy_subscriptions;
 mod extreme_inputs;
 mod messaging;
+mod naboto;
+mod nb;
 mod senders;
 mod server;
 mod time_rules;
