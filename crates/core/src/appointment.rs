@@ -250,6 +250,13 @@ impl VideoAccess {
         }
         Ok(VideoAccess { key: bytes.iter().map(|b| format!("{b:02x}")).collect() })
     }
+
+    /// The path of the join page this key opens on this server
+    /// (`/video/{tenant}/{appointment}/{key}`): the one link every dialect
+    /// and every patient message gives a participant of a video call.
+    pub fn join_path(&self, tenant: crate::TenantId, appointment: AppointmentId) -> String {
+        format!("/video/{tenant}/{appointment}/{}", self.key)
+    }
 }
 
 /// Who did something to an appointment (Docplanner `booked_by`/`canceled_by`,

@@ -14,6 +14,7 @@ pub mod health;
 pub mod maintenance;
 pub mod metrics;
 pub mod throttle;
+pub mod video;
 
 use polyclinic_scheduling::Scheduling;
 use polyclinic_store::Store;

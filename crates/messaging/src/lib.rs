@@ -241,7 +241,7 @@ impl PatientMessages {
             join: None,
         };
         let key_of = |who: &dyn Fn(&ParticipantWho) -> bool| {
-            a.participants.iter().find(|p| who(&p.who)).and_then(|p| p.video.as_ref()).map(|v| v.key.clone())
+            a.participants.iter().find(|p| who(&p.who)).and_then(|p| p.video.clone())
         };
         let mut out = Vec::new();
         if let Some(p) = &patient {
@@ -263,7 +263,7 @@ impl PatientMessages {
                     .digital
                     .then(|| key_of(&|w| matches!(w, ParticipantWho::Patient(id) if Some(*id) == pid)))
                     .flatten()
-                    .map(|k| format!("{}/video/{k}", self.public_url));
+                    .map(|k| format!("{}{}", self.public_url, k.join_path(t.id, a.id)));
                 out.extend(self.one(conn, t, a, kind, &occasion, "patient".into(), channel, to, &fields, now).await?);
             }
         }
@@ -274,7 +274,7 @@ impl PatientMessages {
                 .digital
                 .then(|| key_of(&|w| matches!(w, ParticipantWho::Practitioner(id) if *id == pr.id)))
                 .flatten()
-                .map(|k| format!("{}/video/{k}", self.public_url));
+                .map(|k| format!("{}{}", self.public_url, k.join_path(t.id, a.id)));
             let recipient = format!("practitioner:{}", pr.id);
             let to = email.as_str().to_owned();
             out.extend(self.one(conn, t, a, kind, &occasion, recipient, "email", to, &fields, now).await?);

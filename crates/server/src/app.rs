@@ -5,7 +5,7 @@
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use polyclinic_core::tenant::Dialect;
-use polyclinic_http::{AppState, MAX_BODY_BYTES, MAX_SEED_BYTES, health, metrics};
+use polyclinic_http::{AppState, MAX_BODY_BYTES, MAX_SEED_BYTES, health, metrics, video};
 
 /// The dialects [`app`] mounts. A dialect joins this list in the same change
 /// that nests its router below.
@@ -22,6 +22,7 @@ pub struct Routing {
 pub fn app(state: AppState, routing: Routing) -> Router {
     Router::new()
         .merge(health::router())
+        .merge(video::router())
         .route("/admin/", axum::routing::get(polyclinic_admin::ui))
         .nest("/admin", polyclinic_admin::router(state.clone()).layer(DefaultBodyLimit::max(MAX_SEED_BYTES)))
         .nest("/embassy", polyclinic_embassy::router(state.clone()))

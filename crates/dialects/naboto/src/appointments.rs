@@ -11,7 +11,8 @@
 //! Video calls: the `virtual-service-contact-detail` extension on any
 //! participant makes the appointment a video call. Each participant then has
 //! its own secret key (`scheduling::video`), shown as the extension's
-//! `sessionKey` and in its join `address` (`{public_url}/video/{key}`);
+//! `sessionKey` and in its join `address` (`{public_url}/video/{tenant}/{appointment}/{key}`,
+//! the page `polyclinic_http::video` serves);
 //! what the client sends for either is ignored. An update keeps the keys of
 //! the participants that stay. Keys are never logged.
 
@@ -148,7 +149,7 @@ async fn create(
         video: Some(req.video),
     };
     let booked = state.scheduling.book(&caller.tenant, booking, now).await?;
-    let r = resource(&booked, &state.public_url, req.spellings, req.channel.as_deref());
+    let r = resource(&booked, caller.tenant.id, &state.public_url, req.spellings, req.channel.as_deref());
     let mut response = fhir(StatusCode::CREATED, r);
     if let Ok(l) = HeaderValue::from_str(&format!("{}/naboto/appointment/{}", state.public_url, booked.id)) {
         response.headers_mut().insert(header::LOCATION, l);
@@ -195,7 +196,10 @@ async fn put(state: AppState, caller: Caller, path_id: Option<String>, body: Val
     new.external_id = req.external_id.clone();
     let by = Actor { kind: ActorKind::Integration, dialect: Some(Dialect::Naboto) };
     let saved = state.scheduling.replace(&caller.tenant, new, by, Dialect::Naboto, state.now()).await?;
-    Ok(fhir(StatusCode::OK, resource(&saved, &state.public_url, req.spellings, req.channel.as_deref())))
+    Ok(fhir(
+        StatusCode::OK,
+        resource(&saved, caller.tenant.id, &state.public_url, req.spellings, req.channel.as_deref()),
+    ))
 }
 
 /// The tenant's appointment `id`; any other tenant's (or a malformed id) is not found.
@@ -215,7 +219,7 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Response, NabotoError> {
     let a = load(&state, caller.tenant.id, &id).await?;
-    Ok(fhir(StatusCode::OK, resource(&a, &state.public_url, Spellings::default(), None)))
+    Ok(fhir(StatusCode::OK, resource(&a, caller.tenant.id, &state.public_url, Spellings::default(), None)))
 }
 
 #[derive(serde::Deserialize)]
@@ -236,7 +240,7 @@ async fn search(
         .read(move |c| Box::pin(async move { appointments::by_external_id(c, tenant, &external_id).await }))
         .await?;
     let entries: Vec<Value> =
-        found.iter().map(|a| resource(a, &state.public_url, Spellings::default(), None)).collect();
+        found.iter().map(|a| resource(a, tenant, &state.public_url, Spellings::default(), None)).collect();
     let total = entries.len();
     let bundle = polyclinic_fhir::searchset(entries, Some(total), vec![]);
     Ok(fhir(StatusCode::OK, with_full_urls(bundle, &state.public_url, "appointment")))
@@ -559,7 +563,13 @@ fn participant(
 /// An appointment as a NabotoAppointment, its URLs in `spellings`. A video
 /// call shows each participant's own join address and session key, with
 /// `channel` (the request's, else `visit-e`).
-pub fn resource(a: &Appointment, public_url: &str, spellings: Spellings, channel: Option<&str>) -> Value {
+pub fn resource(
+    a: &Appointment,
+    tenant: TenantId,
+    public_url: &str,
+    spellings: Spellings,
+    channel: Option<&str>,
+) -> Value {
     let mut r = json!({
         "resourceType": "Appointment",
         "id": a.id.to_string(),
@@ -600,7 +610,7 @@ pub fn resource(a: &Appointment, public_url: &str, spellings: Spellings, channel
                                 "system": spellings.channel.code_system(canonical::CHANNEL_TYPE),
                                 "code": channel
                             }},
-                            {"url": "address", "valueUrl": format!("{public_url}/video/{}", access.key)},
+                            {"url": "address", "valueUrl": format!("{public_url}{}", access.join_path(tenant, a.id))},
                             {"url": "sessionKey", "valueString": access.key}
                         ],
                         "url": spellings.virtual_service.structure_definition(canonical::VIRTUAL_SERVICE)

@@ -217,12 +217,35 @@ async fn a_restart_sends_nothing_twice(engine: Engine) {
     assert_eq!(kinds(&app).await, ["appointment-confirmed", "appointment-reminder", "check-in-invitation"]);
 }
 
+/// Naboto's appointments always get messages, without the tenant setting,
+/// and a Naboto change of time is told as one.
+async fn naboto_appointments_always_get_messages(engine: Engine) {
+    let app = crate::nb::setup(engine).await;
+    let (patient, ann) = (crate::nb::create_patient(&app).await, crate::nb::ann(&app).await);
+    let created = crate::nb::expect(
+        crate::nb::send(&app, Method::POST, "/appointment", &crate::nb::new_appointment(&patient, &ann)).await,
+        201,
+    )
+    .await;
+    app.run_due().await;
+    assert_eq!(kinds(&app).await, ["appointment-confirmed"], "the seed leaves patient_messages off");
+    let mut moved = created.clone();
+    moved["start"] = json!("2022-02-02T13:00:00Z");
+    moved["end"] = json!("2022-02-02T14:00:00Z");
+    crate::nb::expect(crate::nb::send(&app, Method::PUT, "/appointment", &moved).await, 200).await;
+    app.run_due().await;
+    assert_eq!(kinds(&app).await, ["appointment-confirmed", "appointment-postponed"]);
+    let m = &messages(&app).await[1];
+    assert!(m["body"].as_str().unwrap().contains("/video/"), "the video call's join link: {m}");
+}
+
 on_both_engines!(
     every_message_at_its_instant_re_armed_by_a_move_and_disarmed_by_a_cancel,
     a_check_in_invitation_fifteen_minutes_before_and_sms_when_there_is_only_a_mobile,
     the_tenant_chooses_sms_when_the_patient_has_both,
     other_dialects_appointments_get_no_messages_unless_the_tenant_turns_them_on,
     a_restart_sends_nothing_twice,
+    naboto_appointments_always_get_messages,
 );
 
 /// Two nodes on one PostgreSQL database, running due work at the same time,

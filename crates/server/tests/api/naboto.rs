@@ -483,7 +483,16 @@ async fn video_keys_are_generated_ignored_and_kept(engine: Engine) {
     for (address, key) in &k {
         assert!(!["abcdefghijklmn", "1234567890"].contains(&key.as_str()), "the client's key is ignored");
         assert!(key.len() >= 32, "at least 128 bits: {key}");
-        assert_eq!(address, &app.url(&format!("/video/{key}")));
+        let id = created["id"].as_str().unwrap();
+        assert!(address.starts_with(&app.url("/video/")), "{address}");
+        assert!(address.ends_with(&format!("/{id}/{key}")), "the join page of this call and key: {address}");
+        // The server serves the join page to the key's holder, and to no one else.
+        let page = app.client.get(address).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert_eq!(page.headers()["cache-control"], "no-store");
+        assert!(page.text().await.unwrap().contains("Video call"));
+        let wrong = address.replace(key.as_str(), &"0".repeat(key.len()));
+        assert_eq!(app.client.get(&wrong).send().await.unwrap().status(), 404);
     }
     // An update sending other keys keeps the server's.
     let mut update = created.clone();
