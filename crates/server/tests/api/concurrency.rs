@@ -115,23 +115,7 @@ async fn embassy_book(app: &TestApp, gp: &str, start: &str, end: &str) -> reqwes
 
 /// An Embassy `PATCH /Appointment/{id}` with replace operations.
 async fn embassy_patch(app: &TestApp, id: &str, ops: &[(&str, Value)]) -> reqwest::Response {
-    let parameter: Vec<Value> = ops
-        .iter()
-        .map(|(path, value)| {
-            let mut v = json!({"name": "value"});
-            for (k, x) in value.as_object().unwrap() {
-                v[k] = x.clone();
-            }
-            json!({"name": "operation", "part": [{"name": "type", "valueCode": "replace"},
-                {"name": "path", "valueString": path}, v]})
-        })
-        .collect();
-    app.embassy(Method::PATCH, &format!("/Appointment/{id}"))
-        .header("content-type", "application/fhir+json")
-        .json(&json!({"resourceType": "Parameters", "parameter": parameter}))
-        .send()
-        .await
-        .unwrap()
+    crate::emb::patch_appointment(app, id, ops).await
 }
 
 fn reschedule_ops(start: &str, end: &str) -> Vec<(&'static str, Value)> {

@@ -56,19 +56,7 @@ impl Ctx {
 
     /// An Embassy `PATCH /Appointment/{id}` replacing `path`s.
     async fn patch(&self, id: &str, ops: &[(&str, Value)]) {
-        let parameter: Vec<Value> = ops
-            .iter()
-            .map(|(path, value)| {
-                let mut v = json!({"name": "value"});
-                for (k, x) in value.as_object().unwrap() {
-                    v[k] = x.clone();
-                }
-                json!({"name": "operation", "part": [{"name": "type", "valueCode": "replace"},
-                    {"name": "path", "valueString": path}, v]})
-            })
-            .collect();
-        let body = json!({"resourceType": "Parameters", "parameter": parameter});
-        let r = self.embassy(Method::PATCH, &format!("/Appointment/{id}"), &body).await;
+        let r = crate::emb::patch_appointment(&self.app, id, ops).await;
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     }
 

@@ -4,11 +4,36 @@
 
 use crate::helpers::TestApp;
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A FHIR JSON request to `/embassy{path}` with the `acme` key.
 pub async fn send(app: &TestApp, method: Method, path: &str, body: &Value) -> reqwest::Response {
     app.embassy(method, path).header("content-type", "application/fhir+json").json(body).send().await.unwrap()
+}
+
+/// An Embassy `PATCH /Appointment/{id}` replacing each `(path, value)`
+/// (`value`: the `value[x]` object, e.g. `{"valueDateTime": "..."}`).
+pub async fn patch_appointment(app: &TestApp, id: &str, ops: &[(&str, Value)]) -> reqwest::Response {
+    let parameter: Vec<Value> = ops
+        .iter()
+        .map(|(path, value)| {
+            let mut v = json!({"name": "value"});
+            if let Some(fields) = value.as_object() {
+                for (k, x) in fields {
+                    v[k] = x.clone();
+                }
+            }
+            json!({"name": "operation", "part": [{"name": "type", "valueCode": "replace"},
+                {"name": "path", "valueString": path}, v]})
+        })
+        .collect();
+    send(
+        app,
+        Method::PATCH,
+        &format!("/Appointment/{id}"),
+        &json!({"resourceType": "Parameters", "parameter": parameter}),
+    )
+    .await
 }
 
 /// Asserts an Embassy error: `status`, an OperationOutcome whose

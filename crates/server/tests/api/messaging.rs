@@ -60,26 +60,9 @@ async fn gp(app: &TestApp) -> String {
     list["entry"][0]["resource"]["id"].as_str().unwrap().to_owned()
 }
 
-/// An Embassy PATCH of `id`.
+/// An Embassy PATCH of `id` that must succeed.
 async fn patch(app: &TestApp, id: &str, ops: &[(&str, Value)]) {
-    let parameter: Vec<Value> = ops
-        .iter()
-        .map(|(path, value)| {
-            let mut v = json!({"name": "value"});
-            for (k, x) in value.as_object().unwrap() {
-                v[k] = x.clone();
-            }
-            json!({"name": "operation", "part": [{"name": "type", "valueCode": "replace"},
-                {"name": "path", "valueString": path}, v]})
-        })
-        .collect();
-    let r = app
-        .embassy(Method::PATCH, &format!("/Appointment/{id}"))
-        .header("content-type", "application/fhir+json")
-        .json(&json!({"resourceType": "Parameters", "parameter": parameter}))
-        .send()
-        .await
-        .unwrap();
+    let r = crate::emb::patch_appointment(app, id, ops).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }
 
