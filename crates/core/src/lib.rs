@@ -21,6 +21,7 @@
 pub mod appointment;
 pub mod care;
 pub mod clock;
+pub mod delay;
 pub mod error;
 pub mod event;
 pub mod facility;

@@ -71,6 +71,9 @@ pub struct TenantSettings {
     /// The channel of a patient message when the patient has both an e-mail
     /// address and a mobile number.
     pub message_channel: MessageChannel,
+    /// A video visit expected to start more than this many minutes late gets
+    /// a delay notice.
+    pub delay_notice_minutes: i64,
 }
 
 /// How a patient message goes out.
@@ -111,6 +114,7 @@ impl Default for TenantSettings {
             guest_authentication: std::collections::BTreeMap::new(),
             patient_messages: false,
             message_channel: MessageChannel::Email,
+            delay_notice_minutes: 10,
         }
     }
 }
@@ -124,6 +128,7 @@ impl TenantSettings {
             ("cancel_cutoff_minutes", self.cancel_cutoff_minutes),
             ("reschedule_cutoff_minutes", self.reschedule_cutoff_minutes),
             ("min_duration_minutes", self.min_duration_minutes),
+            ("delay_notice_minutes", self.delay_notice_minutes),
         ] {
             if !(0..=YEAR_MINUTES).contains(&v) {
                 return Err(CoreError::invalid(field, "must be between 0 and 527040 minutes"));

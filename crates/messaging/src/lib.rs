@@ -34,6 +34,7 @@ use futures_util::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
 use polyclinic_core::TenantId;
 use polyclinic_core::appointment::{Appointment, ParticipantWho};
+use polyclinic_core::delay::{self, Visit};
 use polyclinic_core::event::EventKind;
 use polyclinic_core::patient::{ContactSystem, ContactUse, pick_name, preferred_contact};
 use polyclinic_core::tenant::{Dialect, MessageChannel, Tenant};
@@ -43,7 +44,7 @@ use polyclinic_store::jobs::{self, Job};
 use polyclinic_store::messages::{self, NewMessage};
 use polyclinic_store::outbox::{StoredEvent, id_in};
 use polyclinic_store::seal::SecretKey;
-use polyclinic_store::{Conn, StoreResult, appointments, catalog, patients, tenants};
+use polyclinic_store::{Conn, StoreResult, appointments, catalog, estimates, patients, tenants};
 use serde_json::{Value, json};
 use templates::{Fields, Templates};
 
@@ -110,13 +111,16 @@ impl Router for PatientMessages {
                 // whose instant came after the booking is still owed.
                 let changed = Timestamp::from_second(event.created_at).unwrap_or(now);
                 arm(conn, tenant, &a, changed).await?;
+                if a.digital {
+                    arm_estimate(conn, &t, a.interval.start, changed).await?;
+                }
             }
-            self.send(conn, &t, &a, kind, occasion, now).await
+            self.send(conn, &t, &a, kind, occasion, a.interval.start, now).await
         })
     }
 
     fn job_kinds(&self) -> &'static [&'static str] {
-        &["appointment-reminder", "check-in-invitation"]
+        &["appointment-reminder", "check-in-invitation", ESTIMATE]
     }
 
     fn run_job<'a>(
@@ -128,6 +132,9 @@ impl Router for PatientMessages {
     ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
         Box::pin(async move {
             let t = tenants::get(conn, tenant).await?;
+            if job.kind == ESTIMATE {
+                return self.estimate(conn, &t, job, now).await;
+            }
             self.run(conn, &t, job, now).await
         })
     }
@@ -179,6 +186,26 @@ async fn arm(conn: &mut Conn, tenant: TenantId, a: &Appointment, changed: Timest
     Ok(())
 }
 
+/// The job kind of the delay estimation of one day of a tenant (subject:
+/// the date, in the tenant's zone).
+const ESTIMATE: &str = "delay-estimate";
+/// How often a day's estimate is made again while its visits go on.
+const ESTIMATE_EVERY_MINUTES: i64 = 5;
+
+/// Arms the delay estimation of the day of `start` (in the tenant's zone),
+/// from the start of that day, or at once when the day has begun.
+async fn arm_estimate(conn: &mut Conn, t: &Tenant, start: Timestamp, changed: Timestamp) -> StoreResult<()> {
+    let day = start.to_zoned(t.tz()).date();
+    let Ok(day_start) = day.to_zoned(t.tz()).map(|z| z.timestamp()) else { return Ok(()) };
+    let due = day_start.max(changed);
+    // An earlier run armed for sooner stays.
+    let existing = jobs::due_of(conn, t.id, ESTIMATE, &day.to_string()).await?;
+    if existing.is_some_and(|e| e <= due) {
+        return Ok(());
+    }
+    jobs::arm(conn, t.id, ESTIMATE, &day.to_string(), due, &json!({})).await
+}
+
 /// Disarms appointment `id`'s timed messages.
 async fn disarm(conn: &mut Conn, tenant: TenantId, id: i64) -> StoreResult<()> {
     for (kind, _) in TIMED {
@@ -199,15 +226,73 @@ impl PatientMessages {
         let start = a.interval.start.to_string();
         // Sent while it can still help: before the visit starts, for the
         // start it was armed for, of a visit that still takes place.
+        // (A late visit's check-in follows its expected start.)
         let armed_for = job.data.get("start").and_then(Value::as_str) == Some(start.as_str());
-        if !a.status.occupies_time() || !armed_for || now >= a.interval.start || !wanted(t, &a) {
+        let begins = estimates::get(conn, t.id, a.id).await?.unwrap_or(a.interval.start);
+        if !a.status.occupies_time() || !armed_for || now > begins || !wanted(t, &a) {
             return Ok(Vec::new());
         }
-        self.send(conn, t, &a, kind, start, now).await
+        self.send(conn, t, &a, kind, start, begins, now).await
+    }
+
+    /// The delay estimation of one day (`job.subject`): every video visit
+    /// of the day yet to begin gets its expected start from its
+    /// practitioner's earlier visits (`core::delay`); one expected later
+    /// than the tenant's `delay_notice_minutes` gets a delay notice (once),
+    /// and its check-in invitation follows the expected start. While visits
+    /// of the day go on, the estimate is made again every five minutes.
+    async fn estimate(&self, conn: &mut Conn, t: &Tenant, job: &Job, now: Timestamp) -> StoreResult<Vec<NewDelivery>> {
+        let Ok(day) = job.subject.parse::<jiff::civil::Date>() else { return Ok(Vec::new()) };
+        let tz = t.tz();
+        let (Ok(from), Ok(to)) = (day.to_zoned(tz.clone()), day.tomorrow().and_then(|d| d.to_zoned(tz.clone()))) else {
+            return Ok(Vec::new());
+        };
+        let (from, to) = (from.timestamp(), to.timestamp());
+        let search = appointments::Search { from: Some(from), to: Some(to), limit: 1000, ..Default::default() };
+        let (all, _) = appointments::search(conn, t.id, &search).await?;
+        let mut by_practitioner: std::collections::BTreeMap<i64, Vec<Visit>> = std::collections::BTreeMap::new();
+        for a in all.iter().filter(|a| a.digital) {
+            if let Some(p) = a.primary_performer().or_else(|| a.practitioners().next()) {
+                by_practitioner.entry(p.get()).or_default().push(Visit {
+                    id: a.id,
+                    interval: a.interval,
+                    status: a.status,
+                });
+            }
+        }
+        let threshold = SignedDuration::from_mins(t.settings.delay_notice_minutes);
+        let mut out = Vec::new();
+        let mut going_on = false;
+        for visits in by_practitioner.values() {
+            for (id, expected) in delay::expected_starts(visits, now) {
+                let Some(a) = all.iter().find(|a| a.id == id) else { continue };
+                going_on = true;
+                let late = expected.duration_since(a.interval.start);
+                estimates::set(conn, t.id, id, (late > SignedDuration::ZERO).then_some(expected)).await?;
+                if late > threshold && wanted(t, a) {
+                    out.extend(self.send(conn, t, a, "delay-notice", String::new(), expected, now).await?);
+                    // The check-in invitation follows the expected start.
+                    if let Ok(at) = expected.checked_sub(SignedDuration::from_mins(15)) {
+                        let data = json!({"start": a.interval.start.to_string()});
+                        jobs::arm(conn, t.id, "check-in-invitation", &a.id.to_string(), at.max(now), &data).await?;
+                    }
+                }
+            }
+            going_on |= visits.iter().any(|v| v.status.occupies_time() && v.interval.end > now);
+        }
+        if going_on
+            && let Ok(next) = now.checked_add(SignedDuration::from_mins(ESTIMATE_EVERY_MINUTES))
+            && next < to
+        {
+            jobs::arm(conn, t.id, ESTIMATE, &job.subject, next, &json!({})).await?;
+        }
+        Ok(out)
     }
 
     /// The message `kind` about `a` to its patient (and practitioner, when
-    /// it asked), recorded once per `occasion`.
+    /// it asked), recorded once per `occasion`, showing the visit's start as
+    /// `shown` (its expected start, for a delay notice).
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         conn: &mut Conn,
@@ -215,6 +300,7 @@ impl PatientMessages {
         a: &Appointment,
         kind: &'static str,
         occasion: String,
+        shown: Timestamp,
         now: Timestamp,
     ) -> StoreResult<Vec<NewDelivery>> {
         let patient = match a.patient() {
@@ -227,7 +313,7 @@ impl PatientMessages {
             None => None,
         };
         let tz = t.tz();
-        let start = a.interval.start.to_zoned(tz);
+        let start = shown.to_zoned(tz);
         let mut fields = Fields {
             patient: patient
                 .as_ref()

@@ -43,6 +43,18 @@ pub async fn arm(
     Ok(())
 }
 
+/// When the job `kind` of `subject` is due, if it is armed.
+pub async fn due_of(conn: &mut Conn, tenant: TenantId, kind: &str, subject: &str) -> StoreResult<Option<Timestamp>> {
+    let due: Option<i64> =
+        sqlx::query_scalar("SELECT due_s FROM jobs WHERE tenant_id = $1 AND kind = $2 AND subject = $3")
+            .bind(tenant.get())
+            .bind(kind)
+            .bind(subject)
+            .fetch_optional(&mut *conn)
+            .await?;
+    due.map(crate::ts).transpose()
+}
+
 /// Disarms the job `kind` of `subject`, if armed.
 pub async fn disarm(conn: &mut Conn, tenant: TenantId, kind: &str, subject: &str) -> StoreResult<()> {
     sqlx::query("DELETE FROM jobs WHERE tenant_id = $1 AND kind = $2 AND subject = $3")

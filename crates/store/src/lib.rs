@@ -26,6 +26,7 @@ pub mod conversations;
 mod db;
 pub mod deliveries;
 pub mod docplanner_queue;
+pub mod estimates;
 pub mod jobs;
 pub mod messages;
 pub mod migrate;

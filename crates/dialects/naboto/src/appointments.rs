@@ -34,7 +34,7 @@ use polyclinic_core::{AppointmentId, PatientId, PractitionerId, TenantId};
 use polyclinic_http::AppState;
 use polyclinic_scheduling::{Booking, Place};
 use polyclinic_store::catalog::{self, Table};
-use polyclinic_store::{appointments, patients};
+use polyclinic_store::{appointments, estimates, patients};
 use serde_json::{Value, json};
 
 /// The v3 ParticipationType system.
@@ -219,7 +219,26 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Response, NabotoError> {
     let a = load(&state, caller.tenant.id, &id).await?;
-    Ok(fhir(StatusCode::OK, resource(&a, caller.tenant.id, &state.public_url, Spellings::default(), None)))
+    let (tenant, aid) = (caller.tenant.id, a.id);
+    let expected = state.store.read(move |c| Box::pin(async move { estimates::get(c, tenant, aid).await })).await?;
+    let r = resource(&a, caller.tenant.id, &state.public_url, Spellings::default(), None);
+    Ok(fhir(StatusCode::OK, with_expected_start(r, expected)))
+}
+
+/// The extension that shows a late video visit's expected start (from the
+/// scheduler's delay estimation; docs/dialects/naboto.md).
+pub const EXPECTED_START: &str = "urn:polyclinic:fhir:StructureDefinition:expected-start";
+
+/// `r` with the expected-start extension, when the visit is expected late.
+fn with_expected_start(mut r: Value, expected: Option<Timestamp>) -> Value {
+    if let Some(t) = expected {
+        let ext = json!({"url": EXPECTED_START, "valueDateTime": t.to_string()});
+        match r.get_mut("extension").and_then(Value::as_array_mut) {
+            Some(list) => list.push(ext),
+            None => r["extension"] = json!([ext]),
+        }
+    }
+    r
 }
 
 #[derive(serde::Deserialize)]

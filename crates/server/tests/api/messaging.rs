@@ -222,6 +222,74 @@ async fn naboto_appointments_always_get_messages(engine: Engine) {
     assert!(m["body"].as_str().unwrap().contains("/video/"), "the video call's join link: {m}");
 }
 
+/// A video visit running over pushes the next one back: its patient gets a
+/// delay notice with the expected time, once, and its check-in invitation
+/// follows the expected start.
+async fn a_visit_running_over_sends_the_next_patient_a_delay_notice(engine: Engine) {
+    let app = crate::nb::setup(engine).await;
+    let (patient, ann) = (crate::nb::create_patient(&app).await, crate::nb::ann(&app).await);
+    let book = |start: &'static str, end: &'static str, identifier: &'static str| {
+        let mut a = crate::nb::new_appointment(&patient, &ann);
+        a["start"] = json!(start);
+        a["end"] = json!(end);
+        a["identifier"][0]["value"] = json!(identifier);
+        a
+    };
+    let first = crate::nb::expect(
+        crate::nb::send(
+            &app,
+            Method::POST,
+            "/appointment",
+            &book("2022-01-01T13:00:00Z", "2022-01-01T13:30:00Z", "first"),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let second = crate::nb::expect(
+        crate::nb::send(
+            &app,
+            Method::POST,
+            "/appointment",
+            &book("2022-01-01T13:40:00Z", "2022-01-01T14:10:00Z", "second"),
+        )
+        .await,
+        201,
+    )
+    .await;
+    app.run_due().await;
+    // The first visit begins, and runs over its end.
+    at(&app, "2022-01-01T13:05:00Z").await;
+    let mut arrived = first.clone();
+    arrived["status"] = json!("arrived");
+    crate::nb::expect(crate::nb::send(&app, Method::PUT, "/appointment", &arrived).await, 200).await;
+    at(&app, "2022-01-01T13:20:00Z").await;
+    assert!(!kinds(&app).await.contains(&"delay-notice".to_owned()), "on time so far");
+    at(&app, "2022-01-01T13:52:00Z").await;
+    at(&app, "2022-01-01T13:53:00Z").await;
+    let all = messages(&app).await;
+    let second_id = second["id"].as_str().unwrap();
+    let notices: Vec<&Value> = all.iter().filter(|m| m["kind"] == "delay-notice").collect();
+    assert_eq!(notices.len(), 1, "once: {all:?}");
+    assert_eq!(notices[0]["appointment_id"], second_id);
+    assert!(notices[0]["body"].as_str().unwrap().contains("14:52"), "the expected time, in Stockholm: {}", notices[0]);
+    let check_in: Vec<&Value> =
+        all.iter().filter(|m| m["kind"] == "check-in-invitation" && m["appointment_id"] == second_id).collect();
+    assert_eq!(check_in.len(), 1, "{all:?}");
+    assert_eq!(
+        check_in[0]["created_at"], "2022-01-01T13:52:00Z",
+        "not at the planned 13:25, before the delay was known"
+    );
+    // The expected start shows on the appointment (as of the last estimate, at
+    // 13:52; the next is due five minutes later).
+    let read = crate::nb::expect(crate::nb::get(&app, &format!("/appointment/{second_id}")).await, 200).await;
+    let expected = read["extension"]
+        .as_array()
+        .and_then(|list| list.iter().find(|e| e["url"] == polyclinic_naboto::appointments::EXPECTED_START))
+        .map(|e| e["valueDateTime"].clone());
+    assert_eq!(expected, Some(json!("2022-01-01T13:52:00Z")), "{read}");
+}
+
 on_both_engines!(
     every_message_at_its_instant_re_armed_by_a_move_and_disarmed_by_a_cancel,
     a_check_in_invitation_fifteen_minutes_before_and_sms_when_there_is_only_a_mobile,
@@ -229,6 +297,7 @@ on_both_engines!(
     other_dialects_appointments_get_no_messages_unless_the_tenant_turns_them_on,
     a_restart_sends_nothing_twice,
     naboto_appointments_always_get_messages,
+    a_visit_running_over_sends_the_next_patient_a_delay_notice,
 );
 
 /// Two nodes on one PostgreSQL database, running due work at the same time,

@@ -27,3 +27,12 @@ INSERT INTO jobs (tenant_id, kind, subject, due_s, data)
     SELECT tenant_id, 'subscription-heartbeat', CAST(id AS TEXT), last_sent_at + heartbeat_seconds, '{}'
     FROM subscriptions
     WHERE status IN ('active', 'error') AND channel_type = 'rest-hook' AND heartbeat_seconds > 0;
+
+-- When a video visit is expected to start, estimated from the practitioner's
+-- earlier visits of the day; a visit on time has no row.
+CREATE TABLE expected_starts (
+    tenant_id INTEGER NOT NULL,
+    appointment_id INTEGER NOT NULL,
+    expected_s INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, appointment_id)
+);
