@@ -18,6 +18,7 @@
 
 use crate::dp::{self, Ctx, enc};
 use crate::helpers::{Engine, TestApp, acme_seed, spawn_app};
+use crate::nb;
 use crate::on_both_engines;
 use crate::receiver::Receiver;
 use proptest::prelude::*;
@@ -219,7 +220,8 @@ impl Target {
         let shown = format!("{method} {}", url.chars().take(300).collect::<String>());
         let mut b = self.app.client.request(method, &url).header(self.auth.0, &self.auth.1);
         if let Some(body) = body {
-            let ct = if self.prefix == "/embassy" { "application/fhir+json" } else { "application/json" };
+            let fhir = matches!(self.prefix, "/embassy" | "/naboto");
+            let ct = if fhir { "application/fhir+json" } else { "application/json" };
             b = b.header("content-type", ct).body(body);
         }
         let r = b.send().await.map_err(|e| format!("{shown}: no answer ({e})"))?;
@@ -336,6 +338,22 @@ fn embassy_shape(ct: &str, body: &[u8]) -> Result<(), String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
     if v["resourceType"] != "OperationOutcome" || !v["issue"][0]["details"]["coding"][0]["code"].is_string() {
         return Err("not an OperationOutcome with an error code".into());
+    }
+    Ok(())
+}
+
+/// Naboto's error: an OperationOutcome with a stable code and a human message.
+fn naboto_shape(ct: &str, body: &[u8]) -> Result<(), String> {
+    if !ct.starts_with("application/fhir+json") {
+        return Err(format!("content type `{ct}`"));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let issue = &v["issue"][0];
+    if v["resourceType"] != "OperationOutcome" || !issue["details"]["coding"][0]["code"].is_string() {
+        return Err("not an OperationOutcome with an error code".into());
+    }
+    if issue["diagnostics"].as_str().is_none_or(|m| m.trim().is_empty()) {
+        return Err("no human message in `issue[0].diagnostics`".into());
     }
     Ok(())
 }
@@ -842,6 +860,128 @@ async fn embassy_answers_extreme_inputs_with_4xx_in_its_shape(engine: Engine) {
     Arc::try_unwrap(target).ok().expect("the property is done with the target").app.stop().await;
 }
 
+// ------------------------------------------------------------------ naboto
+
+/// A body template: `body` with the string `"$name"` put at each JSON
+/// pointer (an object's key is added when missing).
+fn template(mut body: Value, at: &[(&str, &str)]) -> &'static str {
+    for (pointer, name) in at {
+        let (parent, key) = pointer.rsplit_once('/').expect("a JSON pointer");
+        let placeholder = Value::String(format!("${name}"));
+        match body.pointer_mut(parent) {
+            Some(Value::Object(o)) => {
+                o.insert(key.to_owned(), placeholder);
+            }
+            Some(Value::Array(a)) => a[key.parse::<usize>().expect("an index")] = placeholder,
+            _ => panic!("nothing at {parent}"),
+        }
+    }
+    Box::leak(body.to_string().into_boxed_str())
+}
+
+/// Every route of the Naboto router, with the parameters it reads; bodies
+/// are the IG's examples, their time, number, id and text fields
+/// placeholders. The searches come twice more, with the extreme value as the
+/// token's value or system (the raw `identifier` rarely gets past its `|`).
+fn naboto_routes() -> Vec<Route> {
+    let g = Method::GET;
+    let patient = |with_id: bool| {
+        let mut at = vec![
+            ("/identifier/0/value", "ss"),
+            ("/identifier/1/value", "pi"),
+            ("/telecom/0/value", "email"),
+            ("/telecom/0/rank", "rank"),
+            ("/telecom/1/value", "sms"),
+            ("/birthDate", "birth_date"),
+            ("/name/0/family", "family"),
+        ];
+        if with_id {
+            at.push(("/id", "pt"));
+        }
+        template(nb::new_patient(), &at)
+    };
+    let appointment = |with_id: bool| {
+        let mut at = vec![
+            ("/start", "start"),
+            ("/end", "end"),
+            ("/participant/0/actor/reference", "ann_ref"),
+            ("/participant/1/actor/reference", "pt_ref"),
+            ("/extension/0/extension/0/valueAnnotation/text", "note"),
+        ];
+        let mut body = nb::new_appointment("0", "0");
+        if with_id {
+            at.push(("/id", "ap"));
+            at.push(("/identifier/0/value", "ext"));
+        } else {
+            // A create with the seeded appointment's identifier would stop
+            // at `DuplicateIdentifier`, before the booking.
+            body.as_object_mut().expect("an object").remove("identifier");
+        }
+        template(body, &at)
+    };
+    vec![
+        route(g.clone(), "/metadata", &[], None),
+        route(Method::POST, "/patient", &[], Some(patient(false))),
+        route(Method::PUT, "/patient", &[], Some(patient(true))),
+        route(Method::PUT, "/patient/{pt}", &[], Some(patient(true))),
+        route(g.clone(), "/patient/{pt}", &[], None),
+        route(g.clone(), "/patient", &["identifier"], None),
+        route(g.clone(), "/patient?identifier=urn:oid:1.2.40.0.10.1.4.3.1%7C{ss}", &[], None),
+        route(g.clone(), "/patient?identifier={system}%7C0815", &[], None),
+        route(Method::POST, "/appointment", &[], Some(appointment(false))),
+        route(Method::PUT, "/appointment", &[], Some(appointment(true))),
+        route(Method::PUT, "/appointment/{ap}", &[], Some(appointment(true))),
+        route(g.clone(), "/appointment/{ap}", &[], None),
+        route(g.clone(), "/appointment", &["identifier"], None),
+        route(g.clone(), "/appointment?identifier=https://third-party-system/appointment%7C{ext}", &[], None),
+    ]
+}
+
+/// A seeded Naboto tenant: the IG's example patient and appointment.
+async fn naboto_target(engine: Engine) -> Target {
+    let app = nb::setup(engine).await;
+    let (pt, ann) = (nb::create_patient(&app).await, nb::ann(&app).await);
+    let r = nb::send(&app, Method::POST, "/appointment", &nb::new_appointment(&pt, &ann)).await;
+    let ap = nb::expect(r, 201).await["id"].as_str().expect("the appointment's id").to_owned();
+    let valid: HashMap<&'static str, Value> = [
+        ("pt", json!(pt)),
+        ("ap", json!(ap)),
+        ("ss", json!("1111241261")),
+        ("pi", json!("0815")),
+        ("system", json!("https://third-party-system/Patients")),
+        ("email", json!("notarealemail@naboto.com")),
+        ("rank", json!(1)),
+        ("sms", json!("+436641234567890")),
+        ("birth_date", json!("1970-01-01")),
+        ("family", json!("Mustermann")),
+        ("identifier", json!("https://third-party-system/Patients|0815")),
+        ("start", json!("2022-02-02T11:00:00Z")),
+        ("end", json!("2022-02-02T12:00:00Z")),
+        ("ann_ref", json!(format!("Practitioner/{ann}"))),
+        ("pt_ref", json!(format!("Patient/{pt}"))),
+        ("note", json!("Is this treatment covered by my insurance?")),
+        ("ext", json!("11223344")),
+    ]
+    .into_iter()
+    .collect();
+    Target {
+        app,
+        prefix: "/naboto",
+        auth: ("authorization", format!("Bearer {}", nb::TOKEN)),
+        routes: naboto_routes(),
+        valid,
+        shape: naboto_shape,
+    }
+}
+
+async fn naboto_answers_extreme_inputs_with_4xx_in_its_shape(engine: Engine) {
+    let target = Arc::new(naboto_target(engine).await);
+    target.baseline().await;
+    target.sweep().await;
+    property(target.clone(), 300).await;
+    Arc::try_unwrap(target).ok().expect("the property is done with the target").app.stop().await;
+}
+
 // ------------------------------------------------------------------- admin
 
 /// The admin API: its query parameters and the clock's body, and after
@@ -1100,6 +1240,7 @@ on_both_engines!(
     a_nul_character_in_a_text_is_a_client_error,
     docplanner_answers_extreme_inputs_with_4xx_in_its_shape,
     embassy_answers_extreme_inputs_with_4xx_in_its_shape,
+    naboto_answers_extreme_inputs_with_4xx_in_its_shape,
     admin_answers_extreme_inputs_with_4xx_in_its_shape,
     a_booking_page_near_i64_max_is_refused,
     slot_and_booking_starts_near_the_end_of_time_are_refused,
