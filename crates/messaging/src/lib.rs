@@ -89,10 +89,16 @@ impl Router for PatientMessages {
             let Some(id) = id_in(&event.data, "appointment_id").or_else(|| event.aggregate_id.parse().ok()) else {
                 return Ok(Vec::new());
             };
+            let t = tenants::get(conn, tenant).await?;
+            // Most tenants' appointments get no messages: known without
+            // reading the appointment (the event names its origin).
+            let naboto = event.data.get("origin").and_then(Value::as_str) == Some(Dialect::Naboto.as_str());
+            if !naboto && !t.settings.patient_messages {
+                return Ok(Vec::new());
+            }
             let Some(a) = appointments::get(conn, tenant, polyclinic_core::AppointmentId(id)).await? else {
                 return Ok(Vec::new());
             };
-            let t = tenants::get(conn, tenant).await?;
             if !wanted(&t, &a) {
                 return Ok(Vec::new());
             }

@@ -206,16 +206,7 @@ impl Scheduling {
         // A change refused anyway is not put to the gates (checked again
         // under the row lock below).
         may_move(&current, &tenant.settings, now)?;
-        if let Some(address_id) = current.address_id {
-            let tid = tenant.id;
-            let address = self
-                .store
-                .read(move |c| Box::pin(async move { catalog::address(c, tid, address_id.get()).await }))
-                .await?;
-            if let Some(address) = address {
-                self.ask_about_move(tenant, &current, &address, to, through).await?;
-            }
-        }
+        self.ask_about_move_in_place(tenant, &current, to, through).await?;
         let (tid, settings) = (tenant.id, tenant.settings.clone());
         self.commit(move |c| {
             Box::pin(async move {
@@ -309,8 +300,27 @@ impl Scheduling {
             .await?)
     }
 
+    /// Asks the gates of `a`'s own address (if it has one) whether `a` may
+    /// take the new time `to` there.
+    pub(crate) async fn ask_about_move_in_place(
+        &self,
+        tenant: &Tenant,
+        a: &Appointment,
+        to: Interval,
+        through: Dialect,
+    ) -> SchedulingResult<()> {
+        let Some(address_id) = a.address_id else { return Ok(()) };
+        let tid = tenant.id;
+        let address =
+            self.store.read(move |c| Box::pin(async move { catalog::address(c, tid, address_id.get()).await })).await?;
+        match address {
+            Some(address) => self.ask_about_move(tenant, a, &address, to, through).await,
+            None => Ok(()),
+        }
+    }
+
     /// Asks the gates whether `a` may move to `to` at `address`.
-    pub(crate) async fn ask_about_move(
+    async fn ask_about_move(
         &self,
         tenant: &Tenant,
         a: &Appointment,

@@ -12,7 +12,7 @@ use polyclinic_core::appointment::{Actor, Appointment, check_cancel_allowed};
 use polyclinic_core::status::AppointmentStatus;
 use polyclinic_core::tenant::{Dialect, Tenant};
 use polyclinic_core::{AppointmentId, time_rules};
-use polyclinic_store::{StoreError, appointments, catalog};
+use polyclinic_store::{StoreError, appointments};
 
 impl Scheduling {
     /// Replaces appointment `new.id` with `new`: its time (under the same
@@ -37,16 +37,7 @@ impl Scheduling {
         if moving {
             time_rules::check(&new.interval, &tenant.settings, now)?;
             may_move(&current, &tenant.settings, now)?;
-            if let Some(address_id) = current.address_id {
-                let tid = tenant.id;
-                let address = self
-                    .store
-                    .read(move |c| Box::pin(async move { catalog::address(c, tid, address_id.get()).await }))
-                    .await?;
-                if let Some(address) = address {
-                    self.ask_about_move(tenant, &current, &address, new.interval, through).await?;
-                }
-            }
+            self.ask_about_move_in_place(tenant, &current, new.interval, through).await?;
         }
         let (tid, settings) = (tenant.id, tenant.settings.clone());
         self.commit(move |c| {
