@@ -290,6 +290,23 @@ async fn a_visit_running_over_sends_the_next_patient_a_delay_notice(engine: Engi
     assert_eq!(expected, Some(json!("2022-01-01T13:52:00Z")), "{read}");
 }
 
+/// A practitioner who asked for them gets the messages of its appointments
+/// too, by e-mail, with a join link of its own.
+async fn a_practitioner_who_asked_gets_the_messages_too(engine: Engine) {
+    let mut doc = seed(json!({}));
+    doc["tenants"][0]["practitioners"][0]["appointment_messages"] = json!(true);
+    let (app, _) = start(engine, None, &doc).await;
+    patient(&app, json!([{"system": "email", "value": "eva@holm.test"}])).await;
+    book(&app, "2030-03-05T09:00:00Z", "2030-03-05T09:15:00Z").await;
+    app.run_due().await;
+    let all = messages(&app).await;
+    let to: Vec<&str> = all.iter().map(|m| m["to"].as_str().unwrap()).collect();
+    assert_eq!(to, ["eva@holm.test", "ann@acme.test"], "{all:?}");
+    let link = |m: &Value| m["body"].as_str().unwrap().lines().find(|l| l.contains("/video/")).map(str::to_owned);
+    assert!(link(&all[0]).is_some() && link(&all[1]).is_some());
+    assert_ne!(link(&all[0]), link(&all[1]), "each their own key");
+}
+
 on_both_engines!(
     every_message_at_its_instant_re_armed_by_a_move_and_disarmed_by_a_cancel,
     a_check_in_invitation_fifteen_minutes_before_and_sms_when_there_is_only_a_mobile,
@@ -298,6 +315,7 @@ on_both_engines!(
     a_restart_sends_nothing_twice,
     naboto_appointments_always_get_messages,
     a_visit_running_over_sends_the_next_patient_a_delay_notice,
+    a_practitioner_who_asked_gets_the_messages_too,
 );
 
 /// Two nodes on one PostgreSQL database, running due work at the same time,
