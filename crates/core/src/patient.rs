@@ -99,6 +99,13 @@ impl Patient {
             check_len("identifier.system", &i.system, MAX_SHORT)?;
             check_len("identifier.value", &i.value, MAX_SHORT)?;
         }
+        // The supported years (`clock::EARLIEST` to `clock::LATEST`): no one
+        // living was born before 1900.
+        if let Some(d) = self.birth_date
+            && !(1900..=9000).contains(&d.year())
+        {
+            return Err(CoreError::invalid("birth_date", "a birth date must lie between the years 1900 and 9000"));
+        }
         if self.deceased_at.is_some() {
             self.deceased = true;
         }
@@ -413,6 +420,18 @@ mod tests {
 
     fn cp(system: ContactSystem, value: &str, use_: Option<ContactUse>) -> ContactPoint {
         ContactPoint { system, value: value.into(), use_, rank: None, consent: None }
+    }
+
+    #[test]
+    fn a_birth_date_lies_within_the_supported_years() {
+        let with = |d: &str| Patient { birth_date: Some(d.parse().unwrap()), ..Default::default() };
+        assert!(with("1900-01-01").validate().is_ok() && with("2024-02-29").validate().is_ok());
+        for bad in ["0000-01-01", "1899-12-31", "9001-01-01"] {
+            assert!(
+                matches!(with(bad).validate(), Err(CoreError::Invalid { field, .. }) if field == "birth_date"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -154,6 +154,7 @@ async fn patient_profile_rules_answer_operation_outcomes(engine: Engine) {
             "ProfileViolation",
         ),
         ("an invalid e-mail", with(p(), "/telecom/0/value", json!("not an address")), 422, "InvalidValue"),
+        ("a birth date before 1900", with(p(), "/birthDate", json!("0000-01-01")), 422, "InvalidValue"),
         ("gender code", with(p(), "/gender", json!("m")), 400, "InvalidResource"),
         ("a partial birth date", with(p(), "/birthDate", json!("1970")), 400, "InvalidResource"),
         ("active is a boolean", with(p(), "/active", json!("yes")), 400, "InvalidResource"),
