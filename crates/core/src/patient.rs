@@ -80,6 +80,17 @@ impl Patient {
         self.preferred(ContactSystem::Phone).or_else(|| self.preferred(ContactSystem::Sms)).map(|c| c.value.as_str())
     }
 
+    /// The mobile number a text message reaches (see [`mobile_number`]).
+    pub fn mobile(&self) -> Option<&str> {
+        mobile_number(&self.telecom).map(|c| c.value.as_str())
+    }
+
+    /// The name as one line: given names, then the family name.
+    pub fn full_name(&self) -> Option<String> {
+        let n = self.display_name()?;
+        Some(format!("{} {}", n.given_joined(), n.family.as_deref().unwrap_or_default()).trim().to_owned())
+    }
+
     /// Checks the rules every dialect relies on and normalises contact points.
     pub fn validate(&mut self) -> Result<(), CoreError> {
         if self.names.len() > 10 || self.telecom.len() > 20 || self.identifiers.len() > 20 || self.addresses.len() > 10
@@ -209,6 +220,14 @@ impl ContactPoint {
         }
         Ok(())
     }
+}
+
+/// The mobile number among `points`, the one rule for every dialect and the
+/// patient messages: the preferred `sms` contact point, else a `phone` with
+/// use `mobile`.
+pub fn mobile_number(points: &[ContactPoint]) -> Option<&ContactPoint> {
+    preferred_contact(points, ContactSystem::Sms)
+        .or_else(|| points.iter().find(|c| c.system == ContactSystem::Phone && c.use_ == Some(ContactUse::Mobile)))
 }
 
 /// The preferred contact point of `system` among `points`: use mobile, home,

@@ -36,7 +36,6 @@ use polyclinic_core::TenantId;
 use polyclinic_core::appointment::{Appointment, ParticipantWho};
 use polyclinic_core::delay::{self, Visit};
 use polyclinic_core::event::EventKind;
-use polyclinic_core::patient::{ContactSystem, ContactUse, pick_name, preferred_contact};
 use polyclinic_core::tenant::{Dialect, MessageChannel, Tenant};
 use polyclinic_delivery::Router;
 use polyclinic_store::deliveries::{Channel, Delivery, NewDelivery};
@@ -321,11 +320,7 @@ impl PatientMessages {
         let tz = t.tz();
         let start = shown.to_zoned(tz);
         let mut fields = Fields {
-            patient: patient
-                .as_ref()
-                .and_then(|p| pick_name(&p.names))
-                .map(|n| format!("{} {}", n.given.join(" "), n.family.as_deref().unwrap_or_default()).trim().to_owned())
-                .unwrap_or_default(),
+            patient: patient.as_ref().and_then(|p| p.full_name()).unwrap_or_default(),
             practitioner: practitioner.as_ref().map(|p| format!("{} {}", p.given, p.family)).unwrap_or_default(),
             clinic: t.name.clone(),
             date: start.strftime("%Y-%m-%d").to_string(),
@@ -337,12 +332,7 @@ impl PatientMessages {
         };
         let mut out = Vec::new();
         if let Some(p) = &patient {
-            let email = preferred_contact(&p.telecom, ContactSystem::Email).map(|c| c.value.clone());
-            let mobile = preferred_contact(&p.telecom, ContactSystem::Sms)
-                .or_else(|| {
-                    p.telecom.iter().find(|c| c.system == ContactSystem::Phone && c.use_ == Some(ContactUse::Mobile))
-                })
-                .map(|c| c.value.clone());
+            let (email, mobile) = (p.email().map(str::to_owned), p.mobile().map(str::to_owned));
             let channel = match (email, mobile) {
                 (Some(e), Some(_)) if t.settings.message_channel == MessageChannel::Email => Some(("email", e)),
                 (Some(_), Some(m)) | (None, Some(m)) => Some(("sms", m)),

@@ -19,7 +19,7 @@ use axum::{Extension, Router};
 use polyclinic_core::PatientId;
 use polyclinic_core::patient::{
     ContactPoint, ContactSystem, ContactUse, Gender, HumanName, Identifier, NameUse, NationalId, Patient,
-    PostalAddress, systems,
+    PostalAddress, mobile_number, systems,
 };
 use polyclinic_core::tenant::Dialect;
 use polyclinic_http::AppState;
@@ -408,10 +408,7 @@ fn telecom(body: &Value) -> Result<Vec<ContactPoint>, NabotoError> {
             return Err(NabotoError::profile(format!("a NabotoPatient has at most one `telecom` of system `{name}`")));
         }
     }
-    let reachable = out.iter().any(|c| {
-        matches!(c.system, ContactSystem::Email | ContactSystem::Sms)
-            || (c.system == ContactSystem::Phone && c.use_ == Some(ContactUse::Mobile))
-    });
+    let reachable = out.iter().any(|c| c.system == ContactSystem::Email) || mobile_number(&out).is_some();
     if !reachable {
         return Err(NabotoError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
