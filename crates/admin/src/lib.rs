@@ -73,7 +73,11 @@ pub async fn apply_seed(state: &AppState, doc: SeedDoc) -> Result<SeedResult, Ap
     check_push_urls(state, &doc).await?;
     let now = state.now();
     let key = state.store.secret_key().clone();
-    Ok(state.store.write(move |c| Box::pin(async move { seed::load(c, &doc, now, &key).await })).await?)
+    let loaded = state.store.write(move |c| Box::pin(async move { seed::load(c, &doc, now, &key).await })).await?;
+    // Committed: what this node keeps in memory of tenants, credentials and
+    // the catalogue is stale (polyclinic_http::cache).
+    polyclinic_http::cache::changed();
+    Ok(loaded)
 }
 
 /// Refuses a seed whose credentials name a PUSH URL on an internal address
@@ -126,6 +130,9 @@ async fn clock_handler(
             ));
         }
     }
+    // The engine sleeps until the next due instant of the clock it reads:
+    // a moved clock may have brought work due.
+    state.engine.wake();
     Ok(axum::Json(json!({"now": state.now().to_string()})))
 }
 
@@ -144,12 +151,11 @@ async fn run_due(State(state): State<AppState>) -> Result<axum::Json<Value>, Api
     if state.test_clock.is_none() {
         return Err(ApiError::not_found("the test clock is off; start with --test-clock"));
     }
-    // Every piece of time-driven work runs here and reports what it did.
-    // Deliveries: fan-out of new events, heartbeats, first sends and retries due now.
-    let deliveries = state.engine.run_due().await?;
-    let expired_tokens = polyclinic_http::maintenance::sweep_expired_tokens(&state).await?;
-    Ok(axum::Json(json!({"now": state.now().to_string(),
-        "ran": {"deliveries": deliveries, "expired_tokens_deleted": expired_tokens}})))
+    // Every piece of time-driven work is a due job or a delivery: the jobs
+    // due now (reminders, check-ins, delay estimates, heartbeats, token
+    // expiry), the fan-out of new events, first sends and retries due now.
+    let ran = state.engine.run_due().await?;
+    Ok(axum::Json(json!({"now": state.now().to_string(), "ran": {"jobs": ran.jobs, "deliveries": ran}})))
 }
 
 #[derive(Deserialize)]

@@ -1,397 +1,737 @@
-//! `polyclinic-bench`: measures the real server over HTTP.
+//! `polyclinic-bench`: measures Polyclinic the way its users load it, with
+//! the ceilings of the same machine measured in the same invocation.
 //!
-//! It starts Polyclinic in-process on 127.0.0.1:0 against a fresh SQLite file
-//! or a fresh PostgreSQL database (`--postgres URL`), seeds one tenant with a
-//! practitioner per worker, and then, with `--concurrency` workers:
+//! It starts Polyclinic in-process on 127.0.0.1:0 against a fresh database
+//! (a SQLite file by default, `--synchronous full|normal`; `--postgres URL`
+//! creates a fresh database on that server), or loads a running server
+//! (`--url`, seeded through its admin API with `--admin-token`). Every
+//! scenario of `--scenario` then runs with `--connections` keep-alive
+//! HTTP/1.1 connections for `--duration` after a `--warmup`, and prints its
+//! rate, latency percentiles, answers by status, and its ratio to its
+//! ceiling: reads to `baseline` (the same generator against a bare axum
+//! route in this binary), bookings to `sqlite-commit` (single-row durable
+//! SQLite commits on the same disk). After every booking scenario, every
+//! appointment booked so far is read back through the API, and the run
+//! fails if two of one practitioner overlap. `--out FILE.json` writes it
+//! all, with the machine, the date, the engine and the commit.
 //!
-//! - **book**: each worker books `--bookings` Embassy appointments (POST
-//!   `/embassy/Appointment`, 15-minute slots on distinct times) — every booking
-//!   is a durable commit through the double-booking guard and the outbox;
-//! - **read**: each worker reads appointments back by id (GET);
-//! - **dp-book**: each worker, one Docplanner address each (work periods of
-//!   08:00-16:00 on 28 days, services of 20 and 60 minutes), books
-//!   `--bookings` slots through `POST .../slots/{start}/book`: every booking
-//!   first recomputes the day's free slots, then commits;
-//! - **dp-slots**: each worker asks `--slot-reads` times for the free slots of
-//!   all 28 days (`GET .../slots`, with `slot.services`), computed from the
-//!   work periods, the bookings and the breaks at each request.
-//!
-//! - **memory**: `--memory-requests` reads (default 500,000) with nobody
-//!   scraping `/metrics`; it prints the process's resident memory after the
-//!   first 50,000 and at the end, and fails when it grew by more than 10 MB
-//!   (the load generator shares the process, and its own memory is flat).
-//!
-//! It prints throughput and latency percentiles per phase. Apart from the
-//! memory ceiling nothing here is an assertion: the numbers go to
-//! `docs/benchmarks.md` with the machine and date.
+//! Modules: [`load`] (the generator), [`scenarios`] (requests, answers, the
+//! overlap check), [`world`] (the seeded tenant and the slot pool),
+//! [`ceilings`], [`stats`]. See docs/benchmarks.md.
+
+mod ceilings;
+mod load;
+mod scenarios;
+mod stats;
+mod world;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use load::{Plan, Stop, Target};
 use polyclinic::{Application, Config};
+use scenarios::{DocplannerBook, EmbassyBook, Gets, ReadBack, ReadResult};
 use serde_json::{Value, json};
+use stats::{Ceiling, Report, thousands_u};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use world::{Booked, Setup, World};
 
 #[derive(Parser, Debug)]
-#[command(name = "polyclinic-bench", about = "Booking and read throughput of Polyclinic over HTTP")]
+#[command(name = "polyclinic-bench", about = "Polyclinic under load, with its ceilings measured in the same run")]
 struct Args {
-    /// Concurrent clients.
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
-    /// Bookings per client.
-    #[arg(long, default_value_t = 200)]
-    bookings: usize,
-    /// Run against PostgreSQL at this server URL (a fresh database is created).
+    /// Scenarios to run, comma-separated. The ceilings the others are
+    /// compared with run first (and are added when missing, unless
+    /// `--no-ceilings`).
+    #[arg(long, value_delimiter = ',', default_value = "baseline,sqlite-commit,read,dp-read,book,dp-book")]
+    scenario: Vec<Scenario>,
+    /// Keep-alive HTTP/1.1 connections, one task each.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds measured per scenario.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of load before the measured window (not counted).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Threads of the load generator (one current_thread runtime each);
+    /// default: one per core, as `wrk -t<cores>`.
     #[arg(long)]
+    threads: Option<usize>,
+    /// Worker threads of the in-process server's runtime; default: one per
+    /// core, as `polyclinic serve`.
+    #[arg(long)]
+    server_threads: Option<usize>,
+    /// SQLite `synchronous` of the in-process server.
+    #[arg(long, value_enum, default_value = "full")]
+    synchronous: Synchronous,
+    /// Run the in-process server on PostgreSQL: a fresh database is created
+    /// on this server (and dropped at the end).
+    #[arg(long, conflicts_with = "url")]
     postgres: Option<String>,
-    /// SQLite `synchronous`: full or normal.
-    #[arg(long, default_value = "full")]
-    synchronous: String,
-    /// 28-day slot reads per client (Docplanner phase).
-    #[arg(long, default_value_t = 50)]
-    slot_reads: usize,
-    /// Reads of the memory phase (0 skips it).
+    /// Load a running Polyclinic at this URL instead of starting one
+    /// (http only). Needs `--admin-token`: a fresh tenant is seeded through
+    /// its admin API.
+    #[arg(long, env = "POLYCLINIC_BENCH_URL", requires = "admin_token")]
+    url: Option<String>,
+    /// The admin token of the server of `--url`.
+    #[arg(long, env = "POLYCLINIC_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Where the bench's SQLite files go (the database and the
+    /// `sqlite-commit` file beside it); default: the system's temp dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Appointments booked beforehand for `read` (and bookings for `dp-read`).
+    #[arg(long, default_value_t = 10_000)]
+    read_set: usize,
+    /// Bookings in a hundred that aim at a slot just handed out, to race
+    /// the double-booking guard (their refusals count as conflicts).
+    #[arg(long, default_value_t = 2)]
+    conflict_percent: u32,
+    /// Requests of the `memory` scenario.
     #[arg(long, default_value_t = 500_000)]
     memory_requests: usize,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Install the server's log subscriber (`info,sqlx=warn`, or
+    /// `POLYCLINIC_LOG`) for the in-process server, writing to this file;
+    /// without it the in-process server logs nothing.
+    #[arg(long)]
+    server_log: Option<PathBuf>,
+    /// Only serve the bare `baseline` route (on `--listen`), print its URL,
+    /// and wait for Ctrl-C: for comparing with `wrk` on the same server.
+    #[arg(long)]
+    serve_baseline: bool,
+    /// Address of `--serve-baseline`.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Run the `baseline` scenario against this already served baseline
+    /// (e.g. another process's `--serve-baseline`) instead of its own.
+    #[arg(long)]
+    baseline_url: Option<String>,
+    /// Do not add the ceilings the scenarios are compared with.
+    #[arg(long)]
+    no_ceilings: bool,
 }
 
-/// Reads after which the memory phase takes its first RSS reading.
-const MEMORY_WARMUP: usize = 50_000;
-/// Most growth of resident memory allowed over the memory phase.
-const MEMORY_GROWTH_LIMIT_KB: i64 = 10 * 1024;
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// The same generator against a bare axum route answering a small fixed JSON body.
+    Baseline,
+    /// Raw single-row durable SQLite commits (WAL, FULL) on the same disk; batched rows alongside.
+    SqliteCommit,
+    /// Embassy `GET /embassy/Appointment/{id}`, random of `--read-set`.
+    Read,
+    /// Docplanner `GET .../bookings/{id}`, random of `--read-set`.
+    DpRead,
+    /// Embassy `POST /embassy/Appointment` (`Prefer: return=minimal`), random free 15-minute slots.
+    Book,
+    /// Docplanner `POST .../slots/{start}/book`, random free 15-minute slots.
+    DpBook,
+    /// Docplanner `GET .../slots` of 28 days with their services.
+    DpSlots,
+    /// `--memory-requests` Embassy reads; fails when resident memory grows by more than 10 MB.
+    Memory,
+}
 
-const KEY: &str = "bench-embassy-key";
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Baseline => "baseline",
+            Scenario::SqliteCommit => "sqlite-commit",
+            Scenario::Read => "read",
+            Scenario::DpRead => "dp-read",
+            Scenario::Book => "book",
+            Scenario::DpBook => "dp-book",
+            Scenario::DpSlots => "dp-slots",
+            Scenario::Memory => "memory",
+        }
+    }
 
-fn main() -> anyhow::Result<()> {
+    /// The ceiling this scenario's figure is a ratio of.
+    fn ceiling(self) -> Option<Ceiling> {
+        match self {
+            Scenario::Read | Scenario::DpRead | Scenario::DpSlots | Scenario::Memory => Some(Ceiling::Baseline),
+            Scenario::Book | Scenario::DpBook => Some(Ceiling::SqliteCommit),
+            Scenario::Baseline | Scenario::SqliteCommit => None,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Synchronous {
+    Full,
+    Normal,
+}
+
+/// The order scenarios run in: the ceilings first, then the others as given
+/// (each once).
+fn ordered(asked: &[Scenario], add_ceilings: bool) -> Vec<Scenario> {
+    let mut wanted: Vec<Scenario> = Vec::new();
+    for &s in asked {
+        if !wanted.contains(&s) {
+            wanted.push(s);
+        }
+    }
+    let mut out = Vec::new();
+    for (ceiling, scenario) in
+        [(Ceiling::Baseline, Scenario::Baseline), (Ceiling::SqliteCommit, Scenario::SqliteCommit)]
+    {
+        let needed = add_ceilings && wanted.iter().any(|s| s.ceiling() == Some(ceiling));
+        if wanted.contains(&scenario) || needed {
+            out.push(scenario);
+        }
+    }
+    out.extend(wanted.into_iter().filter(|s| !matches!(s, Scenario::Baseline | Scenario::SqliteCommit)));
+    out
+}
+
+fn main() -> ExitCode {
     // The server runs in this process: the same allocator settings as `polyclinic`.
     polyclinic::limit_malloc_arenas();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?.block_on(run())
-}
-
-async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    let database = match &args.postgres {
-        Some(server) => {
-            let name = format!("polyclinic_bench_{}", uuid::Uuid::new_v4().simple());
-            sqlx::any::install_default_drivers();
-            let mut conn =
-                <sqlx::AnyConnection as sqlx::Connection>::connect(server).await.context("connecting to PostgreSQL")?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
-            format!("{}/{name}", server.rsplit_once('/').map(|(b, _)| b).unwrap_or(server))
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("polyclinic-bench: FAILED: {e:#}");
+            ExitCode::FAILURE
         }
-        None => format!(
-            "sqlite://{}",
-            std::env::temp_dir().join(format!("polyclinic-bench-{}.db", uuid::Uuid::new_v4().simple())).display()
-        ),
-    };
-    let mut config = Config::for_database(&database);
-    config.admin_token = Some("bench-admin".into());
-    config.test_clock = true;
-    config.secret_key_file =
-        Some(std::env::temp_dir().join(format!("polyclinic-bench-{}.key", uuid::Uuid::new_v4().simple())));
-    if args.synchronous == "normal" {
-        config.sqlite_synchronous = polyclinic::config::Synchronous::Normal;
     }
-    config.docplanner_limits = polyclinic::config::DocplannerLimits::OFF;
-    let app = Application::build(&config).await?;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until(std::future::pending()));
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
+    anyhow::ensure!(args.duration > 0.0 && args.warmup >= 0.0, "--duration must be positive, --warmup not negative");
+    // The server's runtime, built as `polyclinic serve` builds it; the load
+    // generator has threads of its own (see `load`).
+    let server_threads = args.server_threads.unwrap_or_else(cores).max(1);
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(server_threads)
+        .thread_name("server")
+        .enable_all()
+        .build()
+        .context("starting the server's runtime")?;
+    if args.serve_baseline {
+        return server_rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind(&args.listen)
+                .await
+                .with_context(|| format!("binding {}", args.listen))?;
+            println!("baseline: http://{}/ (Ctrl-C to stop)", listener.local_addr()?);
+            ceilings::serve_baseline(listener, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+        });
+    }
     polyclinic_delivery::install_tls_provider();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
-
-    // One practitioner per worker, so bookings do not collide.
-    let practitioners: Vec<Value> = (0..args.concurrency)
-        .map(|i| json!({"key": format!("p{i}"), "given": "Doc", "family": format!("Bench{i}"), "email": format!("p{i}@bench.test")}))
-        .collect();
-    let keys: Vec<String> = (0..args.concurrency).map(|i| format!("p{i}")).collect();
-    // And one Docplanner address per worker, in one facility.
-    let addresses: Vec<Value> = (0..args.concurrency)
-        .map(|i| json!({"key": format!("a{i}"), "doctor": format!("p{i}"), "name": "Bench clinic", "street": "Bench 1", "city": "Warszawa"}))
-        .collect();
-    let seed = json!({
-        "services": [{"id": "1", "name": "ablacja"}, {"id": "3", "name": "ablacja serca"}],
-        "tenants": [{
-        "key": "bench", "name": "Bench", "country": "SE", "language": "sv", "timezone": "Europe/Stockholm",
-        "credentials": [{"dialect": "embassy", "api_key": KEY},
-                        {"dialect": "docplanner", "client_id": "bench-dp", "client_secret": "bench-dp-secret", "facilities": ["clinic"]}],
-        "practitioners": practitioners,
-        "healthcare_services": [{"key": "gp", "name": "GP", "practitioners": keys}],
-        "facilities": [{"key": "clinic", "name": "Bench clinic", "addresses": addresses}]
-    }]});
-    let ids: Value =
-        client.post(format!("{base}/admin/seed")).bearer_auth("bench-admin").json(&seed).send().await?.json().await?;
-    let gp = ids["tenants"]["bench"]["healthcare_services"]["gp"].as_str().context("seed ids")?.to_owned();
-    client
-        .post(format!("{base}/admin/clock"))
-        .bearer_auth("bench-admin")
-        .json(&json!({"now": "2030-01-01T00:00:00Z"}))
-        .send()
-        .await?;
-    let patient = client
-        .post(format!("{base}/embassy/Patient"))
-        .header("X-Visiba-Care-API-Key", KEY)
-        .header("content-type", "application/fhir+json")
-        .json(&json!({"resourceType": "Patient", "name": [{"given": ["Bench"], "family": "Patient"}],
-                      "identifier": [{"system": "http://schema.visibacare.com/identifier/patient/nationalidentificationnumber", "value": "198001011231"}]}))
-        .send()
-        .await?;
-    anyhow::ensure!(patient.status().is_success(), "creating the patient failed: {}", patient.text().await?);
-
-    println!(
-        "polyclinic-bench: {} clients x {} bookings, {}",
-        args.concurrency,
-        args.bookings,
-        engine_name(&database, &args.synchronous)
-    );
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..args.concurrency {
-        let (client, base, gp) = (client.clone(), base.clone(), gp.clone());
-        let n = args.bookings;
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(n);
-            let mut ids = Vec::with_capacity(n);
-            for i in 0..n {
-                let start = jiff::Timestamp::from_second(1_899_999_960 + (i as i64) * 900).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-                let body = json!({
-                    "resourceType": "Appointment", "status": "booked",
-                    "start": start.to_string(), "end": (start + jiff::SignedDuration::from_mins(15)).to_string(),
-                    "participant": [
-                        {"type": [{"coding": [{"code": "PPRF"}]}], "actor": {"type": "Practitioner", "identifier": {"system": "http://schema.visibacare.com/identifier/practitioner/email", "value": format!("p{w}@bench.test")}}},
-                        {"actor": {"type": "Patient", "identifier": {"system": "http://schema.visibacare.com/identifier/patient/nationalidentificationnumber", "value": "198001011231"}}},
-                        {"actor": {"type": "HealthcareService", "identifier": {"system": "http://schema.visibacare.com/identifier/healthcaresservice/visibaid", "value": gp}}}
-                    ]
-                });
-                let t = Instant::now();
-                let r = client
-                    .post(format!("{base}/embassy/Appointment"))
-                    .header("X-Visiba-Care-API-Key", KEY)
-                    .header("content-type", "application/fhir+json")
-                    .header("prefer", "return=minimal")
-                    .json(&body)
-                    .send()
-                    .await?;
-                lat.push(t.elapsed());
-                if r.status().as_u16() != 201 {
-                    anyhow::bail!("booking answered {}: {}", r.status(), r.text().await.unwrap_or_default());
-                }
-                let loc = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-                ids.push(loc.rsplit('/').next().unwrap_or_default().to_owned());
-            }
-            Ok::<_, anyhow::Error>((lat, ids))
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut all_ids = Vec::new();
-    for t in tasks {
-        let (l, ids) = t.await??;
-        latencies.extend(l);
-        all_ids.push(ids);
-    }
-    report("book (POST /embassy/Appointment)", started.elapsed(), &mut latencies);
-
-    let first_ids: Vec<String> = all_ids.iter().flatten().take(1000).cloned().collect();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for ids in all_ids {
-        let (client, base) = (client.clone(), base.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(ids.len());
-            for id in ids {
-                let t = Instant::now();
-                let r = client
-                    .get(format!("{base}/embassy/Appointment/{id}"))
-                    .header("X-Visiba-Care-API-Key", KEY)
-                    .send()
-                    .await?;
-                anyhow::ensure!(r.status().is_success(), "read answered {}", r.status());
-                let _ = r.bytes().await?;
-                lat.push(t.elapsed());
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
-    }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await??);
-    }
-    report("read (GET /embassy/Appointment/{id})", started.elapsed(), &mut latencies);
-    let read_ids: Vec<String> = first_ids;
-    let mut outcome = docplanner(&args, &client, &base, &ids["tenants"]["bench"]).await;
-    if outcome.is_ok() && args.memory_requests > 0 {
-        outcome = memory(&args, &client, &base, &read_ids).await;
-    }
-    // The SQLite files and the key file are the run's own: leave nothing behind.
-    if let Some(path) = database.strip_prefix("sqlite://") {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{path}{suffix}"));
-        }
-    }
-    if let Some(key) = &config.secret_key_file {
-        let _ = std::fs::remove_file(key);
-    }
-    outcome
-}
-
-/// The Docplanner phases: booking computed slots, and reading 28 days of them.
-async fn docplanner(args: &Args, client: &reqwest::Client, base: &str, ids: &Value) -> anyhow::Result<()> {
-    let token: Value = client
-        .post(format!("{base}/oauth/v2/token"))
-        .basic_auth("bench-dp", Some("bench-dp-secret"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("grant_type=client_credentials&scope=integration")
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = token["access_token"].as_str().context("token")?.to_owned();
-    let facility = ids["facilities"]["clinic"].as_str().context("facility id")?.to_owned();
-    // Work periods: 28 days from 2030-01-02, 08:00-16:00 local (+01:00).
-    let day = |d: i64| jiff::civil::date(2030, 1, 2).checked_add(jiff::Span::new().days(d)).unwrap_or_default();
-    let mut paths = Vec::new();
-    for w in 0..args.concurrency {
-        let (doctor, address) = (
-            ids["practitioners"][format!("p{w}")].as_str().context("doctor id")?,
-            ids["addresses"][format!("a{w}")].as_str().context("address id")?,
-        );
-        let at = format!("{base}/api/v3/integration/facilities/{facility}/doctors/{doctor}/addresses/{address}");
-        let mut services = Vec::new();
-        for service in ["1", "3"] {
-            let r = client
-                .post(format!("{at}/services"))
-                .bearer_auth(&token)
-                .json(&json!({"service_id": service, "price": 100}))
-                .send()
-                .await?;
-            anyhow::ensure!(r.status().as_u16() == 201, "adding a service answered {}", r.status());
-            let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default();
-            services.push(location.rsplit('/').next().unwrap_or_default().to_owned());
-        }
-        let slots: Vec<Value> = (0..28)
-            .map(|d| {
-                json!({"start": format!("{}T08:00:00+01:00", day(d)), "end": format!("{}T16:00:00+01:00", day(d)),
-                "address_services": [{"address_service_id": services[0], "duration": 20},
-                                     {"address_service_id": services[1], "duration": 60}]})
-            })
-            .collect();
-        let r = client.put(format!("{at}/slots")).bearer_auth(&token).json(&json!({"slots": slots})).send().await?;
-        anyhow::ensure!(r.status().as_u16() == 201, "replacing slots answered {}: {}", r.status(), r.text().await?);
-        paths.push((at, services[0].clone()));
-    }
-    // 24 starts a day on the 20-minute grid: bookings go day by day.
-    let n = args.bookings.min(28 * 24);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for (at, service) in paths.clone() {
-        let (client, token) = (client.clone(), token.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(n);
-            for i in 0..n {
-                let (d, k) = ((i / 24) as i64, (i % 24) as i64);
-                let start = format!("{}T{:02}:{:02}:00%2B01:00", day(d), 8 + k * 20 / 60, k * 20 % 60);
-                let body = json!({"address_service_id": service, "duration": 20,
-                    "patient": {"name": "Bench", "surname": format!("Patient{i}"), "phone": format!("+4670{:07}", i)}});
-                let t = Instant::now();
-                let r = client.post(format!("{at}/slots/{start}/book")).bearer_auth(&token).json(&body).send().await?;
-                lat.push(t.elapsed());
-                anyhow::ensure!(r.status().is_success(), "booking answered {}: {}", r.status(), r.text().await?);
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
-    }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await??);
-    }
-    report("dp-book (POST .../slots/{start}/book)", started.elapsed(), &mut latencies);
-
-    let range = format!("start={}T00:00:00%2B01:00&end={}T00:00:00%2B01:00&with=slot.services", day(0), day(28));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for (at, _) in paths {
-        let (client, token, range, reads) = (client.clone(), token.clone(), range.clone(), args.slot_reads);
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(reads);
-            for _ in 0..reads {
-                let t = Instant::now();
-                let r = client.get(format!("{at}/slots?{range}")).bearer_auth(&token).send().await?;
-                anyhow::ensure!(r.status().is_success(), "slots answered {}", r.status());
-                let _ = r.bytes().await?;
-                lat.push(t.elapsed());
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
-    }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await??);
-    }
-    report("dp-slots (GET .../slots, 28 days)", started.elapsed(), &mut latencies);
-    Ok(())
-}
-
-/// The memory phase: `--memory-requests` reads with no scrape of `/metrics`;
-/// fails when resident memory grows by more than 10 MB after the warm-up.
-async fn memory(args: &Args, client: &reqwest::Client, base: &str, ids: &[String]) -> anyhow::Result<()> {
-    anyhow::ensure!(!ids.is_empty(), "the memory phase reads booked appointments; none were booked");
-    let total = args.memory_requests.max(MEMORY_WARMUP);
-    let run = |count: usize| {
-        let per_worker = count.div_ceil(args.concurrency);
-        let tasks: Vec<_> = (0..args.concurrency)
-            .map(|w| {
-                let (client, base) = (client.clone(), base.to_owned());
-                let ids: Vec<String> = ids.iter().skip(w).step_by(args.concurrency).cloned().collect();
-                let ids = if ids.is_empty() { vec![String::new()] } else { ids };
-                tokio::spawn(async move {
-                    for i in 0..per_worker {
-                        let id = &ids[i % ids.len()];
-                        let r = client
-                            .get(format!("{base}/embassy/Appointment/{id}"))
-                            .header("X-Visiba-Care-API-Key", KEY)
-                            .send()
-                            .await?;
-                        anyhow::ensure!(r.status().is_success(), "read answered {}", r.status());
-                        let _ = r.bytes().await?;
-                    }
-                    Ok::<_, anyhow::Error>(per_worker)
-                })
-            })
-            .collect();
-        async move {
-            let mut done = 0;
-            for t in tasks {
-                done += t.await??;
-            }
-            Ok::<_, anyhow::Error>(done)
-        }
+    let scenarios = ordered(&args.scenario, !args.no_ceilings);
+    let threads = args.threads.unwrap_or_else(cores).max(1);
+    let plan = Plan {
+        connections: args.connections,
+        threads,
+        stop: Stop::Timed {
+            warmup: Duration::from_secs_f64(args.warmup),
+            duration: Duration::from_secs_f64(args.duration),
+        },
     };
-    let started = Instant::now();
-    let warm = run(MEMORY_WARMUP).await?;
-    let after_warmup = rss_kb()?;
-    // The rest in steps, with a reading after each, so that a leak (steady
-    // growth) shows apart from caches filling up (growth that levels off).
-    let mut rest = 0;
-    let mut readings = Vec::new();
-    while rest < total - MEMORY_WARMUP {
-        rest += run(MEMORY_WARMUP.min(total - MEMORY_WARMUP - rest)).await?;
-        readings.push(format!("{}k: {} KB", (warm + rest) / 1000, rss_kb()?));
-    }
-    println!("memory: RSS after {}", readings.join(", "));
-    let at_end = rss_kb()?;
-    let growth = at_end - after_warmup;
+    let data_dir = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let needs_server = scenarios.iter().any(|s| !matches!(s, Scenario::Baseline | Scenario::SqliteCommit));
+    let mut server = if needs_server { Some(Server::start(args, &server_rt, &data_dir)?) } else { None };
+    let engine = server.as_ref().map(|s| s.engine.clone()).unwrap_or_else(|| "none (ceilings only)".into());
     println!(
-        "memory (no /metrics scrape): {} requests in {:.1} s; RSS {} KB after {warm}, {} KB at the end: {}{} KB",
-        warm + rest,
-        started.elapsed().as_secs_f64(),
-        after_warmup,
-        at_end,
-        if growth >= 0 { "+" } else { "" },
-        growth
+        "polyclinic-bench: {} connections on {threads} load threads, {} s after {} s of warm-up; server: {engine}, {} runtime workers; {} cores",
+        args.connections,
+        args.duration,
+        args.warmup,
+        if args.url.is_some() { "its own".to_owned() } else { server_threads.to_string() },
+        cores()
     );
+    println!("scenarios: {}\n", scenarios.iter().map(|s| s.name()).collect::<Vec<_>>().join(", "));
+
+    let mut session = Session {
+        args,
+        plan,
+        server_rt: &server_rt,
+        reports: Vec::new(),
+        failures: Vec::new(),
+        world: None,
+        baseline: None,
+        commits: None,
+        setup: None,
+    };
+    let outcome = (|| -> anyhow::Result<()> {
+        for &scenario in &scenarios {
+            session.scenario(scenario, server.as_ref(), &data_dir)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = &outcome {
+        session.failures.push(format!("{e:#}"));
+    }
+    print_summary(&session.reports);
+    if let Some(out) = &args.out {
+        let doc = results_json(args, &session, &engine, threads, server_threads);
+        std::fs::write(out, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("writing {}", out.display()))?;
+        println!("results written to {}", out.display());
+    }
+    if let Some(s) = server.take() {
+        s.stop(&server_rt);
+    }
+    if session.failures.is_empty() { Ok(()) } else { anyhow::bail!("{}", session.failures.join("; ")) }
+}
+
+/// The server the scenarios load: in-process, or running elsewhere.
+struct Server {
+    target: Target,
+    admin_token: String,
+    engine: String,
+    in_process: bool,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    sqlite_file: Option<String>,
+    key_file: Option<PathBuf>,
+    /// PostgreSQL: the server URL and the database created.
+    postgres: Option<(String, String)>,
+}
+
+impl Server {
+    fn start(args: &Args, rt: &tokio::runtime::Runtime, data_dir: &std::path::Path) -> anyhow::Result<Server> {
+        if let Some(url) = &args.url {
+            let admin_token = args.admin_token.clone().context("--url needs --admin-token")?;
+            return Ok(Server {
+                target: Target::parse(url)?,
+                admin_token,
+                engine: format!("running server at {url}"),
+                in_process: false,
+                stop: None,
+                serving: None,
+                sqlite_file: None,
+                key_file: None,
+                postgres: None,
+            });
+        }
+        if let Some(path) = &args.server_log {
+            let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let filter = tracing_subscriber::EnvFilter::try_from_env("POLYCLINIC_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .init();
+        }
+        let run_id = uuid::Uuid::new_v4().simple().to_string();
+        let (database, postgres, sqlite_file) = match &args.postgres {
+            Some(server) => {
+                let name = format!("polyclinic_bench_{run_id}");
+                rt.block_on(async {
+                    sqlx::any::install_default_drivers();
+                    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(server)
+                        .await
+                        .context("connecting to PostgreSQL")?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+                    anyhow::Ok(())
+                })?;
+                let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(server);
+                (format!("{base}/{name}"), Some((server.clone(), name)), None)
+            }
+            None => {
+                let file = data_dir.join(format!("polyclinic-bench-{run_id}.db")).display().to_string();
+                (format!("sqlite://{file}"), None, Some(file))
+            }
+        };
+        let mut config = Config::for_database(&database);
+        let admin_token = format!("bench-admin-{run_id}");
+        config.admin_token = Some(admin_token.clone());
+        config.secret_key_file = Some(std::env::temp_dir().join(format!("polyclinic-bench-{run_id}.key")));
+        if args.synchronous == Synchronous::Normal {
+            config.sqlite_synchronous = polyclinic::config::Synchronous::Normal;
+        }
+        // A bench is one API client at thousands of requests per second.
+        config.docplanner_limits = polyclinic::config::DocplannerLimits::OFF;
+        let app = rt.block_on(Application::build(&config)).context("starting Polyclinic")?;
+        let target = Target::local(std::net::SocketAddr::from(([127, 0, 0, 1], app.port())));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = rt.spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        let engine = match (&postgres, args.synchronous) {
+            (Some(_), _) => "in-process, PostgreSQL".to_owned(),
+            (None, Synchronous::Full) => "in-process, SQLite synchronous=FULL".to_owned(),
+            (None, Synchronous::Normal) => "in-process, SQLite synchronous=NORMAL".to_owned(),
+        };
+        Ok(Server {
+            target,
+            admin_token,
+            engine,
+            in_process: true,
+            stop: Some(stop),
+            serving: Some(serving),
+            sqlite_file,
+            key_file: config.secret_key_file.clone(),
+            postgres,
+        })
+    }
+
+    /// Stops the in-process server and removes what the run created.
+    fn stop(mut self, rt: &tokio::runtime::Runtime) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), serving).await });
+        }
+        if let Some(file) = &self.sqlite_file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{file}{suffix}"));
+            }
+        }
+        if let Some(key) = &self.key_file {
+            let _ = std::fs::remove_file(key);
+        }
+        if let Some((server, name)) = &self.postgres {
+            let dropped = rt.block_on(async {
+                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(server).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&mut conn)
+                    .await?;
+                anyhow::Ok(())
+            });
+            if let Err(e) = dropped {
+                eprintln!("note: the database {name} was not dropped: {e:#}");
+            }
+        }
+    }
+}
+
+/// The state of one invocation.
+struct Session<'a> {
+    args: &'a Args,
+    plan: Plan,
+    server_rt: &'a tokio::runtime::Runtime,
+    reports: Vec<Report>,
+    failures: Vec<String>,
+    world: Option<World>,
+    /// The ceilings' figures, once measured.
+    baseline: Option<f64>,
+    commits: Option<f64>,
+    setup: Option<Setup>,
+}
+
+impl Session<'_> {
+    fn scenario(
+        &mut self,
+        scenario: Scenario,
+        server: Option<&Server>,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        let name = scenario.name();
+        let mut report = match scenario {
+            Scenario::Baseline => {
+                let (target, stop, serving) = match &self.args.baseline_url {
+                    Some(url) => (Target::parse(url)?, None, None),
+                    None => {
+                        let listener = self.server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+                        let target = Target::local(listener.local_addr()?);
+                        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                        let serving = self.server_rt.spawn(ceilings::serve_baseline(listener, async move {
+                            let _ = stopped.await;
+                        }));
+                        (target, Some(stop), Some(serving))
+                    }
+                };
+                let run = load::run(&target, Arc::new(Gets::baseline(&target)?), &self.plan)?;
+                if let Some(stop) = stop {
+                    let _ = stop.send(());
+                }
+                if let Some(serving) = serving {
+                    let _ = self.server_rt.block_on(serving);
+                }
+                let what = format!(
+                    "GET / on a bare axum route ({} bytes of JSON), {}",
+                    ceilings::BASELINE_BODY.len(),
+                    target.base
+                );
+                let r = Report::of_run(name, &what, "req/s", &run.tally, run.window);
+                self.baseline = Some(r.rate);
+                r
+            }
+            Scenario::SqliteCommit => {
+                let r = ceilings::sqlite_commit(data_dir, Duration::from_secs_f64(self.args.duration))?;
+                self.commits = Some(r.rate);
+                r
+            }
+            _ => {
+                let server = server.context("no server")?;
+                self.ensure_world(server)?;
+                self.server_scenario(scenario, server)?
+            }
+        };
+        match (scenario.ceiling(), self.baseline, self.commits) {
+            (Some(Ceiling::Baseline), Some(rate), _) => report.compare(Ceiling::Baseline, rate),
+            (Some(Ceiling::SqliteCommit), _, Some(rate)) => report.compare(Ceiling::SqliteCommit, rate),
+            _ => {}
+        }
+        println!("{}", report.text());
+        let nothing = report.succeeded == 0 && scenario != Scenario::SqliteCommit;
+        self.reports.push(report);
+        anyhow::ensure!(!nothing, "{name}: no request succeeded (see the answers above)");
+        Ok(())
+    }
+
+    fn ensure_world(&mut self, server: &Server) -> anyhow::Result<()> {
+        if self.world.is_none() {
+            let setup = Setup {
+                http: reqwest::Client::builder().build().context("the setup's HTTP client")?,
+                admin_token: server.admin_token.clone(),
+            };
+            let started = Instant::now();
+            let world = self.server_rt.block_on(World::seed(&setup, server.target.clone()))?;
+            println!(
+                "seeded a tenant: {} practitioners, {} patients, {} free 15-minute slots, in {:.1} s",
+                world.practitioners.len(),
+                world.patients.len(),
+                thousands_u(world.pool.size() as u64),
+                started.elapsed().as_secs_f64()
+            );
+            self.world = Some(world);
+            self.setup = Some(setup);
+        }
+        Ok(())
+    }
+
+    fn world(&mut self) -> anyhow::Result<&mut World> {
+        self.world.as_mut().context("no world")
+    }
+
+    fn docplanner(&mut self) -> anyhow::Result<()> {
+        let setup = self.setup.as_ref().context("no setup")?;
+        let world = self.world.as_mut().context("no world")?;
+        if world.docplanner.is_none() {
+            let started = Instant::now();
+            self.server_rt.block_on(world.docplanner(setup))?;
+            println!(
+                "set up Docplanner: {} addresses with work periods on {} days, in {:.1} s",
+                world::PRACTITIONERS,
+                world::DAYS,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(())
+    }
+
+    /// Books `n` appointments through `via` (not measured), for a read set.
+    fn book_read_set(&mut self, via: world::Via) -> anyhow::Result<Vec<Booked>> {
+        let n = self.args.read_set;
+        let plan = Plan { stop: Stop::Count(n), ..self.plan };
+        let world = self.world()?;
+        let shared = world.booking_world();
+        let started = Instant::now();
+        let run = match via {
+            world::Via::Embassy => load::run(&world.target, Arc::new(EmbassyBook::new(world, shared, 0)?), &plan)?,
+            world::Via::Docplanner => load::run(&world.target, Arc::new(DocplannerBook::new(world, shared, 0)), &plan)?,
+        };
+        anyhow::ensure!(
+            run.kept.len() == n,
+            "booking the read set: {} of {n} booked; answers {:?}; {}",
+            run.kept.len(),
+            run.tally.statuses,
+            run.tally.samples.join(" | ")
+        );
+        world.ledger.extend(run.kept.iter().cloned());
+        println!(
+            "booked a read set of {} through {:?} in {:.1} s",
+            thousands_u(n as u64),
+            via,
+            started.elapsed().as_secs_f64()
+        );
+        Ok(run.kept)
+    }
+
+    fn server_scenario(&mut self, scenario: Scenario, server: &Server) -> anyhow::Result<Report> {
+        let name = scenario.name();
+        let (plan, args) = (self.plan, self.args);
+        match scenario {
+            Scenario::Read | Scenario::Memory => {
+                if self.world()?.read_set.is_empty() {
+                    let set = self.book_read_set(world::Via::Embassy)?;
+                    self.world()?.read_set = set;
+                }
+                let world = self.world()?;
+                let load = Arc::new(Gets::embassy(world)?);
+                if scenario == Scenario::Memory {
+                    anyhow::ensure!(server.in_process, "memory: reads this process's memory; not with --url");
+                    return memory(&world.target, load, &plan, args.memory_requests);
+                }
+                let run = load::run(&world.target, load, &plan)?;
+                let what = format!(
+                    "Embassy GET /embassy/Appointment/{{id}}, random of {}",
+                    thousands_u(world.read_set.len() as u64)
+                );
+                Ok(Report::of_run(name, &what, "req/s", &run.tally, run.window))
+            }
+            Scenario::DpRead => {
+                self.docplanner()?;
+                if self.world()?.dp_read_set.is_empty() {
+                    let set = self.book_read_set(world::Via::Docplanner)?;
+                    self.world()?.dp_read_set = set;
+                }
+                let world = self.world()?;
+                let run = load::run(&world.target, Arc::new(Gets::docplanner(world)?), &plan)?;
+                let what = format!(
+                    "Docplanner GET .../bookings/{{id}}, random of {}",
+                    thousands_u(world.dp_read_set.len() as u64)
+                );
+                Ok(Report::of_run(name, &what, "req/s", &run.tally, run.window))
+            }
+            Scenario::DpSlots => {
+                self.docplanner()?;
+                let world = self.world()?;
+                let run = load::run(&world.target, Arc::new(Gets::docplanner_slots(world)?), &plan)?;
+                let what = "Docplanner GET .../slots?with=slot.services, 28 days of 15-minute slots, random address";
+                Ok(Report::of_run(name, what, "req/s", &run.tally, run.window))
+            }
+            Scenario::Book | Scenario::DpBook => {
+                if scenario == Scenario::DpBook {
+                    self.docplanner()?;
+                }
+                let conflict_percent = args.conflict_percent;
+                let world = self.world()?;
+                let shared = world.booking_world();
+                let (run, what) = if scenario == Scenario::Book {
+                    let load = Arc::new(EmbassyBook::new(world, shared, conflict_percent)?);
+                    (
+                        load::run(&world.target, load, &plan)?,
+                        "Embassy POST /embassy/Appointment, Prefer: return=minimal",
+                    )
+                } else {
+                    let load = Arc::new(DocplannerBook::new(world, shared, conflict_percent));
+                    (load::run(&world.target, load, &plan)?, "Docplanner POST .../slots/{start}/book")
+                };
+                let what = format!(
+                    "{what}; {} practitioners, random free 15-minute slots, {conflict_percent} in 100 aimed at a slot just taken",
+                    world::PRACTITIONERS
+                );
+                world.ledger.extend(run.kept);
+                let mut report = Report::of_run(name, &what, "bookings/s", &run.tally, run.window);
+                let checked = self.read_back_check()?;
+                report.extra.insert("overlap_check".into(), json!(checked));
+                Ok(report)
+            }
+            Scenario::Baseline | Scenario::SqliteCommit => unreachable!("ceilings run in `scenario`"),
+        }
+    }
+
+    /// Reads back every appointment booked so far, through the dialect that
+    /// booked it, and fails when one is missing or two of one practitioner
+    /// overlap.
+    fn read_back_check(&mut self) -> anyhow::Result<String> {
+        let plan = self.plan;
+        let world = self.world()?;
+        let load = Arc::new(ReadBack::new(world)?);
+        let n = load.len();
+        let started = Instant::now();
+        let run = load::run(&world.target, load, &Plan { stop: Stop::Count(n), ..plan })?;
+        let mut seen = Vec::with_capacity(n);
+        let mut missing = Vec::new();
+        for r in run.kept {
+            match r {
+                ReadResult::Seen(s) => seen.push(s),
+                ReadResult::Missing(status, id, body) => missing.push(format!("{id} ({status}: {body})")),
+            }
+        }
+        if !missing.is_empty() || seen.len() != n {
+            let message = format!(
+                "READ-BACK FAILED: {} of {n} booked appointments did not read back (transport errors: {}), e.g. {}",
+                n - seen.len(),
+                run.tally.transport_errors,
+                missing.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            );
+            eprintln!("{message}");
+            anyhow::bail!(message);
+        }
+        let overlaps = scenarios::overlaps(&seen);
+        if !overlaps.is_empty() {
+            let shown: Vec<String> = overlaps
+                .iter()
+                .take(5)
+                .map(|(a, b)| {
+                    format!(
+                        "practitioner {}: appointment {} [{} - {}] and {} [{} - {}]",
+                        a.practitioner,
+                        a.id,
+                        world::rfc3339(a.start),
+                        world::rfc3339(a.end),
+                        b.id,
+                        world::rfc3339(b.start),
+                        world::rfc3339(b.end)
+                    )
+                })
+                .collect();
+            let message = format!(
+                "DOUBLE BOOKING: {} overlapping pairs among {n} booked appointments: {}",
+                overlaps.len(),
+                shown.join("; ")
+            );
+            eprintln!("{message}");
+            anyhow::bail!(message);
+        }
+        Ok(format!(
+            "passed: {} booked appointments read back in {:.1} s, none of one practitioner overlapping",
+            thousands_u(n as u64),
+            started.elapsed().as_secs_f64()
+        ))
+    }
+}
+
+/// Reads after which the memory scenario takes its first reading.
+const MEMORY_WARMUP: usize = 50_000;
+/// Most growth of resident memory allowed after that.
+const MEMORY_GROWTH_LIMIT_KB: i64 = 10 * 1024;
+
+/// `requests` reads in steps of 50,000 with nobody scraping `/metrics`;
+/// resident memory is read after each step, and the scenario fails when it
+/// grew by more than 10 MB from the first reading to the last (the load
+/// generator shares the process; its own memory is flat).
+fn memory(target: &Target, load: Arc<Gets>, plan: &Plan, requests: usize) -> anyhow::Result<Report> {
+    let mut tally = stats::Tally::default();
+    let mut window = Duration::ZERO;
+    let mut readings = Vec::new();
+    let mut done = 0;
+    let total = requests.max(MEMORY_WARMUP);
+    while done < total {
+        let step = MEMORY_WARMUP.min(total - done);
+        let run = load::run(target, load.clone(), &Plan { stop: Stop::Count(step), ..*plan })?;
+        tally.merge(&run.tally);
+        window += run.window;
+        done += step;
+        readings.push((done, rss_kb()?));
+    }
+    let mut report = Report::of_run(
+        "memory",
+        "Embassy reads with no /metrics scrape; resident memory per 50,000",
+        "req/s",
+        &tally,
+        window,
+    );
+    let shown: Vec<String> =
+        readings.iter().map(|(n, kb)| format!("{}k: {} KB", n / 1000, thousands_u(*kb as u64))).collect();
+    let growth = readings.last().map(|l| l.1).unwrap_or(0) - readings.first().map(|f| f.1).unwrap_or(0);
+    report.extra.insert("rss".into(), json!(shown.join(", ")));
+    report.extra.insert("rss_growth_kb".into(), json!(growth));
     anyhow::ensure!(
         growth <= MEMORY_GROWTH_LIMIT_KB,
-        "resident memory grew by {growth} KB (more than {MEMORY_GROWTH_LIMIT_KB} KB) over {rest} requests"
+        "memory: resident memory grew by {growth} KB (more than {MEMORY_GROWTH_LIMIT_KB} KB) after the first {MEMORY_WARMUP} requests: {}",
+        shown.join(", ")
     );
-    Ok(())
+    Ok(report)
 }
 
 /// This process's resident set size, in KB (Linux `/proc`).
@@ -405,21 +745,148 @@ fn rss_kb() -> anyhow::Result<i64> {
         .context("no VmRSS in /proc/self/status")
 }
 
-fn engine_name(database: &str, sync: &str) -> String {
-    if database.starts_with("postgres") { "PostgreSQL".into() } else { format!("SQLite (synchronous={sync})") }
+fn print_summary(reports: &[Report]) {
+    if reports.is_empty() {
+        return;
+    }
+    println!(
+        "{:<14} {:>12} {:<10} {:>9} {:>9} {:>9} {:>22}",
+        "scenario", "rate", "", "p50 ms", "p99 ms", "max ms", "ratio"
+    );
+    for r in reports {
+        let l = r.latency;
+        let ms = |f: fn(&stats::Latency) -> f64| l.as_ref().map(|l| format!("{:.2}", f(l))).unwrap_or_default();
+        let ratio = r.ratio.map(|(c, x)| format!("{x:.2} of {}", c.name())).unwrap_or_default();
+        println!(
+            "{:<14} {:>12} {:<10} {:>9} {:>9} {:>9} {:>22}",
+            r.scenario,
+            stats::thousands(r.rate),
+            r.unit,
+            ms(|l| l.p50),
+            ms(|l| l.p99),
+            ms(|l| l.max),
+            ratio
+        );
+    }
+    println!();
 }
 
-fn report(phase: &str, total: Duration, latencies: &mut [Duration]) {
-    latencies.sort();
-    let pct =
-        |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default();
-    println!(
-        "{phase}: {} requests in {:.2} s = {:.0}/s; latency p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
-        latencies.len(),
-        total.as_secs_f64(),
-        latencies.len() as f64 / total.as_secs_f64(),
-        pct(0.50).as_secs_f64() * 1000.0,
-        pct(0.95).as_secs_f64() * 1000.0,
-        pct(0.99).as_secs_f64() * 1000.0,
-    );
+/// The machine: cores and the CPU's model.
+fn machine() -> Value {
+    let model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+        c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+    });
+    json!({"cores": cores(), "cpu_model": model, "os": std::env::consts::OS, "arch": std::env::consts::ARCH})
+}
+
+/// The commit of the checkout the bench runs in (the working directory's,
+/// else the binary's, as in `target/release`), `+dirty` when tracked files
+/// differ from it.
+fn git_commit() -> Option<String> {
+    let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(PathBuf::from));
+    let dirs = [std::env::current_dir().ok(), exe_dir];
+    dirs.into_iter().flatten().find_map(|dir| {
+        let git = |args: &[&str]| std::process::Command::new("git").arg("-C").arg(&dir).args(args).output().ok();
+        let out = git(&["rev-parse", "HEAD"]).filter(|o| o.status.success())?;
+        let commit = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+        let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+            .is_some_and(|o| o.status.success() && !o.stdout.is_empty());
+        Some(if dirty { format!("{commit}+dirty") } else { commit })
+    })
+}
+
+fn results_json(args: &Args, session: &Session<'_>, engine: &str, threads: usize, server_threads: usize) -> Value {
+    json!({
+        "bench": "polyclinic-bench",
+        "date": jiff::Timestamp::now().to_string(),
+        "machine": machine(),
+        "git_commit": git_commit(),
+        "engine": engine,
+        "target": if args.url.is_some() { "url" } else { "in-process" },
+        "connections": args.connections,
+        "load_threads": threads,
+        "server_threads": if args.url.is_some() { Value::Null } else { json!(server_threads) },
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "conflict_percent": args.conflict_percent,
+        "scenarios": session.reports.iter().map(Report::json).collect::<Vec<_>>(),
+        "failures": session.failures,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceilings_run_first_and_are_added_when_needed() {
+        assert_eq!(
+            ordered(&[Scenario::Read, Scenario::Book], true),
+            vec![Scenario::Baseline, Scenario::SqliteCommit, Scenario::Read, Scenario::Book]
+        );
+        assert_eq!(
+            ordered(&[Scenario::Book, Scenario::Baseline, Scenario::Book], true),
+            vec![Scenario::Baseline, Scenario::SqliteCommit, Scenario::Book]
+        );
+        assert_eq!(ordered(&[Scenario::Read], false), vec![Scenario::Read]);
+    }
+
+    #[test]
+    fn the_command_line_takes_a_list_of_scenarios() {
+        let args = Args::try_parse_from(["polyclinic-bench", "--scenario", "read,dp-book", "--duration", "1"])
+            .expect("parses");
+        assert_eq!(args.scenario, vec![Scenario::Read, Scenario::DpBook]);
+        assert_eq!(args.connections, 64);
+        assert!(
+            Args::try_parse_from(["polyclinic-bench", "--url", "http://127.0.0.1:1"]).is_err(),
+            "--url needs --admin-token"
+        );
+    }
+
+    /// The whole harness, quickly: the scenarios on a fresh in-process
+    /// SQLite server with 2 connections, a small read set, 1 s each (long
+    /// enough for a slow, busy machine to answer some). It checks that the
+    /// scenarios run and the overlap check passes; no timing is asserted.
+    #[test]
+    fn a_short_run_of_every_scenario_passes() {
+        polyclinic_delivery::install_tls_provider();
+        let dir = std::env::temp_dir().join(format!("polyclinic-bench-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let out = dir.join("out.json");
+        let args = Args::try_parse_from([
+            "polyclinic-bench",
+            "--scenario",
+            "baseline,sqlite-commit,read,dp-read,book,dp-book",
+            "--connections",
+            "2",
+            "--threads",
+            "1",
+            "--server-threads",
+            "2",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--read-set",
+            "20",
+            "--conflict-percent",
+            "20",
+            "--data-dir",
+            dir.to_str().expect("utf-8 path"),
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ])
+        .expect("parses");
+        run(&args).expect("the run passes");
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).expect("written")).expect("JSON");
+        let names: Vec<&str> =
+            doc["scenarios"].as_array().expect("list").iter().filter_map(|s| s["scenario"].as_str()).collect();
+        assert_eq!(names, ["baseline", "sqlite-commit", "read", "dp-read", "book", "dp-book"]);
+        let book = &doc["scenarios"][4];
+        assert!(book["overlap_check"].as_str().is_some_and(|c| c.starts_with("passed")), "{book}");
+        assert_eq!(book["ratio"]["to"], "sqlite-commit");
+        assert_eq!(doc["scenarios"][2]["ratio"]["to"], "baseline");
+        assert!(doc["machine"]["cores"].as_u64().is_some_and(|c| c > 0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -81,12 +81,6 @@ int_id!(
     MessageId,
     /// A care location with its device.
     CareLocationId,
-    /// A visit note.
-    VisitNoteId,
-    /// A patient document.
-    DocumentId,
-    /// An assistance request from a care location.
-    AssistanceRequestId,
     /// A credential of a tenant.
     CredentialId,
     /// An outbox event.

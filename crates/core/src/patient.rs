@@ -134,6 +134,9 @@ pub struct HumanName {
     pub prefix: Vec<String>,
     pub suffix: Vec<String>,
     pub text: Option<String>,
+    /// Another name the person goes by (Solo `alias`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
 }
 
 impl HumanName {
@@ -166,8 +169,10 @@ impl HumanName {
         for g in &self.given {
             check_len("name.given", g, MAX_SHORT)?;
         }
-        if let Some(f) = &self.family {
-            check_len("name.family", f, MAX_SHORT)?;
+        for (field, v) in [("name.family", &self.family), ("name.alias", &self.alias)] {
+            if let Some(v) = v {
+                check_len(field, v, MAX_SHORT)?;
+            }
         }
         Ok(())
     }

@@ -24,6 +24,10 @@ pub struct HealthcareService {
     /// Patients may start conversations with this service.
     pub allows_conversations: bool,
     pub active: bool,
+    /// Solo: the geolocation id of the waiting room's location (a UUID), by
+    /// which `POST /perfect-answer` names the waiting room to book into.
+    #[serde(default)]
+    pub geolocation_id: Option<crate::Uuid>,
 }
 
 impl HealthcareService {

@@ -138,6 +138,89 @@ pub fn fixed_slots(opening: &[Interval], slot_seconds: i64, blockers: &[Interval
     out
 }
 
+/// Whether `visit` lies entirely within one opening interval of `hours` (in
+/// the time zone `tz`). No opening hours means always open.
+pub fn within_opening(hours: &[OpeningHours], tz: &jiff::tz::TimeZone, visit: &Interval) -> Result<bool, CoreError> {
+    if hours.is_empty() {
+        return Ok(true);
+    }
+    Ok(opening_intervals(hours, tz, visit)?.iter().any(|o| o.contains(visit)))
+}
+
+/// The parts of `window` where at least `capacity` of `busy` overlap at
+/// once, merged and in order: where a resource that takes `capacity` visits
+/// at a time (a waiting room) is full. A capacity of 0 fills the window.
+pub fn saturated(busy: &[Interval], capacity: usize, window: &Interval) -> Vec<Interval> {
+    if window.start >= window.end {
+        return Vec::new();
+    }
+    if capacity == 0 {
+        return vec![*window];
+    }
+    // Ends sort before starts at the same instant: intervals are half-open.
+    let mut events: Vec<(Timestamp, i8)> = Vec::with_capacity(busy.len() * 2);
+    for b in busy.iter().filter(|b| b.overlaps(window)) {
+        events.push((b.start.max(window.start), 1));
+        events.push((b.end.min(window.end), -1));
+    }
+    events.sort();
+    let mut out: Vec<Interval> = Vec::new();
+    let (mut load, mut open) = (0usize, None);
+    for (at, delta) in events {
+        if delta > 0 {
+            load += 1;
+            if load == capacity {
+                open = Some(at);
+            }
+        } else {
+            if load == capacity
+                && let Some(start) = open.take()
+                && start < at
+            {
+                match out.last_mut() {
+                    Some(last) if last.end == start => last.end = at,
+                    _ => out.push(Interval { start, end: at }),
+                }
+            }
+            load = load.saturating_sub(1);
+        }
+    }
+    out
+}
+
+/// Visits `length` seconds long starting every `step` seconds from the start
+/// of each opening interval, that fit in it, start in `window` and overlap
+/// no blocker: a waiting room's offer (`step`: its slot length).
+pub fn grid_slots(
+    opening: &[Interval],
+    step: i64,
+    length: i64,
+    blockers: &[Interval],
+    window: &Interval,
+) -> Vec<Interval> {
+    let mut out = Vec::new();
+    if step <= 0 || length <= 0 {
+        return out;
+    }
+    for iv in opening {
+        let (first, end) = (iv.start.as_second(), iv.end.as_second());
+        // Skip the grid points before the window without walking them.
+        let from = window.start.as_second();
+        let mut s = if from > first { first + (from - first).div_euclid(step) * step } else { first };
+        while s + length <= end && s < window.end.as_second() {
+            let (Ok(start), Ok(stop)) = (Timestamp::from_second(s), Timestamp::from_second(s + length)) else { break };
+            let slot = Interval { start, end: stop };
+            if slot.start >= window.start && !blockers.iter().any(|b| b.overlaps(&slot)) {
+                out.push(slot);
+            }
+            s += step;
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +401,50 @@ mod tests {
             for s in &slots {
                 prop_assert!(open[0].contains(s));
                 prop_assert!(!blockers.iter().any(|b| b.overlaps(s)));
+            }
+        }
+    }
+
+    /// The brute-force load at instant `t`.
+    fn load_at(busy: &[Interval], t: i64) -> usize {
+        busy.iter().filter(|b| b.start.as_second() <= t && t < b.end.as_second()).count()
+    }
+
+    #[test]
+    fn a_waiting_room_of_two_is_full_where_two_visits_overlap() {
+        let iv = |a: i64, b: i64| Interval { start: ts(T0 + a), end: ts(T0 + b) };
+        let busy = [iv(0, 900), iv(600, 1500), iv(900, 1800)];
+        let full = saturated(&busy, 2, &iv(0, 3600));
+        assert_eq!(full, vec![iv(600, 1500)]);
+        assert_eq!(saturated(&busy, 1, &iv(0, 3600)), vec![iv(0, 1800)]);
+        assert!(saturated(&busy, 3, &iv(0, 3600)).is_empty());
+    }
+
+    #[test]
+    fn grid_slots_start_on_the_grid_and_fit() {
+        let iv = |a: i64, b: i64| Interval { start: ts(T0 + a), end: ts(T0 + b) };
+        let got = grid_slots(&[iv(0, 3600)], 900, 1200, &[iv(900, 1000)], &iv(0, 3600));
+        assert_eq!(got, vec![iv(1800, 3000)]);
+        let later = grid_slots(&[iv(0, 3600)], 900, 900, &[], &iv(1000, 3600));
+        assert_eq!(later, vec![iv(1800, 2700), iv(2700, 3600)]);
+    }
+
+    proptest! {
+        /// An instant lies in a saturated part exactly when at least
+        /// `capacity` busy intervals cover it.
+        #[test]
+        fn saturated_parts_are_where_the_load_reaches_capacity(
+            raw in proptest::collection::vec((0i64..100, 1i64..30), 0..12),
+            capacity in 1usize..4,
+        ) {
+            let busy: Vec<Interval> =
+                raw.iter().map(|(s, l)| Interval { start: ts(T0 + s * 60), end: ts(T0 + (s + l) * 60) }).collect();
+            let window = Interval { start: ts(T0), end: ts(T0 + 120 * 60) };
+            let full = saturated(&busy, capacity, &window);
+            for m in 0..120 {
+                let t = T0 + m * 60 + 30;
+                let inside = full.iter().any(|f| f.start.as_second() <= t && t < f.end.as_second());
+                prop_assert_eq!(inside, load_at(&busy, t) >= capacity, "minute {}", m);
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The engine: dispatch (fan-out) and send loops, retries, leases.
 //!
-//! A pass walks every tenant, and each tenant's dispatch and send stand on
+//! A pass visits the tenants with work (due jobs, events not yet fanned
+//! out, deliveries due), and each tenant's dispatch and send stand on
 //! their own: an error in one (a corrupt row, a failing router, a store
 //! error) is logged with the tenant id, counted in [`RunSummary::errors`],
 //! and the pass goes on with the next.
@@ -29,24 +30,16 @@ use tokio::sync::{Mutex, Notify, Semaphore};
 
 /// A dialect's delivery targets.
 pub trait Router: Send + Sync + 'static {
-    /// The deliveries `event` causes for `tenant` (inside the dispatch transaction).
+    /// The deliveries `event` causes for `tenant` (inside the dispatch
+    /// transaction); by default none (a router that only runs jobs).
     fn route<'a>(
         &'a self,
         conn: &'a mut Conn,
         tenant: TenantId,
         event: &'a StoredEvent,
         now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>>;
-
-    /// Deliveries due by time alone (heartbeats), checked on every pass;
-    /// none unless the target has such.
-    fn scheduled<'a>(
-        &'a self,
-        conn: &'a mut Conn,
-        tenant: TenantId,
-        now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
-        let _ = (conn, tenant, now);
+        let _ = (conn, tenant, event, now);
         Box::pin(async { Ok(Vec::new()) })
     }
 
@@ -64,8 +57,12 @@ pub trait Router: Send + Sync + 'static {
         Box::pin(async { Ok(()) })
     }
 
-    /// Whether `target_key` is one of this router's targets.
-    fn owns(&self, target_key: &str) -> bool;
+    /// Whether `target_key` is one of this router's targets; by default
+    /// none (a router that only runs jobs).
+    fn owns(&self, target_key: &str) -> bool {
+        let _ = target_key;
+        false
+    }
 
     /// The kinds of time-driven job (`store::jobs`) this router runs.
     fn job_kinds(&self) -> &'static [&'static str] {
@@ -104,8 +101,11 @@ pub struct EngineConfig {
     pub batch: i64,
     /// Sends in flight at once.
     pub concurrency: usize,
-    /// Pause between passes when idle.
-    pub poll_interval: Duration,
+    /// Longest sleep between passes when idle. The engine sleeps until the
+    /// next due job, delivery or lease, or until a commit on this node
+    /// wakes it; this bounds the sleep for work only another node (sharing
+    /// PostgreSQL) committed.
+    pub max_sleep: Duration,
 }
 
 impl Default for EngineConfig {
@@ -117,7 +117,7 @@ impl Default for EngineConfig {
             lease_seconds: 120,
             batch: 100,
             concurrency: 32,
-            poll_interval: Duration::from_millis(200),
+            max_sleep: Duration::from_secs(1),
         }
     }
 }
@@ -153,6 +153,8 @@ pub struct RunSummary {
     /// Tenant dispatches or sends that failed (logged; the other tenants'
     /// went on).
     pub errors: usize,
+    /// Due jobs run (reminders, heartbeats, token expiry, ...).
+    pub jobs: usize,
 }
 
 /// The delivery engine. One per process; cheap to share in an `Arc`.
@@ -166,8 +168,6 @@ pub struct Engine {
     inflight: Arc<(AtomicUsize, Notify)>,
     pass: Mutex<()>,
     wake: Notify,
-    /// Wall-clock second of the last time-driven check (heartbeats).
-    last_scheduled: std::sync::atomic::AtomicI64,
 }
 
 impl Engine {
@@ -189,7 +189,6 @@ impl Engine {
             inflight: Arc::new((AtomicUsize::new(0), Notify::new())),
             pass: Mutex::new(()),
             wake: Notify::new(),
-            last_scheduled: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -210,8 +209,8 @@ impl Engine {
         loop {
             let busy = {
                 let _pass = self.pass.lock().await;
-                match self.pass_once(false).await {
-                    Ok(summary) => summary.dispatched + summary.attempted > 0,
+                match self.pass_once().await {
+                    Ok(summary) => summary.dispatched + summary.attempted + summary.jobs > 0,
                     Err(e) => {
                         tracing::error!(error = %loggable(&e), "delivery pass failed");
                         false
@@ -222,13 +221,39 @@ impl Engine {
                 tokio::task::yield_now().await;
                 continue;
             }
+            let sleep = self.idle_sleep().await;
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.wake.notified() => {},
-                _ = tokio::time::sleep(self.config.poll_interval) => {},
+                _ = self.store.commits().notified() => {},
+                _ = tokio::time::sleep(sleep) => {},
             }
         }
         self.wait_idle().await;
+    }
+
+    /// How long an idle loop sleeps: until the earliest due job, delivery
+    /// attempt (both on the injected clock) or lease (wall clock), at most
+    /// [`EngineConfig::max_sleep`], and never less than a tenth of a second
+    /// (work due but held elsewhere, by another node's lock, is not spun on).
+    async fn idle_sleep(&self) -> Duration {
+        let (now, wall) = (self.clock.now().as_second(), wall_now());
+        let next = self
+            .store
+            .read(move |c| {
+                Box::pin(async move { Ok((jobs::next_due(c).await?, deliveries::next_due(c, wall).await?)) })
+            })
+            .await;
+        let (job, (attempt, lease)) = match next {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::warn!(error = %loggable(&e), "reading the next due instant failed");
+                return self.config.max_sleep;
+            }
+        };
+        let until =
+            [job.map(|d| d - now), attempt.map(|d| d - now), lease.map(|d| d - wall)].into_iter().flatten().min();
+        next_sleep(until, self.config.max_sleep)
     }
 
     /// Runs every due dispatch and send at once, and waits until the sends it
@@ -238,13 +263,14 @@ impl Engine {
         self.wait_idle().await;
         let mut total = RunSummary::default();
         loop {
-            let s = self.pass_once(true).await?;
+            let s = self.pass_once().await?;
             self.wait_idle().await;
             total.dispatched += s.dispatched;
             total.queued += s.queued;
             total.attempted += s.attempted;
             total.errors += s.errors;
-            if s.dispatched == 0 && s.attempted == 0 {
+            total.jobs += s.jobs;
+            if s.dispatched == 0 && s.attempted == 0 && s.jobs == 0 {
                 break;
             }
         }
@@ -262,31 +288,32 @@ impl Engine {
         }
     }
 
-    /// One pass over every tenant. Reads first, and opens a write only where
-    /// there is work: new events, deliveries due, or (at most once a second,
-    /// and always when `force`) time-driven work such as heartbeats. Fails
-    /// only when the tenants cannot be listed; a tenant's own failures are
-    /// logged and counted, and the pass goes on (see [`Engine::pass_tenant`]).
-    async fn pass_once(&self, force: bool) -> StoreResult<RunSummary> {
+    /// One pass over the tenants that have work: due jobs first (one look at
+    /// the earliest, then only the tenants with one due), then the tenants
+    /// with events not yet fanned out or deliveries due. An idle tenant costs
+    /// nothing. Fails only when those tenants cannot be read; a tenant's own
+    /// failures are logged and counted, and the pass goes on (see
+    /// [`Engine::pass_tenant`]).
+    async fn pass_once(&self) -> StoreResult<RunSummary> {
         let now = self.clock.now();
         let wall = wall_now();
-        let scheduled = force || self.last_scheduled.load(Ordering::SeqCst) < wall;
-        if scheduled {
-            self.last_scheduled.store(wall, Ordering::SeqCst);
-        }
-        let tenants = self.store.read(|c| Box::pin(async move { deliveries::tenant_ids(c).await })).await?;
         let mut summary = RunSummary::default();
-        // Due jobs first: one look at the earliest, then only the tenants
-        // that have one due.
         let with_jobs = self.store.read(move |c| Box::pin(async move { jobs::tenants_due(c, now).await })).await?;
         for tenant in with_jobs {
             match self.run_jobs(tenant, now).await {
-                Ok(q) => summary.queued += q,
+                Ok((ran, q)) => {
+                    summary.jobs += ran;
+                    summary.queued += q;
+                }
                 Err(e) => tenant_failed(tenant, "running due jobs", &e, &mut summary),
             }
         }
+        let tenants = self
+            .store
+            .read(move |c| Box::pin(async move { deliveries::tenants_with_work(c, now, wall).await }))
+            .await?;
         for tenant in tenants {
-            self.pass_tenant(tenant, now, wall, scheduled, &mut summary).await;
+            self.pass_tenant(tenant, now, wall, &mut summary).await;
         }
         Ok(summary)
     }
@@ -296,14 +323,7 @@ impl Engine {
     /// before. Failures are logged with the tenant id and the kind of error
     /// (never its data) and counted, never returned, so that one tenant's
     /// corrupt row, failing router or store error never stops the others.
-    async fn pass_tenant(
-        &self,
-        tenant: TenantId,
-        now: Timestamp,
-        wall: i64,
-        scheduled: bool,
-        summary: &mut RunSummary,
-    ) {
+    async fn pass_tenant(&self, tenant: TenantId, now: Timestamp, wall: i64, summary: &mut RunSummary) {
         let work = self
             .store
             .read(move |c| {
@@ -323,8 +343,8 @@ impl Engine {
             }
         };
         let mut queued = 0;
-        if events || scheduled {
-            match self.dispatch_tenant(tenant, now, scheduled).await {
+        if events {
+            match self.dispatch_tenant(tenant, now).await {
                 Ok((dispatched, q)) => {
                     summary.dispatched += dispatched;
                     summary.queued += q;
@@ -344,14 +364,16 @@ impl Engine {
     /// Runs the tenant's due jobs, each by the router that owns its kind, in
     /// one transaction with the deliveries they cause; answers how many were
     /// queued. A job of a kind no router owns is dropped (and logged).
-    async fn run_jobs(&self, tenant: TenantId, now: Timestamp) -> StoreResult<usize> {
+    async fn run_jobs(&self, tenant: TenantId, now: Timestamp) -> StoreResult<(usize, usize)> {
         let routers = self.routers.clone();
         let batch = self.config.batch;
         self.store
             .write(move |c| {
                 Box::pin(async move {
                     let mut queued = 0;
-                    for job in jobs::due(c, tenant, now, batch).await? {
+                    let due = jobs::due(c, tenant, now, batch).await?;
+                    let ran = due.len();
+                    for job in due {
                         match routers.iter().find(|r| r.job_kinds().contains(&job.kind.as_str())) {
                             Some(router) => {
                                 for d in router.run_job(c, tenant, &job, now).await? {
@@ -363,13 +385,13 @@ impl Engine {
                         }
                         jobs::finish(c, tenant, &job).await?;
                     }
-                    Ok(queued)
+                    Ok((ran, queued))
                 })
             })
             .await
     }
 
-    async fn dispatch_tenant(&self, tenant: TenantId, now: Timestamp, scheduled: bool) -> StoreResult<(usize, usize)> {
+    async fn dispatch_tenant(&self, tenant: TenantId, now: Timestamp) -> StoreResult<(usize, usize)> {
         let routers = self.routers.clone();
         let batch = self.config.batch;
         self.store
@@ -388,14 +410,6 @@ impl Engine {
                             }
                         }
                         deliveries::mark_dispatched(c, tenant, event.seq).await?;
-                    }
-                    if scheduled {
-                        for router in &routers {
-                            for d in router.scheduled(c, tenant, now).await? {
-                                deliveries::enqueue(c, tenant, 0, &d, now).await?;
-                                queued += 1;
-                            }
-                        }
                     }
                     Ok((events.len(), queued))
                 })
@@ -584,6 +598,17 @@ fn retry_at(now: Timestamp, delay_seconds: i64) -> Timestamp {
 
 /// Seconds of the wall clock (leases are about real process liveness, so they
 /// never follow the test clock).
+/// The idle sleep for work due in `until` seconds (none known: the
+/// longest), between a tenth of a second and `max`.
+fn next_sleep(until: Option<i64>, max: Duration) -> Duration {
+    let floor = Duration::from_millis(100).min(max);
+    match until {
+        None => max,
+        Some(s) if s <= 0 => floor,
+        Some(s) => Duration::from_secs(u64::try_from(s).unwrap_or(u64::MAX)).clamp(floor, max),
+    }
+}
+
 fn wall_now() -> i64 {
     Timestamp::now().as_second()
 }
@@ -757,8 +782,8 @@ mod tests {
         assert_eq!(counter.0.load(Ordering::SeqCst), 0);
     }
 
-    /// Routes one local e-mail per tenant (once, as a heartbeat would), and
-    /// fails for `failing` as a corrupt row would.
+    /// Runs a due job into one local e-mail per tenant (once, as a heartbeat
+    /// would), and fails for `failing` as a corrupt row would.
     struct FailsForOneTenant {
         failing: TenantId,
         routed: std::sync::Mutex<std::collections::HashSet<TenantId>>,
@@ -775,10 +800,15 @@ mod tests {
             Box::pin(async { Ok(Vec::new()) })
         }
 
-        fn scheduled<'a>(
+        fn job_kinds(&self) -> &'static [&'static str] {
+            &["test-job"]
+        }
+
+        fn run_job<'a>(
             &'a self,
             _: &'a mut Conn,
             tenant: TenantId,
+            _: &'a Job,
             _: Timestamp,
         ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
             Box::pin(async move {
@@ -812,7 +842,8 @@ mod tests {
         }
     }
 
-    /// A fresh SQLite store with tenants `a` and `b` (in that order), and its file.
+    /// A fresh SQLite store with tenants `a` and `b` (in that order), each with
+    /// a job due, and its file.
     async fn store_with_two_tenants() -> (Store, std::path::PathBuf, TenantId, TenantId) {
         let path = std::env::temp_dir().join(format!(
             "polyclinic-delivery-{}-{}.db",
@@ -834,6 +865,13 @@ mod tests {
                 .write(move |c| Box::pin(async move { polyclinic_store::tenants::upsert(c, &mut tenant, now).await }))
                 .await
                 .expect("insert a tenant");
+            let due = Timestamp::now() - SignedDuration::from_secs(1);
+            store
+                .write(move |c| {
+                    Box::pin(async move { jobs::arm(c, id, "test-job", "x", due, &serde_json::json!({})).await })
+                })
+                .await
+                .expect("arm a job");
             ids.push(id);
         }
         (store, path, ids[0], ids[1])
@@ -872,6 +910,18 @@ mod tests {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
+    }
+
+    #[test]
+    fn an_idle_engine_sleeps_until_the_next_due_work() {
+        let max = Duration::from_secs(1);
+        assert_eq!(next_sleep(None, max), max, "nothing due: the longest sleep");
+        assert_eq!(next_sleep(Some(30), max), max, "work far ahead: the longest sleep");
+        assert_eq!(next_sleep(Some(0), max), Duration::from_millis(100), "due now but held elsewhere: no spinning");
+        assert_eq!(next_sleep(Some(-5), max), Duration::from_millis(100));
+        let long = Duration::from_secs(60);
+        assert_eq!(next_sleep(Some(7), long), Duration::from_secs(7), "until the next due instant");
+        assert_eq!(next_sleep(Some(i64::MAX), long), long);
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! 1. **dispatches**: for each tenant, takes the events not yet fanned out,
 //!    asks every [`Router`] (one per dialect that has targets) which
 //!    deliveries each event causes, queues them, and marks the event
-//!    dispatched, all in one transaction. Routers also add deliveries due by
-//!    time alone (heartbeats);
+//!    dispatched, all in one transaction. Time-driven work (reminders,
+//!    heartbeats, token expiry, ...) is a due job (`store::jobs`) that the
+//!    router owning its kind runs, with the deliveries it causes, in one
+//!    transaction;
 //! 2. **sends**: claims due deliveries under a lease (kept alive while a
 //!    delivery waits for a send slot, taken afresh when its send starts),
 //!    sends each through its channel's sender with bounded concurrency and a
@@ -21,14 +23,19 @@
 //! target delays only its own queue; one tenant's failing dispatch or send
 //! is logged and skipped, never stopping the other tenants'.
 //!
+//! The engine sleeps until the next due job, delivery or lease, or until a
+//! commit on this node wakes it; it visits only the tenants that have work.
+//!
 //! Targets registered by API clients are checked against server-side request
 //! forgery when registered and at every send ([`targets`]).
 
 pub mod engine;
+pub mod housekeeping;
 pub mod senders;
 pub mod targets;
 
 pub use engine::{Engine, EngineConfig, Router, RunSummary};
+pub use housekeeping::Housekeeping;
 pub use senders::{
     HttpSender, LocalMailer, LocalSms, Mailer, ReqwestSender, Senders, SmsGateway, SmsSender, SmtpMailer,
     install_tls_provider,

@@ -1,17 +1,18 @@
 //! Polyclinic's shared HTTP plumbing, below every dialect and the admin API:
 //! the state every handler gets ([`AppState`]), the shared error type and JSON
 //! extractor, failed-authentication throttling, request metrics, health and
-//! readiness, and the maintenance that is no dialect's own (the sweep of
-//! expired access tokens). The server assembles the routers
+//! readiness, and the video join page. The server assembles the routers
 //! (`polyclinic::app`).
 //!
 //! Handlers translate HTTP into scheduling commands and results back into
 //! HTTP; they hold no SQL and no domain rules.
 
+pub mod auth;
+pub mod cache;
+pub mod callback;
 pub mod clock;
 pub mod error;
 pub mod health;
-pub mod maintenance;
 pub mod metrics;
 pub mod throttle;
 pub mod video;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub scheduling: Scheduling,
     /// Failed authentications of every dialect and the admin API.
     pub auth_throttle: throttle::AuthThrottle,
+    /// Credentials, tenants and catalogues in memory ([`cache`]).
+    pub caches: Arc<cache::Caches>,
 }
 
 impl AppState {
@@ -83,6 +86,7 @@ impl AppState {
             local_port,
             heartbeat_seconds: 3600,
             auth_throttle: throttle::AuthThrottle::default(),
+            caches: Arc::new(cache::Caches::default()),
         }
     }
 

@@ -112,7 +112,11 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     handles.requests.increment(1);
     handles.duration.record(elapsed);
     // The access log names the route template, never the URI: paths and
-    // query strings may carry identifiers and other patient data.
-    tracing::info!(method = %method, route = %route, status = status, ms = elapsed * 1000.0, "request");
+    // query strings may carry identifiers and other patient data. It is at
+    // debug level, off by default (`POLYCLINIC_LOG=info,polyclinic::access=debug`
+    // turns it on): a log line written to stderr on every request costs a
+    // blocking write on the request's thread, and the metrics above already
+    // count every request.
+    tracing::debug!(target: "polyclinic::access", method = %method, route = %route, status = status, ms = elapsed * 1000.0, "request");
     response
 }

@@ -65,7 +65,9 @@ async fn join(
     };
     let Some(who) = holder(&a, &key).filter(|_| a.digital && a.status.occupies_time()) else { return not_found() };
     let role = match who {
-        ParticipantWho::Practitioner(_) => "practitioner",
+        // A waiting room's key is the provider's, whoever of its
+        // practitioners takes the call.
+        ParticipantWho::Practitioner(_) | ParticipantWho::HealthcareService(_) => "practitioner",
         ParticipantWho::Patient(_) => "patient",
         _ => "guest",
     };

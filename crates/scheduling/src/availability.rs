@@ -8,12 +8,20 @@
 //! break covers it, no booking of any dialect holds the practitioner or the
 //! address then, and the tenant's time rules let a booking made now start
 //! there (booking notice to horizon, `core::time_rules::bookable_starts`).
+//!
+//! A waiting room (a healthcare service booked without a practitioner, as
+//! Solo books) offers [`waiting_room_starts`]: a grid of its slot length
+//! within its opening hours (in the tenant's zone; no opening hours: the
+//! grid runs round the clock from the unix epoch), minus the times at which
+//! the bookings of every dialect in the service already fill it (one visit
+//! at a time per practitioner of the service, at least one).
 
 use jiff::{SignedDuration, Timestamp};
 use polyclinic_core::facility::Address;
 use polyclinic_core::schedule::Interval;
-use polyclinic_core::slots::{FreeSlot, free_slots};
-use polyclinic_core::tenant::TenantSettings;
+use polyclinic_core::service::HealthcareService;
+use polyclinic_core::slots::{FreeSlot, free_slots, grid_slots, opening_intervals, saturated};
+use polyclinic_core::tenant::{Tenant, TenantSettings};
 use polyclinic_core::{HealthcareServiceId, PractitionerId, TenantId, time_rules};
 use polyclinic_store::{Conn, StoreResult, appointments, breaks, catalog, work_periods};
 
@@ -112,4 +120,70 @@ pub async fn at_address(
         }
     });
     Ok(out)
+}
+
+/// The longest stretch [`first_waiting_room_start`] searches, in days.
+pub const FIRST_START_SEARCH_DAYS: i64 = 366;
+
+/// The visits of `duration` seconds that waiting room `service` offers with
+/// a start in `window`, for a booking made at `now`: on the room's grid
+/// (its `slot_seconds`), within its opening hours, where the bookings of
+/// every dialect in the service leave room, and that the tenant's time rules
+/// accept (duration, notice, horizon). In order.
+pub async fn waiting_room_starts(
+    conn: &mut Conn,
+    tenant: &Tenant,
+    service: &HealthcareService,
+    window: &Interval,
+    duration: i64,
+    now: Timestamp,
+) -> StoreResult<Vec<Interval>> {
+    let bookable = time_rules::bookable_starts(&tenant.settings, now);
+    let last = bookable.end.checked_add(SignedDuration::from_secs(1)).unwrap_or(bookable.end);
+    let window = Interval { start: window.start.max(bookable.start), end: window.end.min(last) };
+    if window.start >= window.end || duration <= 0 {
+        return Ok(Vec::new());
+    }
+    let reach = window.end.checked_add(SignedDuration::from_secs(duration)).unwrap_or(window.end);
+    let span = Interval { start: window.start, end: reach };
+    let step = service.slot_seconds.max(60);
+    let opening = if service.opening_hours.is_empty() {
+        let first = span.start.as_second().div_euclid(step) * step;
+        vec![Interval { start: Timestamp::from_second(first).unwrap_or(span.start), end: span.end }]
+    } else {
+        opening_intervals(&service.opening_hours, &tenant.tz(), &span)?
+    };
+    let busy = appointments::service_busy(conn, tenant.id, service.id, &span, None).await?;
+    let full = saturated(&busy, crate::booking::waiting_room_capacity(service), &span);
+    let mut starts = grid_slots(&opening, step, duration, &full, &window);
+    starts.retain(|v| time_rules::check(v, &tenant.settings, now).is_ok());
+    Ok(starts)
+}
+
+/// The first visit of `duration` seconds that waiting room `service` offers
+/// from `now` on (see [`waiting_room_starts`]), searched a week at a time up
+/// to the tenant's booking horizon, and at most [`FIRST_START_SEARCH_DAYS`].
+pub async fn first_waiting_room_start(
+    conn: &mut Conn,
+    tenant: &Tenant,
+    service: &HealthcareService,
+    duration: i64,
+    now: Timestamp,
+) -> StoreResult<Option<Interval>> {
+    let bookable = time_rules::bookable_starts(&tenant.settings, now);
+    let limit = now
+        .checked_add(SignedDuration::from_hours(24 * FIRST_START_SEARCH_DAYS))
+        .unwrap_or(bookable.end)
+        .min(bookable.end.checked_add(SignedDuration::from_secs(1)).unwrap_or(bookable.end));
+    let week = SignedDuration::from_hours(24 * 7);
+    let mut from = now;
+    while from < limit {
+        let to = from.checked_add(week).unwrap_or(limit).min(limit);
+        let window = Interval { start: from, end: to };
+        if let Some(first) = waiting_room_starts(conn, tenant, service, &window, duration, now).await?.first() {
+            return Ok(Some(*first));
+        }
+        from = to;
+    }
+    Ok(None)
 }

@@ -31,7 +31,7 @@ use polyclinic_core::schedule::Interval;
 use polyclinic_core::service::HealthcareService;
 use polyclinic_core::status::AppointmentStatus;
 use polyclinic_core::tenant::{Dialect, Tenant, TenantSettings};
-use polyclinic_core::{AppointmentId, TenantId, time_rules};
+use polyclinic_core::{AppointmentId, HealthcareServiceId, TenantId, slots, time_rules};
 use polyclinic_store::{Conn, StoreError, StoreResult, appointments, catalog, related};
 
 /// Where a booking lands.
@@ -49,6 +49,12 @@ pub enum Place {
     /// No calendar: the booking holds time on its practitioners only (a
     /// clinic's own system syncing its appointments, as Naboto's does).
     Practitioners,
+    /// A waiting room (a Solo booking): the healthcare service, and no
+    /// practitioner. The room takes as many visits at once as it has
+    /// practitioners (at least one), counting the bookings of every dialect
+    /// in the service; a visit lies within its opening hours, when it has
+    /// some ([`waiting_room_fits`]).
+    WaitingRoom(HealthcareService),
 }
 
 /// A patient a booking introduces: matched by [`patients::find_or_create`]
@@ -80,6 +86,26 @@ pub struct Booking {
     pub video: Option<bool>,
 }
 
+/// Work a dialect adds to a booking's own transaction
+/// ([`Scheduling::book_with`]), so that it commits with the booking or not
+/// at all: Solo's perfect answer checks its 24-hour rule before the booking
+/// and writes the visit note after it.
+pub trait BookingHook: Send + Sync + 'static {
+    /// Asked first in the transaction, before anything is written, with the
+    /// appointment about to be booked; a refusal commits nothing.
+    fn before<'c>(
+        &'c self,
+        c: &'c mut Conn,
+        a: &'c Appointment,
+    ) -> futures_util::future::BoxFuture<'c, StoreResult<SchedulingResult<()>>>;
+    /// Run once the appointment is stored; an error rolls the booking back.
+    fn after<'c>(
+        &'c self,
+        c: &'c mut Conn,
+        booked: &'c Appointment,
+    ) -> futures_util::future::BoxFuture<'c, StoreResult<()>>;
+}
+
 /// A Docplanner move: the booking's new time, at an address (this one or
 /// another of the facility) and for one of that address's services.
 #[derive(Debug, Clone)]
@@ -94,12 +120,30 @@ pub struct Move {
 impl Scheduling {
     /// Books a visit (see the module doc for the rules, in order).
     pub async fn book(&self, tenant: &Tenant, booking: Booking, now: Timestamp) -> SchedulingResult<Appointment> {
+        self.book_with(tenant, booking, None, now).await
+    }
+
+    /// [`Scheduling::book`], with a dialect's own work in the booking's
+    /// transaction ([`BookingHook`]): its check runs first, its write after
+    /// the appointment is stored; all commit together or not at all.
+    pub async fn book_with(
+        &self,
+        tenant: &Tenant,
+        booking: Booking,
+        hook: Option<std::sync::Arc<dyn BookingHook>>,
+        now: Timestamp,
+    ) -> SchedulingResult<Appointment> {
         let Booking { appointment: mut a, place, patients: introduced, representatives, through, video: asked } =
             booking;
         time_rules::check(&a.interval, &tenant.settings, now)?;
         let tid = tenant.id;
         let performer = a.primary_performer();
+        let waiting_room = matches!(place, Place::WaitingRoom(_));
         let (address, service, offered) = match place {
+            Place::WaitingRoom(service) => {
+                a.participants.retain(|p| !matches!(p.who, ParticipantWho::Practitioner(_)));
+                (None, Some(service), None)
+            }
             Place::Slot { address, service: offered } => {
                 let service = self.linked_service(tid, &address).await?;
                 (Some(address), service, Some(offered))
@@ -159,8 +203,19 @@ impl Scheduling {
             }
         }
         let settings = tenant.settings.clone();
+        let tz = tenant.tz();
         self.commit(move |c| {
             Box::pin(async move {
+                if let Some(h) = &hook
+                    && let Err(refusal) = h.before(c, &a).await?
+                {
+                    return Ok(Err(refusal));
+                }
+                if let Some(room) = a.healthcare_service_id.filter(|_| waiting_room)
+                    && let Err(refusal) = waiting_room_fits(c, tid, &tz, room, &a.interval, None).await?
+                {
+                    return Ok(Err(refusal));
+                }
                 if let (Some(address), Some(offered)) = (&address, &offered)
                     && let Err(refusal) =
                         slot_offered(c, tid, address, offered, &a.interval, &settings, now, None).await?
@@ -182,8 +237,16 @@ impl Scheduling {
                 for rp in &representatives {
                     related::create(c, tid, rp, now).await?;
                 }
-                a.id = appointments::new_id(c).await?;
-                Ok(Ok(appointments::create(c, tid, a, now).await?))
+                // An episode of care named by the booking must be its
+                // patient's (a refusal rolls back the whole booking).
+                if let Some(episode) = &a.episode_id {
+                    crate::episodes::episode_fits(c, tid, episode, a.patient()).await?;
+                }
+                let booked = appointments::book_new(c, tid, a, now).await?;
+                if let Some(h) = &hook {
+                    h.after(c, &booked).await?;
+                }
+                Ok(Ok(booked))
             })
         })
         .await
@@ -207,13 +270,18 @@ impl Scheduling {
         // under the row lock below).
         may_move(&current, &tenant.settings, now)?;
         self.ask_about_move_in_place(tenant, &current, to, through).await?;
-        let (tid, settings) = (tenant.id, tenant.settings.clone());
+        let (tid, settings, tz) = (tenant.id, tenant.settings.clone(), tenant.tz());
         self.commit(move |c| {
             Box::pin(async move {
                 let a = match locked(c, tid, id, &settings, now).await? {
                     Ok(a) => a,
                     Err(refusal) => return Ok(Err(refusal)),
                 };
+                if let Some(room) = waiting_room_of(&a)
+                    && let Err(refusal) = waiting_room_fits(c, tid, &tz, room, &to, Some(a.id)).await?
+                {
+                    return Ok(Err(refusal));
+                }
                 Ok(Ok(appointments::reschedule(c, tid, a.id, to, now).await?))
             })
         })
@@ -403,4 +471,46 @@ async fn slot_offered(
         Some(slot) if !slot.services.contains(&service.id) => Err(SchedulingError::ServiceNotOffered),
         Some(_) => Ok(()),
     })
+}
+
+/// How many visits waiting room `service` takes at once: one per
+/// practitioner of the service, and at least one.
+pub fn waiting_room_capacity(service: &HealthcareService) -> usize {
+    service.practitioners.len().max(1)
+}
+
+/// The waiting room an appointment was booked into, when it was
+/// ([`Place::WaitingRoom`]): a healthcare service, no practitioner and no
+/// address. Its changes of time follow the waiting room's rule.
+pub fn waiting_room_of(a: &Appointment) -> Option<HealthcareServiceId> {
+    a.healthcare_service_id.filter(|_| a.address_id.is_none() && a.practitioners().next().is_none())
+}
+
+/// Whether `interval` fits waiting room `service` now, inside the caller's
+/// transaction: the service is read under its row lock (PostgreSQL; SQLite's
+/// single writer serialises anyway), so that two bookings count its load
+/// one after the other; the visit lies within its opening hours (in the
+/// tenant's zone `tz`), when it has some ([`SchedulingError::NotOffered`]);
+/// and the time-holding appointments of the service from every dialect
+/// (but `except`, a booking being moved) overlapping the visit do not reach
+/// its capacity anywhere in it ([`SchedulingError::Taken`]).
+pub(crate) async fn waiting_room_fits(
+    c: &mut Conn,
+    tenant: TenantId,
+    tz: &jiff::tz::TimeZone,
+    service: HealthcareServiceId,
+    interval: &Interval,
+    except: Option<AppointmentId>,
+) -> StoreResult<SchedulingResult<()>> {
+    let Some(room) = catalog::healthcare_service_for_update(c, tenant, service.get()).await? else {
+        return Ok(Err(SchedulingError::NotFound("waiting room")));
+    };
+    if !slots::within_opening(&room.opening_hours, tz, interval)? {
+        return Ok(Err(SchedulingError::NotOffered));
+    }
+    let busy = appointments::service_busy(c, tenant, room.id, interval, except).await?;
+    if !slots::saturated(&busy, waiting_room_capacity(&room), interval).is_empty() {
+        return Ok(Err(SchedulingError::Taken { resource: "waiting room" }));
+    }
+    Ok(Ok(()))
 }

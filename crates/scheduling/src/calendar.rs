@@ -67,7 +67,12 @@ impl Scheduling {
                 Ok(Ok(()))
             })
         })
-        .await
+        .await?;
+        // Again after the commit: a read between the change counter's
+        // step inside the transaction and the commit may have cached the
+        // address as it was.
+        catalog::catalog_changed();
+        Ok(())
     }
 
     /// Adds a break (and its coupled copies); answers the one at `b.at`.

@@ -7,6 +7,7 @@
 //! generic server error.
 
 use polyclinic_core::CoreError;
+use polyclinic_core::tenant::Dialect;
 use polyclinic_core::time_rules::TimeRule;
 use polyclinic_store::StoreError;
 
@@ -45,6 +46,11 @@ pub enum SchedulingError {
     /// The visit has not started yet (presence needs a visit that began).
     #[error("the visit is in the future")]
     InTheFuture,
+    /// The patient is kept by the system of another dialect (one created
+    /// through Naboto's API): it is edited there only, so that the two
+    /// copies do not drift apart.
+    #[error("the patient is managed through the {} API and cannot be edited here", owner.as_str())]
+    ManagedElsewhere { owner: Dialect },
     /// The appointment (or the visit a request names) does not exist.
     #[error("{0} not found")]
     NotFound(&'static str),

@@ -21,6 +21,7 @@ pub mod availability;
 pub mod booking;
 pub mod calendar;
 pub mod conversations;
+pub mod episodes;
 pub mod error;
 pub mod gate;
 pub mod patients;

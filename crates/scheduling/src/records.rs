@@ -4,10 +4,10 @@
 //! store keeps their identifiers unique and their contacts indexed.
 
 use crate::Scheduling;
-use crate::error::SchedulingResult;
+use crate::error::{SchedulingError, SchedulingResult};
 use jiff::Timestamp;
 use polyclinic_core::patient::Patient;
-use polyclinic_core::tenant::Tenant;
+use polyclinic_core::tenant::{Dialect, Tenant};
 use polyclinic_store::patients;
 
 impl Scheduling {
@@ -18,9 +18,32 @@ impl Scheduling {
         self.commit(move |c| Box::pin(async move { Ok(Ok(patients::create(c, tid, patient, now).await?)) })).await
     }
 
-    /// Replaces a patient's data (its id says which).
-    pub async fn update_patient(&self, tenant: &Tenant, patient: Patient, now: Timestamp) -> SchedulingResult<Patient> {
+    /// Replaces a patient's data (its id says which), through the dialect
+    /// `through`: a patient that another dialect owns
+    /// ([`Patient::owner`]) is refused with
+    /// [`SchedulingError::ManagedElsewhere`], the one rule for every dialect
+    /// that edits patients. The owner stays what it was.
+    pub async fn update_patient(
+        &self,
+        tenant: &Tenant,
+        mut patient: Patient,
+        through: Dialect,
+        now: Timestamp,
+    ) -> SchedulingResult<Patient> {
         let tid = tenant.id;
-        self.commit(move |c| Box::pin(async move { Ok(Ok(patients::update(c, tid, patient, now).await?)) })).await
+        self.commit(move |c| {
+            Box::pin(async move {
+                let Some(id) = patient.id else { return Ok(Err(SchedulingError::NotFound("patient"))) };
+                let Some(current) = patients::get(c, tid, id).await? else {
+                    return Ok(Err(SchedulingError::NotFound("patient")));
+                };
+                if let Some(owner) = current.owner.filter(|o| *o != through) {
+                    return Ok(Err(SchedulingError::ManagedElsewhere { owner }));
+                }
+                patient.owner = current.owner;
+                Ok(Ok(patients::update(c, tid, patient, now).await?))
+            })
+        })
+        .await
     }
 }

@@ -5,7 +5,7 @@
 //! transaction, or nothing at all. And status changes on their own.
 
 use crate::Scheduling;
-use crate::booking::may_move;
+use crate::booking::{may_move, waiting_room_fits, waiting_room_of};
 use crate::error::{SchedulingError, SchedulingResult};
 use jiff::Timestamp;
 use polyclinic_core::appointment::{Actor, Appointment, check_cancel_allowed};
@@ -39,7 +39,7 @@ impl Scheduling {
             may_move(&current, &tenant.settings, now)?;
             self.ask_about_move_in_place(tenant, &current, new.interval, through).await?;
         }
-        let (tid, settings) = (tenant.id, tenant.settings.clone());
+        let (tid, settings, tz) = (tenant.id, tenant.settings.clone(), tenant.tz());
         self.commit(move |c| {
             Box::pin(async move {
                 let Some(mut a) = appointments::get_for_update(c, tid, id).await? else {
@@ -48,6 +48,12 @@ impl Scheduling {
                 // Refusals first, before anything is written.
                 if new.interval != a.interval
                     && let Err(refusal) = may_move(&a, &settings, now)
+                {
+                    return Ok(Err(refusal));
+                }
+                if new.interval != a.interval
+                    && let Some(room) = waiting_room_of(&a)
+                    && let Err(refusal) = waiting_room_fits(c, tid, &tz, room, &new.interval, Some(a.id)).await?
                 {
                     return Ok(Err(refusal));
                 }
@@ -85,6 +91,14 @@ impl Scheduling {
                 wanted.external_id = new.external_id;
                 wanted.account_number = new.account_number;
                 wanted.episode_id = new.episode_id;
+                wanted.video_call_status = new.video_call_status;
+                // An appointment's episode of care stays its patient's,
+                // whichever dialect changes the episode or the patient.
+                if let Some(episode) = &wanted.episode_id
+                    && (wanted.episode_id != a.episode_id || wanted.patient() != a.patient())
+                {
+                    crate::episodes::episode_fits(c, tid, episode, wanted.patient()).await?;
+                }
                 if wanted != a {
                     a = appointments::update_details(c, tid, wanted, now).await?;
                 }

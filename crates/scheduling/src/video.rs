@@ -31,11 +31,16 @@ pub fn is_digital(service: Option<&HealthcareService>, address: Option<&Address>
 /// Makes `appointment` digital or not: a digital visit gives every person
 /// taking part (practitioners, patients, related persons) a key of their
 /// own, keeping the keys they already have; a visit that is not digital
-/// carries none.
+/// carries none. A visit booked into a waiting room has no practitioner
+/// yet: its healthcare service participant then holds the provider's key
+/// (whichever of the service's practitioners takes the call uses it); with
+/// a practitioner, the service takes no part in the call.
 pub fn apply(appointment: &mut Appointment, digital: bool) {
     appointment.digital = digital;
+    let has_practitioner = appointment.practitioners().next().is_some();
     for p in &mut appointment.participants {
-        if matches!(p.who, ParticipantWho::HealthcareService(_)) || !digital {
+        let service = matches!(p.who, ParticipantWho::HealthcareService(_));
+        if (service && has_practitioner) || !digital {
             p.video = None;
         } else if p.video.is_none() {
             p.video = Some(new_access());
@@ -82,5 +87,14 @@ mod tests {
         assert_eq!(a.participants.iter().map(|p| p.video.clone()).collect::<Vec<_>>(), keys, "kept");
         apply(&mut a, false);
         assert!(a.participants.iter().all(|p| p.video.is_none()) && !a.digital);
+    }
+
+    #[test]
+    fn a_waiting_room_visit_gives_the_service_the_providers_key() {
+        let mut a = visit();
+        a.participants.retain(|p| !matches!(p.who, ParticipantWho::Practitioner(_)));
+        apply(&mut a, true);
+        let keys: Vec<_> = a.participants.iter().map(|p| p.video.clone()).collect();
+        assert!(keys[0].is_some() && keys[1].is_some() && keys[0] != keys[1], "patient and service each hold one");
     }
 }

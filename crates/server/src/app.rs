@@ -9,7 +9,7 @@ use polyclinic_http::{AppState, MAX_BODY_BYTES, MAX_SEED_BYTES, health, metrics,
 
 /// The dialects [`app`] mounts. A dialect joins this list in the same change
 /// that nests its router below.
-pub const MOUNTED_DIALECTS: &[Dialect] = &[Dialect::Embassy, Dialect::Docplanner, Dialect::Naboto];
+pub const MOUNTED_DIALECTS: &[Dialect] = &[Dialect::Embassy, Dialect::Docplanner, Dialect::Naboto, Dialect::Solo];
 
 /// What the routers are built with beyond the state.
 #[derive(Debug, Clone, Copy, Default)]
@@ -27,6 +27,8 @@ pub fn app(state: AppState, routing: Routing) -> Router {
         .nest("/admin", polyclinic_admin::router(state.clone()).layer(DefaultBodyLimit::max(MAX_SEED_BYTES)))
         .nest("/embassy", polyclinic_embassy::router(state.clone()))
         .nest("/naboto", polyclinic_naboto::router(state.clone()))
+        .nest("/qapi/v1", polyclinic_solo::router(state.clone()))
+        .nest("/integrations/linking", polyclinic_solo::linking::router())
         .route("/oauth/v2/token", axum::routing::post(polyclinic_docplanner::oauth::token))
         .nest("/api/v3/integration", polyclinic_docplanner::router(state.clone(), routing.docplanner_limits))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -98,6 +98,11 @@ pub struct ServeArgs {
     /// the full URLs in notifications. Default: `http://` + the listen address.
     #[arg(long, env = "POLYCLINIC_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Milliseconds a node keeps credentials, tenants and catalogues in memory
+    /// without a change of its own (default 2000; 0: no caching). A change
+    /// made through another node on the same database is seen within this time.
+    #[arg(long, env = "POLYCLINIC_CACHE_TTL_MS")]
+    pub cache_ttl_ms: Option<u64>,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
     #[command(flatten)]
@@ -192,6 +197,7 @@ pub struct FileConfig {
     pub secret_key: Option<String>,
     pub secret_key_file: Option<PathBuf>,
     pub public_url: Option<String>,
+    pub cache_ttl_ms: Option<u64>,
     pub docplanner_get_limit_per_hour: Option<u32>,
     pub docplanner_write_limit_per_minute: Option<u32>,
     pub docplanner_no_rate_limits: Option<bool>,
@@ -216,6 +222,9 @@ pub struct Config {
     /// Where the secret key is kept when not given directly.
     pub secret_key_file: Option<PathBuf>,
     pub public_url: Option<String>,
+    /// How long credentials, tenants and catalogues stay in memory
+    /// (`polyclinic_http::cache`; zero: no caching).
+    pub cache_ttl: std::time::Duration,
     pub delivery: Delivery,
     /// Docplanner rate limits per API client (in memory, per node).
     pub docplanner_limits: DocplannerLimits,
@@ -284,6 +293,7 @@ impl Config {
             secret_key: None,
             secret_key_file: None,
             public_url: None,
+            cache_ttl: polyclinic_http::cache::DEFAULT_TTL,
             delivery: Delivery::default(),
             docplanner_limits: DocplannerLimits::default(),
         }
@@ -330,6 +340,10 @@ impl Config {
             secret_key: cli.secret_key.clone().or(file.secret_key),
             secret_key_file: cli.secret_key_file.clone().or(file.secret_key_file),
             public_url: serve.public_url.clone().or(file.public_url),
+            cache_ttl: serve
+                .cache_ttl_ms
+                .or(file.cache_ttl_ms)
+                .map_or(polyclinic_http::cache::DEFAULT_TTL, std::time::Duration::from_millis),
             docplanner_limits: {
                 let a = &serve.docplanner;
                 if a.docplanner_no_rate_limits || file.docplanner_no_rate_limits.unwrap_or(false) {

@@ -39,9 +39,6 @@ pub fn limit_malloc_arenas() {
     }
 }
 
-/// How often expired access tokens are deleted.
-const TOKEN_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
-
 /// A built server: bound, migrated, seeded when asked, not yet serving.
 pub struct Application {
     listener: TcpListener,
@@ -103,8 +100,13 @@ impl Application {
         let routers: Vec<Arc<dyn Router>> = vec![
             Arc::new(polyclinic_embassy::notify::SubscriptionRouter { base: format!("{public_url}/embassy") }),
             Arc::new(polyclinic_docplanner::notifications::NotificationRouter::new(store.secret_key().clone())),
+            Arc::new(polyclinic_solo::notify::WebhookRouter::new(store.secret_key().clone())),
+            // Solo encounter reports, built by their scheduler jobs.
+            Arc::new(polyclinic_solo::reports::EncounterReports::new(store.blobs(), store.secret_key().clone())),
             // Patient messages: one shared service, for every dialect's bookings.
             Arc::new(polyclinic_messaging::PatientMessages::new(store.secret_key().clone(), &public_url, templates)),
+            // Housekeeping jobs no dialect owns (token expiry).
+            Arc::new(polyclinic_delivery::Housekeeping),
         ];
         let engine_config = EngineConfig {
             max_attempts: d.max_attempts,
@@ -116,6 +118,7 @@ impl Application {
         let engine = Arc::new(Engine::new(store.clone(), clock.clone(), routers, senders, engine_config));
         let mut state = AppState::new(store, clock, test_clock, &admin_token, engine, &public_url, local.port());
         state.heartbeat_seconds = d.heartbeat_seconds;
+        state.caches.set_ttl(config.cache_ttl);
         // The gates every booking of every dialect passes before it lands.
         let approvals = polyclinic_docplanner::realtime::RealtimeApprovals {
             store: state.store.clone(),
@@ -169,21 +172,6 @@ impl Application {
             let mut rx = stop_rx;
             let _ = rx.wait_for(|stop| *stop).await;
         }));
-        let sweep_state = self.state.clone();
-        let mut sweep_stop = stop_tx.subscribe();
-        let sweep = tokio::spawn(async move {
-            let mut every = tokio::time::interval(TOKEN_SWEEP_EVERY);
-            loop {
-                tokio::select! {
-                    _ = every.tick() => {
-                        if let Err(e) = polyclinic_http::maintenance::sweep_expired_tokens(&sweep_state).await {
-                            tracing::warn!(error = %e, "deleting expired access tokens failed; retried at the next sweep");
-                        }
-                    }
-                    _ = async { let _ = sweep_stop.wait_for(|stop| *stop).await; } => return,
-                }
-            }
-        });
         let router = app(self.state, self.routing);
         // Connection info gives handlers the peer address (failed
         // authentications are throttled per address).
@@ -193,7 +181,6 @@ impl Application {
             .context("serving HTTP");
         let _ = stop_tx.send(true);
         let _ = delivery.await;
-        let _ = sweep.await;
         store.close().await;
         served
     }

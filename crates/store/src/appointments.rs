@@ -65,27 +65,45 @@ fn resources(a: &Appointment) -> Vec<(i64, i64)> {
     out
 }
 
-async fn hold_time(conn: &mut Conn, tenant: TenantId, a: &Appointment) -> StoreResult<()> {
-    if !a.status.occupies_time() {
-        return Ok(());
-    }
+/// The first of `a`'s resources whose time `a` would overlap, if any.
+///
+/// The probe is "the last interval of the resource starting before my end":
+/// the rows of one resource never overlap (this guard on SQLite, the
+/// exclusion constraint on PostgreSQL), so among the rows starting before
+/// `a` ends, the last one also ends last, and `a` clashes with one of them
+/// exactly when it clashes with that one. One descending step into the
+/// `busy` primary key, however long the resource's history
+/// (docs/storage.md shows the plans).
+async fn clash(conn: &mut Conn, tenant: TenantId, a: &Appointment) -> StoreResult<Option<i64>> {
     let (start, end) = (secs(a.interval.start), secs(a.interval.end));
     for (kind, id) in resources(a) {
-        let clash: Option<i64> = sqlx::query_scalar(
-            "SELECT appointment_id FROM busy WHERE tenant_id = $1 AND resource_kind = $2 AND resource_id = $3 \
-             AND start_s < $4 AND end_s > $5 AND appointment_id <> $6 LIMIT 1",
+        let last_end: Option<i64> = sqlx::query_scalar(
+            "SELECT end_s FROM busy WHERE tenant_id = $1 AND resource_kind = $2 AND resource_id = $3 \
+             AND start_s < $4 AND appointment_id <> $5 ORDER BY start_s DESC LIMIT 1",
         )
         .bind(tenant.get())
         .bind(kind)
         .bind(id)
         .bind(end)
-        .bind(start)
         .bind(a.id.get())
         .fetch_optional(&mut *conn)
         .await?;
-        if clash.is_some() {
-            return Err(slot_taken(kind, a).into());
+        if last_end.is_some_and(|e| e > start) {
+            return Ok(Some(kind));
         }
+    }
+    Ok(None)
+}
+
+async fn hold_time(conn: &mut Conn, tenant: TenantId, a: &Appointment) -> StoreResult<()> {
+    if !a.status.occupies_time() {
+        return Ok(());
+    }
+    if let Some(kind) = clash(conn, tenant, a).await? {
+        return Err(slot_taken(kind, a).into());
+    }
+    let (start, end) = (secs(a.interval.start), secs(a.interval.end));
+    for (kind, id) in resources(a) {
         sqlx::query(
             "INSERT INTO busy (tenant_id, resource_kind, resource_id, appointment_id, start_s, end_s) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -169,6 +187,103 @@ pub async fn create(conn: &mut Conn, tenant: TenantId, mut a: Appointment, now: 
     Ok(a)
 }
 
+/// Books a new appointment: draws its id, then as [`create`]. On PostgreSQL
+/// in two round trips inside the command's transaction: one statement draws
+/// the id and probes every resource for a clash, one (a data-modifying CTE)
+/// writes the busy rows, the appointment and its event (numbered by
+/// `nextval` in the statement). A booking committed meanwhile by another
+/// transaction is still refused by the exclusion constraint.
+pub async fn book_new(
+    conn: &mut Conn,
+    tenant: TenantId,
+    mut a: Appointment,
+    now: Timestamp,
+) -> StoreResult<Appointment> {
+    if !is_postgres(conn) {
+        a.id = new_id(conn).await?;
+        return create(conn, tenant, a, now).await;
+    }
+    polyclinic_core::appointment::check_participants(&a)?;
+    a.version = 1;
+    a.updated_at = now;
+    let (start, end) = (secs(a.interval.start), secs(a.interval.end));
+    let held = if a.status.occupies_time() { resources(&a) } else { Vec::new() };
+    // $1 tenant, $2 start, $3 end; then one resource id per probe.
+    let probes: Vec<String> = held
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, _))| {
+            format!(
+                "WHEN (SELECT end_s FROM busy WHERE tenant_id = $1 AND resource_kind = {kind} AND resource_id = ${} \
+                 AND start_s < $3 ORDER BY start_s DESC LIMIT 1) > $2 THEN {kind}",
+                i + 4
+            )
+        })
+        .collect();
+    let sql = if probes.is_empty() {
+        "SELECT nextval('seq_entity') AS id, CAST(NULL AS BIGINT) AS clash".to_owned()
+    } else {
+        format!("SELECT nextval('seq_entity') AS id, CASE {} END AS clash", probes.join(" "))
+    };
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.get()).bind(start).bind(end);
+    for (_, id) in &held {
+        q = q.bind(*id);
+    }
+    let row = q.fetch_one(&mut *conn).await?;
+    a.id = AppointmentId(row.try_get("id")?);
+    if let Some(kind) = row.try_get::<Option<i64>, _>("clash")? {
+        return Err(slot_taken(kind, &a).into());
+    }
+    let e = event(EventKind::AppointmentCreated, &a, json!({}));
+    // $1 tenant, $2 id, $3 start, $4 end, $5..$13 the appointment's other
+    // columns, $14..$17 the event; then one resource kind and id per row.
+    let rows: Vec<String> =
+        (0..held.len()).map(|i| format!("($1, ${}, ${}, $2, $3, $4)", 18 + 2 * i, 19 + 2 * i)).collect();
+    let busy = if rows.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "b AS (INSERT INTO busy (tenant_id, resource_kind, resource_id, appointment_id, start_s, end_s) VALUES {}), ",
+            rows.join(", ")
+        )
+    };
+    let sql = format!(
+        "WITH {busy}a AS (INSERT INTO appointments (status, start_s, end_s, healthcare_service_id, address_id, \
+         patient_id, external_id, episode_id, version, updated_at, doc, tenant_id, id, created_at) \
+         VALUES ($5, $3, $4, $6, $7, $8, $9, $10, $11, $12, $13, $1, $2, $12)) \
+         INSERT INTO outbox (tenant_id, seq, kind, aggregate, aggregate_id, data, created_at) \
+         VALUES ($1, nextval('seq_outbox'), $14, $15, $16, $17, $12)"
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.get())
+        .bind(a.id.get())
+        .bind(start)
+        .bind(end)
+        .bind(a.status.as_str())
+        .bind(a.healthcare_service_id.map(|v| v.get()))
+        .bind(a.address_id.map(|v| v.get()))
+        .bind(a.patient().map(|v| v.get()))
+        .bind(a.external_id.clone())
+        .bind(a.episode_id.as_ref().map(|v| v.to_string()))
+        .bind(a.version)
+        .bind(secs(a.updated_at))
+        .bind(serde_json::to_string(&a)?)
+        .bind(e.kind.as_str())
+        .bind(e.aggregate)
+        .bind(e.aggregate_id.clone())
+        .bind(serde_json::to_string(&e.data)?);
+    for (kind, id) in &held {
+        q = q.bind(*kind).bind(*id);
+    }
+    q.execute(&mut *conn).await.map_err(|e| match crate::db::map_constraint(e) {
+        // Another transaction's booking won the race (the exclusion
+        // constraint): name the resource when there is only one.
+        StoreError::Core(CoreError::SlotTaken { .. }) if held.len() == 1 => StoreError::Core(slot_taken(held[0].0, &a)),
+        other => other,
+    })?;
+    Ok(a)
+}
+
 /// Reads an appointment.
 pub async fn get(conn: &mut Conn, tenant: TenantId, id: AppointmentId) -> StoreResult<Option<Appointment>> {
     let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM appointments WHERE tenant_id = $1 AND id = $2")
@@ -177,6 +292,23 @@ pub async fn get(conn: &mut Conn, tenant: TenantId, id: AppointmentId) -> StoreR
         .fetch_optional(&mut *conn)
         .await?;
     doc.map(|d| serde_json::from_str(&d).map_err(StoreError::from)).transpose()
+}
+
+/// Reads an appointment outside any command, the fastest way the engine
+/// allows: on SQLite a point read on the calling thread
+/// ([`crate::point_read`]), on PostgreSQL a read from the pool. Sees every
+/// committed change.
+pub async fn read_one(store: &crate::Store, tenant: TenantId, id: AppointmentId) -> StoreResult<Option<Appointment>> {
+    if let Some(points) = store.point_reads() {
+        let doc: Option<String> = points.with(|c| {
+            use rusqlite::OptionalExtension;
+            c.prepare_cached("SELECT doc FROM appointments WHERE tenant_id = ?1 AND id = ?2")?
+                .query_row((tenant.get(), id.get()), |row| row.get(0))
+                .optional()
+        })?;
+        return doc.map(|d| serde_json::from_str(&d).map_err(StoreError::from)).transpose();
+    }
+    store.read(move |c| Box::pin(async move { get(c, tenant, id).await })).await
 }
 
 /// Reads an appointment or answers not found.
@@ -428,7 +560,8 @@ pub async fn set_status(
 }
 
 /// Replaces an appointment's details (not its time or status) with optimistic
-/// concurrency on `version`; emits `AppointmentUpdated`.
+/// concurrency on `version`; emits `AppointmentUpdated` (with
+/// `video_call_status` and `previous_video_call_status` when that changed).
 pub async fn update_details(
     conn: &mut Conn,
     tenant: TenantId,
@@ -449,7 +582,14 @@ pub async fn update_details(
     release_time(conn, tenant, a.id).await?;
     hold_time(conn, tenant, &a).await?;
     write_row(conn, tenant, &a, false).await?;
-    append(conn, tenant, now, &[event(EventKind::AppointmentUpdated, &a, json!({}))]).await?;
+    // A change of the Solo video call status is told with the one before
+    // (Solo webhooks: `appointment:lwbs`, `appointment:incompleted`).
+    let extra = if current.video_call_status != a.video_call_status {
+        json!({"video_call_status": a.video_call_status, "previous_video_call_status": current.video_call_status})
+    } else {
+        json!({})
+    };
+    append(conn, tenant, now, &[event(EventKind::AppointmentUpdated, &a, extra)]).await?;
     Ok(a)
 }
 
@@ -528,8 +668,15 @@ pub async fn busy_intervals(
     let mut out = Vec::new();
     for (kind, id) in [(PRACTITIONER, practitioner), (ADDRESS, address)] {
         let Some(id) = id else { continue };
+        // The rows starting inside the window, and the last one starting
+        // before it (the only earlier one that can reach into it, as the
+        // rows of a resource never overlap): an index range from that row,
+        // not from the resource's first booking.
         let rows = sqlx::query(
-            "SELECT start_s, end_s FROM busy WHERE tenant_id = $1 AND resource_kind = $2 AND resource_id = $3 AND start_s < $4 AND end_s > $5",
+            "SELECT start_s, end_s FROM busy WHERE tenant_id = $1 AND resource_kind = $2 AND resource_id = $3 \
+             AND start_s < $4 AND end_s > $5 AND start_s >= COALESCE((SELECT start_s FROM busy \
+             WHERE tenant_id = $1 AND resource_kind = $2 AND resource_id = $3 AND start_s < $5 \
+             ORDER BY start_s DESC LIMIT 1), $5)",
         )
         .bind(tenant.get())
         .bind(kind)
@@ -543,5 +690,41 @@ pub async fn busy_intervals(
         }
     }
     out.sort();
+    Ok(out)
+}
+
+/// The longest an appointment may last (`core::time_rules::LONGEST_MINUTES`),
+/// in seconds: the bound that keeps [`service_busy`]'s scan of the
+/// `(tenant_id, healthcare_service_id, start_s)` index short.
+const LONGEST_SECONDS: i64 = polyclinic_core::time_rules::LONGEST_MINUTES * 60;
+
+/// The times of the appointments of healthcare service `service` (booked
+/// through any dialect) that hold their time and overlap `window`, but for
+/// `except` (a booking being moved): a waiting room's load. An index range
+/// scan: no appointment starts more than a day before it ends.
+pub async fn service_busy(
+    conn: &mut Conn,
+    tenant: TenantId,
+    service: HealthcareServiceId,
+    window: &Interval,
+    except: Option<AppointmentId>,
+) -> StoreResult<Vec<Interval>> {
+    let rows = sqlx::query(
+        "SELECT start_s, end_s FROM appointments WHERE tenant_id = $1 AND healthcare_service_id = $2 \
+         AND start_s >= $3 AND start_s < $4 AND end_s > $5 AND id <> $6 \
+         AND status NOT IN ('waitlist', 'cancelled', 'no-show', 'entered-in-error') ORDER BY start_s",
+    )
+    .bind(tenant.get())
+    .bind(service.get())
+    .bind(secs(window.start) - LONGEST_SECONDS)
+    .bind(secs(window.end))
+    .bind(secs(window.start))
+    .bind(except.map_or(0, |e| e.get()))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(Interval { start: crate::ts(r.try_get(0)?)?, end: crate::ts(r.try_get(1)?)? });
+    }
     Ok(out)
 }

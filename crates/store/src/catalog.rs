@@ -22,9 +22,36 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use sqlx::AssertSqlSafe;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The tenant that owns the shared dictionaries.
 pub const SHARED: TenantId = TenantId(0);
+
+/// Counts the changes this process made to the catalogue's document tables
+/// (see [`catalog_epoch`]).
+static CATALOG_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// The number of changes this process has made so far to the catalogue's
+/// document tables (practitioners, healthcare services, facilities,
+/// addresses, address services, care locations, the shared dictionaries).
+/// An in-memory [`Snapshot`] (`polyclinic_http::cache`) is kept only while
+/// this number is the one read before loading it.
+///
+/// Every function of this module that writes those tables calls
+/// [`catalog_changed`] inside its transaction; callers that can, call it
+/// again once the transaction has committed, so that a snapshot loaded from
+/// the old rows between the two is dropped too. Changes made by other
+/// processes are not counted: the cache's time to live bounds how long they
+/// go unseen.
+pub fn catalog_epoch() -> u64 {
+    CATALOG_EPOCH.load(Ordering::Acquire)
+}
+
+/// Records a change of the catalogue (see [`catalog_epoch`]).
+pub fn catalog_changed() {
+    CATALOG_EPOCH.fetch_add(1, Ordering::AcqRel);
+}
 
 /// Document tables of the catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +138,7 @@ async fn put(
     cols: Columns<'_>,
     doc: String,
 ) -> StoreResult<()> {
+    catalog_changed();
     let mut names = vec!["tenant_id", "id", "doc"];
     if key.is_some() {
         names.push("key");
@@ -170,6 +198,7 @@ pub async fn save<T: Serialize>(
 
 /// Deletes a row; answers whether it existed.
 pub async fn delete(conn: &mut Conn, table: Table, tenant: TenantId, id: i64) -> StoreResult<bool> {
+    catalog_changed();
     let sql = format!("DELETE FROM {} WHERE tenant_id = $1 AND id = $2", table.name());
     let r = sqlx::query(AssertSqlSafe(sql)).bind(tenant.get()).bind(id).execute(&mut *conn).await?;
     Ok(r.rows_affected() > 0)
@@ -183,6 +212,24 @@ pub async fn practitioner(conn: &mut Conn, tenant: TenantId, id: i64) -> StoreRe
 /// A healthcare service by id.
 pub async fn healthcare_service(conn: &mut Conn, tenant: TenantId, id: i64) -> StoreResult<Option<HealthcareService>> {
     get(conn, Table::HealthcareServices, tenant, id).await
+}
+
+/// A healthcare service by id, read to book into it: on PostgreSQL the row
+/// stays locked (`FOR UPDATE`) until the transaction ends, so that two
+/// bookings of one waiting room count its load one after the other; SQLite's
+/// single writer already runs one command at a time.
+pub async fn healthcare_service_for_update(
+    conn: &mut Conn,
+    tenant: TenantId,
+    id: i64,
+) -> StoreResult<Option<HealthcareService>> {
+    let sql = if crate::outbox::is_postgres(conn) {
+        "SELECT doc FROM healthcare_services WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+    } else {
+        "SELECT doc FROM healthcare_services WHERE tenant_id = $1 AND id = $2"
+    };
+    let doc: Option<String> = sqlx::query_scalar(sql).bind(tenant.get()).bind(id).fetch_optional(&mut *conn).await?;
+    doc.map(|d| serde_json::from_str(&d).map_err(StoreError::from)).transpose()
 }
 
 /// A facility by id.
@@ -250,6 +297,111 @@ pub async fn address_services(conn: &mut Conn, tenant: TenantId, address: i64) -
 /// A care location by id.
 pub async fn care_location(conn: &mut Conn, tenant: TenantId, id: i64) -> StoreResult<Option<CareLocation>> {
     get(conn, Table::CareLocations, tenant, id).await
+}
+
+/// A tenant's catalogue as requests look it up, read at once: its
+/// practitioners (by id, e-mail and HSA id), healthcare services,
+/// facilities, addresses and address services (by id). What
+/// `polyclinic_http::cache` keeps in memory, so that a request resolves
+/// the catalogue without a query.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// By id.
+    pub practitioners: Vec<Practitioner>,
+    /// By id.
+    pub healthcare_services: Vec<HealthcareService>,
+    /// By id.
+    pub facilities: Vec<Facility>,
+    /// By id.
+    pub addresses: Vec<Address>,
+    /// By id.
+    pub address_services: Vec<AddressService>,
+    practitioner_ix: HashMap<i64, usize>,
+    practitioner_by_email: HashMap<String, usize>,
+    practitioner_by_hsa: HashMap<String, usize>,
+    service_ix: HashMap<i64, usize>,
+    facility_ix: HashMap<i64, usize>,
+    address_ix: HashMap<i64, usize>,
+    address_service_ix: HashMap<i64, usize>,
+}
+
+/// Positions by key; the first (lowest id) wins where two share a key.
+fn index_by<T, K: std::hash::Hash + Eq>(items: &[T], key: impl Fn(&T) -> Option<K>) -> HashMap<K, usize> {
+    let mut ix = HashMap::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        if let Some(k) = key(item) {
+            ix.entry(k).or_insert(i);
+        }
+    }
+    ix
+}
+
+impl Snapshot {
+    /// Reads the tenant's catalogue (five statements on one connection).
+    pub async fn load(conn: &mut Conn, tenant: TenantId) -> StoreResult<Snapshot> {
+        let practitioners: Vec<Practitioner> = list(conn, Table::Practitioners, tenant).await?;
+        let healthcare_services: Vec<HealthcareService> = list(conn, Table::HealthcareServices, tenant).await?;
+        let facilities: Vec<Facility> = list(conn, Table::Facilities, tenant).await?;
+        let addresses: Vec<Address> = list(conn, Table::Addresses, tenant).await?;
+        let address_services: Vec<AddressService> = list(conn, Table::AddressServices, tenant).await?;
+        Ok(Snapshot {
+            practitioner_ix: index_by(&practitioners, |p| Some(p.id.get())),
+            practitioner_by_email: index_by(&practitioners, |p| {
+                p.email.as_ref().map(|e| e.as_str().to_ascii_lowercase())
+            }),
+            practitioner_by_hsa: index_by(&practitioners, |p| p.hsa_id.clone()),
+            service_ix: index_by(&healthcare_services, |s| Some(s.id.get())),
+            facility_ix: index_by(&facilities, |f| Some(f.id.get())),
+            address_ix: index_by(&addresses, |a| Some(a.id.get())),
+            address_service_ix: index_by(&address_services, |s| Some(s.id.get())),
+            practitioners,
+            healthcare_services,
+            facilities,
+            addresses,
+            address_services,
+        })
+    }
+
+    /// A practitioner by id.
+    pub fn practitioner(&self, id: i64) -> Option<&Practitioner> {
+        self.practitioner_ix.get(&id).map(|i| &self.practitioners[*i])
+    }
+
+    /// The practitioner (the lowest id) with this e-mail address, compared
+    /// without regard to ASCII case.
+    pub fn practitioner_by_email(&self, email: &str) -> Option<&Practitioner> {
+        self.practitioner_by_email.get(&email.to_ascii_lowercase()).map(|i| &self.practitioners[*i])
+    }
+
+    /// The practitioner (the lowest id) with this HSA id.
+    pub fn practitioner_by_hsa(&self, hsa_id: &str) -> Option<&Practitioner> {
+        self.practitioner_by_hsa.get(hsa_id).map(|i| &self.practitioners[*i])
+    }
+
+    /// A healthcare service by id.
+    pub fn healthcare_service(&self, id: i64) -> Option<&HealthcareService> {
+        self.service_ix.get(&id).map(|i| &self.healthcare_services[*i])
+    }
+
+    /// A facility by id.
+    pub fn facility(&self, id: i64) -> Option<&Facility> {
+        self.facility_ix.get(&id).map(|i| &self.facilities[*i])
+    }
+
+    /// An address by id.
+    pub fn address(&self, id: i64) -> Option<&Address> {
+        self.address_ix.get(&id).map(|i| &self.addresses[*i])
+    }
+
+    /// The addresses of a facility, by id.
+    pub fn addresses_of_facility(&self, facility: i64) -> impl Iterator<Item = &Address> {
+        self.addresses.iter().filter(move |a| a.facility_id.get() == facility)
+    }
+
+    /// An address service by id.
+    pub fn address_service(&self, id: i64) -> Option<&AddressService> {
+        self.address_service_ix.get(&id).map(|i| &self.address_services[*i])
+    }
 }
 
 /// The shared service dictionary.
@@ -357,6 +509,7 @@ pub async fn address_for_service(
 
 /// Replaces an address's document (its indexed columns do not change here).
 pub async fn update_address(conn: &mut Conn, tenant: TenantId, a: &Address) -> StoreResult<()> {
+    catalog_changed();
     let r = sqlx::query("UPDATE addresses SET doc = $3 WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.get())
         .bind(a.id.get())

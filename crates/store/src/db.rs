@@ -1,5 +1,8 @@
 //! Connections, the SQLite group-commit writer and transaction helpers.
 
+use crate::blobs::{BlobStore, DirBlobs, TableBlobs};
+use crate::outbox::{IdBlocks, reserve_blocks, with_blocks};
+use crate::point_read::PointReaders;
 use crate::seal::SecretKey;
 use crate::{StoreError, StoreResult, migrate};
 use futures_util::FutureExt;
@@ -42,6 +45,18 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// Most commands the SQLite writer groups into one transaction.
     pub max_batch: usize,
+    /// SQLite: how long the writer waits for more commands before it begins
+    /// a batch, when commands are arriving (its last batch or the one it
+    /// holds has more than one) and the batch is under `writer_linger_batch`.
+    /// A lone command on an idle server is never kept waiting; zero turns
+    /// lingering off. See docs/storage.md.
+    pub writer_linger: Duration,
+    /// SQLite: the batch size at which the writer stops lingering.
+    pub writer_linger_batch: usize,
+    /// SQLite: run the writer on a thread of its own (a current-thread
+    /// runtime) rather than as a task among the request handlers. On by
+    /// default: measured faster (docs/storage.md).
+    pub writer_thread: bool,
     /// Apply migrations on open.
     pub migrate: bool,
     /// SQLite: how long a statement waits for a lock another process holds
@@ -50,6 +65,10 @@ pub struct StoreOptions {
     /// Key that seals secrets stored for the protocols (see [`crate::seal`]).
     /// Must be the same for every node and every start on one database.
     pub secret_key: SecretKey,
+    /// SQLite: the blob store's directory (default: beside the database
+    /// file, see [`crate::blobs::DirBlobs::beside`]). PostgreSQL keeps blobs
+    /// in its `blobs` table.
+    pub blob_dir: Option<std::path::PathBuf>,
 }
 
 impl StoreOptions {
@@ -60,12 +79,24 @@ impl StoreOptions {
             synchronous: Synchronous::Full,
             max_connections: 16,
             max_batch: 128,
+            writer_linger: Duration::from_micros(500),
+            writer_linger_batch: 32,
+            writer_thread: true,
             migrate: true,
             busy_timeout: Duration::from_secs(10),
             secret_key: SecretKey::generate(),
+            blob_dir: None,
         }
     }
 }
+
+/// SQLite readers: bytes of the database file each maps into memory
+/// (`PRAGMA mmap_size`; address space, the pages are the OS's shared page
+/// cache).
+const READER_MMAP_BYTES: u64 = 256 * 1024 * 1024;
+/// SQLite readers: each connection's page cache, in KiB (`PRAGMA
+/// cache_size`; SQLite's default is 2,000 KiB).
+const READER_CACHE_KIB: u64 = 8 * 1024;
 
 /// The store: clone freely, all clones share the pools and the writer.
 #[derive(Clone)]
@@ -80,6 +111,15 @@ struct Inner {
     /// SQLite only: the writer task.
     writer: Option<Writer>,
     secret_key: SecretKey,
+    /// Where file bytes live (see [`crate::blobs`]).
+    blobs: Arc<dyn BlobStore>,
+    /// SQLite only: point reads on the calling thread (see
+    /// [`crate::point_read`]).
+    points: Option<PointReaders>,
+    /// Told after every write that committed (the delivery engine's
+    /// wake-up: new events and deliveries are never left waiting for a
+    /// poll on this node).
+    committed: Notify,
 }
 
 /// The handles of the SQLite writer task.
@@ -87,8 +127,9 @@ struct Writer {
     queue: mpsc::Sender<Msg>,
     /// Asks the writer to stop taking commands and end once the queued ones ran.
     stop: Arc<Notify>,
-    /// The task, awaited by [`Store::close`].
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Answered when the writer has ended (with the panic that ended it, if
+    /// one did); awaited by [`Store::close`].
+    task: Mutex<Option<oneshot::Receiver<Option<String>>>>,
 }
 
 /// What the SQLite writer's queue carries.
@@ -141,9 +182,23 @@ impl Store {
                 let pool = AnyPoolOptions::new()
                     .max_connections(opts.max_connections)
                     .acquire_timeout(Duration::from_secs(10))
+                    // No ping before each acquire (a round trip per command):
+                    // a broken connection fails its statement instead, and
+                    // sqlx still tests it when it is released.
+                    .test_before_acquire(false)
                     .connect(&url)
                     .await?;
-                Store { inner: Arc::new(Inner { engine, pool, writer: None, secret_key: opts.secret_key.clone() }) }
+                Store {
+                    inner: Arc::new(Inner {
+                        engine,
+                        pool,
+                        writer: None,
+                        secret_key: opts.secret_key.clone(),
+                        blobs: Arc::new(TableBlobs::new(opts.secret_key.clone())),
+                        points: None,
+                        committed: Notify::new(),
+                    }),
+                }
             }
             Engine::Sqlite => {
                 let sync = match opts.synchronous {
@@ -151,6 +206,7 @@ impl Store {
                     Synchronous::Normal => "NORMAL",
                 };
                 let busy_ms = opts.busy_timeout.as_millis().min(i32::MAX as u128);
+                let blob_dir = opts.blob_dir.clone().unwrap_or_else(|| DirBlobs::beside(&sqlite_path(&url)));
                 let options = AnyConnectOptions::from_str(&url)?;
                 let mut writer = AnyConnection::connect_with(&options).await?;
                 for pragma in [
@@ -167,10 +223,20 @@ impl Store {
                 let read_url = url.replace("mode=rwc", "mode=ro");
                 let pool = AnyPoolOptions::new()
                     .max_connections(opts.max_connections.max(2))
+                    // No ping before each acquire: a read is then one hand-off
+                    // to the connection's thread, not two (see docs/storage.md).
+                    .test_before_acquire(false)
                     .after_connect(move |conn, _| {
                         Box::pin(async move {
-                            let pragma = format!("PRAGMA busy_timeout={busy_ms}");
-                            sqlx::query(sqlx::AssertSqlSafe(pragma)).execute(&mut *conn).await?;
+                            for pragma in [
+                                format!("PRAGMA busy_timeout={busy_ms}"),
+                                // Pages read through a shared memory map,
+                                // not copied per connection (docs/storage.md).
+                                format!("PRAGMA mmap_size={READER_MMAP_BYTES}"),
+                                format!("PRAGMA cache_size=-{READER_CACHE_KIB}"),
+                            ] {
+                                sqlx::query(sqlx::AssertSqlSafe(pragma)).execute(&mut *conn).await?;
+                            }
                             Ok(())
                         })
                     })
@@ -178,10 +244,23 @@ impl Store {
                     .await?;
                 let (queue, rx) = mpsc::channel::<Msg>(4096);
                 let stop = Arc::new(Notify::new());
-                let task = tokio::spawn(writer_loop(writer, rx, stop.clone(), opts.max_batch.max(1)));
+                let task = spawn_writer(writer, rx, stop.clone(), WriterConfig::of(&opts));
                 let writer = Writer { queue, stop, task: Mutex::new(Some(task)) };
                 return Ok(Store {
-                    inner: Arc::new(Inner { engine, pool, writer: Some(writer), secret_key: opts.secret_key }),
+                    inner: Arc::new(Inner {
+                        engine,
+                        pool,
+                        writer: Some(writer),
+                        blobs: Arc::new(DirBlobs::new(blob_dir, opts.secret_key.clone())),
+                        points: Some(PointReaders::new(
+                            sqlite_path(&url),
+                            u64::try_from(busy_ms).unwrap_or(u64::MAX),
+                            READER_MMAP_BYTES,
+                            READER_CACHE_KIB,
+                        )),
+                        secret_key: opts.secret_key,
+                        committed: Notify::new(),
+                    }),
                 });
             }
         };
@@ -195,6 +274,17 @@ impl Store {
     /// The key that seals protocol secrets.
     pub fn secret_key(&self) -> &SecretKey {
         &self.inner.secret_key
+    }
+
+    /// SQLite's point readers (see [`crate::point_read`]); `None` on
+    /// PostgreSQL, where reads go through the pool.
+    pub fn point_reads(&self) -> Option<&PointReaders> {
+        self.inner.points.as_ref()
+    }
+
+    /// The blob store (file bytes).
+    pub fn blobs(&self) -> Arc<dyn BlobStore> {
+        self.inner.blobs.clone()
     }
 
     /// The engine behind this store.
@@ -239,7 +329,11 @@ impl Store {
                 writer.queue.send(Msg::Job(job)).await.map_err(|_| writer_gone())?;
                 // A job the writer dropped unanswered (it stopped or crashed
                 // with the job still queued) drops `tx`: an error, not a hang.
-                rx.await.map_err(|_| writer_gone())?
+                let out = rx.await.map_err(|_| writer_gone())?;
+                if out.is_ok() {
+                    self.inner.committed.notify_one();
+                }
+                out
             }
             None => {
                 let mut tx = self.inner.pool.begin().await?;
@@ -247,6 +341,7 @@ impl Store {
                 match out {
                     Ok(Ok(v)) => {
                         tx.commit().await.map_err(map_constraint)?;
+                        self.inner.committed.notify_one();
                         Ok(v)
                     }
                     Ok(Err(e)) => {
@@ -262,6 +357,12 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Notified after every write that committed on this node (a permit is
+    /// kept when nobody waits, so a wait begun after a commit still ends).
+    pub fn commits(&self) -> &Notify {
+        &self.inner.committed
     }
 
     /// Runs `f` on a read connection (no transaction: each statement sees
@@ -297,9 +398,9 @@ impl Store {
             writer.stop.notify_one();
             let task = writer.task.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(task) = task
-                && let Err(e) = task.await
+                && let Ok(Some(why)) = task.await
             {
-                tracing::error!(error = %e, "the SQLite writer task failed");
+                tracing::error!(panic = %why, "the SQLite writer failed");
             }
         }
         self.inner.pool.close().await;
@@ -320,6 +421,12 @@ impl Store {
     }
 }
 
+/// The file of a normalised SQLite URL (`sqlite://path?mode=rwc`).
+fn sqlite_path(url: &str) -> std::path::PathBuf {
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    std::path::PathBuf::from(path.split('?').next().unwrap_or(path))
+}
+
 fn normalise_url(url: &str) -> StoreResult<(Engine, String)> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok((Engine::Postgres, url.to_owned()));
@@ -335,9 +442,71 @@ fn normalise_url(url: &str) -> StoreResult<(Engine, String)> {
     Ok((Engine::Sqlite, format!("sqlite://{path}?mode=rwc")))
 }
 
+/// How the SQLite writer forms its batches (from [`StoreOptions`]).
+#[derive(Debug, Clone, Copy)]
+struct WriterConfig {
+    max_batch: usize,
+    linger: Duration,
+    linger_batch: usize,
+    /// Run on a thread of its own (a current-thread runtime) rather than as
+    /// a task of the server's runtime.
+    own_thread: bool,
+}
+
+impl WriterConfig {
+    fn of(opts: &StoreOptions) -> WriterConfig {
+        let max_batch = opts.max_batch.max(1);
+        WriterConfig {
+            max_batch,
+            linger: opts.writer_linger,
+            linger_batch: opts.writer_linger_batch.clamp(1, max_batch),
+            own_thread: opts.writer_thread,
+        }
+    }
+}
+
+/// Starts the SQLite writer; answers the receiver told when it has ended.
+fn spawn_writer(
+    conn: AnyConnection,
+    rx: mpsc::Receiver<Msg>,
+    stop: Arc<Notify>,
+    cfg: WriterConfig,
+) -> oneshot::Receiver<Option<String>> {
+    let (done_tx, done_rx) = oneshot::channel();
+    let run = async move {
+        let out = AssertUnwindSafe(writer_loop(conn, rx, stop, cfg)).catch_unwind().await;
+        let _ = done_tx.send(out.err().map(|p| panic_message(p.as_ref())));
+    };
+    if cfg.own_thread {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        match runtime {
+            Ok(runtime) => {
+                let spawned =
+                    std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || runtime.block_on(run));
+                if let Err(e) = spawned {
+                    // The closure (and the queue's receiver) is dropped:
+                    // every write answers that the writer is not running.
+                    tracing::error!(error = %e, "could not start the SQLite writer thread");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not build the SQLite writer's runtime"),
+        }
+    } else {
+        tokio::spawn(run);
+    }
+    done_rx
+}
+
 /// The SQLite writer: takes the first queued job, then whatever else is
-/// already queued (up to `max_batch`), runs each in its own savepoint inside
-/// one `BEGIN IMMEDIATE` transaction, commits once, then answers every job.
+/// already queued (up to `max_batch`), lingers briefly for more when
+/// commands are arriving, runs each in its own savepoint inside one
+/// `BEGIN IMMEDIATE` transaction, commits once, then answers every job.
+///
+/// Lingering: when the last batch or the one just taken holds more than one
+/// command (so more are likely on their way) and the batch is under
+/// `linger_batch`, the writer waits up to `linger` for more before it
+/// begins, so that one commit (one fsync) serves more commands. A lone
+/// command after an idle spell is never kept waiting.
 ///
 /// It outlives the failures of a batch: a job that panics is rolled back to
 /// its savepoint and answered with an error while the others commit; a batch
@@ -347,8 +516,10 @@ fn normalise_url(url: &str) -> StoreResult<(Engine, String)> {
 /// queue, runs what is still queued and ends. If it ends any other way (a bug
 /// panicking here), the queue and every job in it are dropped, which every
 /// waiting caller sees as an error.
-async fn writer_loop(mut conn: AnyConnection, mut rx: mpsc::Receiver<Msg>, stop: Arc<Notify>, max_batch: usize) {
-    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+async fn writer_loop(mut conn: AnyConnection, mut rx: mpsc::Receiver<Msg>, stop: Arc<Notify>, cfg: WriterConfig) {
+    let mut batch: Vec<Job> = Vec::with_capacity(cfg.max_batch);
+    let ids = Arc::new(Mutex::new(IdBlocks::default()));
+    let mut last_batch = 0;
     loop {
         let first = tokio::select! {
             biased;
@@ -362,20 +533,26 @@ async fn writer_loop(mut conn: AnyConnection, mut rx: mpsc::Receiver<Msg>, stop:
                 continue;
             }
         };
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Job(job) => batch.push(job),
-                #[cfg(test)]
-                Msg::Crash => panic!("writer crash injected by a test"),
-            }
-            if batch.len() < max_batch {
-                next = rx.try_recv().ok();
-            }
+        take(first, &mut batch);
+        while batch.len() < cfg.max_batch
+            && let Ok(msg) = rx.try_recv()
+        {
+            take(msg, &mut batch);
         }
+        if !cfg.linger.is_zero() && batch.len() < cfg.linger_batch && (batch.len() > 1 || last_batch > 1) {
+            linger(&mut rx, &mut batch, &cfg).await;
+        }
+        last_batch = batch.len();
         let (runs, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|j| (j.run, j.reply)).unzip();
         let mut ran = Vec::with_capacity(runs.len());
-        let result = run_batch(&mut conn, runs, &mut ran).await;
+        let result = run_batch(&mut conn, runs, &mut ran, &ids).await;
+        {
+            let mut ids = ids.lock().unwrap_or_else(|p| p.into_inner());
+            match &result {
+                Ok(()) => ids.batch_committed(),
+                Err(_) => ids.batch_failed(),
+            }
+        }
         if let Err(e) = &result {
             tracing::error!(error = %e, commands = replies.len(), "sqlite write transaction failed");
         }
@@ -393,13 +570,61 @@ async fn writer_loop(mut conn: AnyConnection, mut rx: mpsc::Receiver<Msg>, stop:
     }
 }
 
+/// Adds a queued message to the batch.
+fn take(msg: Msg, batch: &mut Vec<Job>) {
+    match msg {
+        Msg::Job(job) => batch.push(job),
+        #[cfg(test)]
+        Msg::Crash => panic!("writer crash injected by a test"),
+    }
+}
+
+/// Waits up to `cfg.linger` for more commands, until the batch holds
+/// `cfg.linger_batch`. On its own thread the writer sleeps in short steps
+/// (precise to tens of microseconds, and nothing else runs there); as a
+/// task it waits on the queue with tokio's timer (millisecond ticks).
+async fn linger(rx: &mut mpsc::Receiver<Msg>, batch: &mut Vec<Job>, cfg: &WriterConfig) {
+    let deadline = std::time::Instant::now() + cfg.linger;
+    while batch.len() < cfg.linger_batch {
+        match rx.try_recv() {
+            Ok(msg) => take(msg, batch),
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                if cfg.own_thread {
+                    std::thread::sleep((deadline - now).min(Duration::from_micros(50)));
+                } else {
+                    match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                        Ok(Some(msg)) => take(msg, batch),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Runs one batch in one transaction, recording in `ran` what became of each
-/// job that ran; an error means the transaction did not commit.
-async fn run_batch(conn: &mut AnyConnection, runs: Vec<Run>, ran: &mut Vec<Ran>) -> Result<(), sqlx::Error> {
+/// job that ran; an error means the transaction did not commit. Before each
+/// command it reserves the id blocks a command found empty (in the batch's
+/// transaction, outside every savepoint: see [`crate::outbox`]).
+async fn run_batch(
+    conn: &mut AnyConnection,
+    runs: Vec<Run>,
+    ran: &mut Vec<Ran>,
+    ids: &Arc<Mutex<IdBlocks>>,
+) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     for run in runs {
+        reserve_blocks(&mut tx, ids).await.map_err(|e| match e {
+            StoreError::Db(e) => e,
+            other => sqlx::Error::Protocol(other.to_string()),
+        })?;
         let mut sp = tx.begin().await?;
-        match AssertUnwindSafe(async { run(&mut sp).await }).catch_unwind().await {
+        match AssertUnwindSafe(with_blocks(ids.clone(), run(&mut sp))).catch_unwind().await {
             Ok((true, out)) => {
                 sp.commit().await?;
                 ran.push(Ran::Done(out));
@@ -693,6 +918,181 @@ mod tests {
         assert_eq!(rows(&store).await, ["a"]);
         store.close().await;
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}"))).execute(&mut admin).await.unwrap();
+    }
+
+    /// A migrated store (the id sequences) with a table of drawn ids.
+    async fn open_migrated(path: &str, linger: Duration) -> Store {
+        open_migrated_on(path, linger, true).await
+    }
+
+    async fn open_migrated_on(path: &str, linger: Duration, own_thread: bool) -> Store {
+        let mut opts = StoreOptions::new(format!("sqlite://{path}"));
+        opts.writer_linger = linger;
+        opts.writer_thread = own_thread;
+        let store = Store::open(opts).await.unwrap();
+        store
+            .write(|c| {
+                Box::pin(async move {
+                    sqlx::query("CREATE TABLE IF NOT EXISTS drawn (id INTEGER NOT NULL)").execute(&mut *c).await?;
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+        store
+    }
+
+    fn fresh_path() -> String {
+        let dir = std::env::temp_dir().join("polyclinic-store-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(format!("{}.db", uuid::Uuid::new_v4().simple())).display().to_string()
+    }
+
+    /// A command drawing `n` entity ids and storing them; refused (after
+    /// drawing) when `refuse`.
+    fn draw(store: &Store, n: usize, refuse: bool) -> JoinHandle<StoreResult<Vec<i64>>> {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(move |c| {
+                    Box::pin(async move {
+                        let mut ids = Vec::new();
+                        for _ in 0..n {
+                            let id = crate::outbox::next_id(c, crate::outbox::Seq::Entity).await?;
+                            sqlx::query("INSERT INTO drawn (id) VALUES ($1)").bind(id).execute(&mut *c).await?;
+                            ids.push(id);
+                        }
+                        if refuse {
+                            return Err(StoreError::Core(CoreError::invalid("drawn", "refused on purpose")));
+                        }
+                        Ok(ids)
+                    })
+                })
+                .await
+        })
+    }
+
+    /// A command whose batch's COMMIT fails (a deferred foreign key).
+    fn breaks_commit(store: &Store) -> JoinHandle<StoreResult<()>> {
+        let s = store.clone();
+        tokio::spawn(async move {
+            s.write(|c| {
+                Box::pin(async move {
+                    sqlx::query("CREATE TEMP TABLE IF NOT EXISTS parent (id INTEGER PRIMARY KEY)").execute(&mut *c).await?;
+                    sqlx::query(
+                        "CREATE TEMP TABLE IF NOT EXISTS child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
+                    )
+                    .execute(&mut *c)
+                    .await?;
+                    sqlx::query("INSERT INTO child (p) VALUES (1)").execute(&mut *c).await?;
+                    Ok(())
+                })
+            })
+            .await
+        })
+    }
+
+    async fn committed_ids(store: &Store) -> Vec<i64> {
+        store
+            .read(|c| {
+                Box::pin(async move {
+                    Ok(sqlx::query_scalar("SELECT id FROM drawn ORDER BY rowid").fetch_all(&mut *c).await?)
+                })
+            })
+            .await
+            .unwrap()
+    }
+
+    fn strictly_increasing(ids: &[i64]) {
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids not unique and increasing: {ids:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ids_stay_unique_and_increasing_across_refused_commands_failed_batches_and_restarts() {
+        let path = fresh_path();
+        let store = open_migrated(&path, Duration::from_micros(500)).await;
+        // The first id comes from the counter row; the writer then reserves
+        // a block in the next batch.
+        let first = answer(draw(&store, 1, false)).await.unwrap();
+        // A batch that reserves a block and then fails to commit: its
+        // reservation rolls back with it, so the block must be dropped. (The
+        // held command's batch reserves the first block; the first command
+        // below empties it, so the writer reserves another before `lost`.)
+        let (release, held) = hold_writer(&store).await;
+        let empties = draw(&store, crate::outbox::ID_BLOCK as usize + 1, false);
+        let lost = draw(&store, 3, false);
+        let breaker = breaks_commit(&store);
+        until_queued(&store, 3).await;
+        release.send(()).unwrap();
+        answer(held).await.unwrap();
+        aborted(answer(empties).await, "FOREIGN KEY constraint failed");
+        aborted(answer(lost).await, "FOREIGN KEY constraint failed");
+        aborted(answer(breaker).await, "FOREIGN KEY constraint failed");
+        // A refused command in a batch that commits: its ids are not stored.
+        let (release, held) = hold_writer(&store).await;
+        let a = draw(&store, 2, false);
+        let refused = draw(&store, 2, true);
+        let b = draw(&store, 2, false);
+        until_queued(&store, 3).await;
+        release.send(()).unwrap();
+        answer(held).await.unwrap();
+        let a = answer(a).await.unwrap();
+        assert!(answer(refused).await.is_err());
+        let b = answer(b).await.unwrap();
+        // More ids than a block holds, in one command.
+        let many = answer(draw(&store, crate::outbox::ID_BLOCK as usize + 5, false)).await.unwrap();
+        store.close().await;
+        // A restart: the rest of the reserved block is a gap, never reused.
+        let store = open_migrated(&path, Duration::from_micros(500)).await;
+        let after = answer(draw(&store, 3, false)).await.unwrap();
+        let answered: Vec<i64> = [first, a, b, many, after].concat();
+        let stored = committed_ids(&store).await;
+        assert_eq!(stored, answered, "every answered id is stored, and only those");
+        strictly_increasing(&stored);
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lingering_writer_commits_a_batch_around_a_refused_command() {
+        // On its own thread and as a task of the runtime.
+        for own_thread in [true, false] {
+            lingering_batch_around_a_refused_command(own_thread).await;
+        }
+    }
+
+    async fn lingering_batch_around_a_refused_command(own_thread: bool) {
+        let path = fresh_path();
+        // A long linger: the batch is closed by its size or by the linger
+        // running out after a burst.
+        let store = open_migrated_on(&path, Duration::from_millis(20), own_thread).await;
+        let calls: Vec<_> = (0..40).map(|i| draw(&store, 1, i % 7 == 3)).collect();
+        let mut answered = Vec::new();
+        for (i, call) in calls.into_iter().enumerate() {
+            match answer(call).await {
+                Ok(ids) => answered.extend(ids),
+                Err(StoreError::Core(_)) => assert_eq!(i % 7, 3, "only the refused commands fail"),
+                Err(e) => panic!("command {i}: {e}"),
+            }
+        }
+        assert_eq!(answered.len(), 40 - 6);
+        let mut stored = committed_ids(&store).await;
+        stored.sort_unstable();
+        answered.sort_unstable();
+        assert_eq!(stored, answered, "the others committed");
+        strictly_increasing(&stored);
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_command_is_answered_however_long_the_linger() {
+        let path = fresh_path();
+        // An hour: a writer that waited for company would hang this test.
+        let store = open_migrated(&path, Duration::from_secs(3600)).await;
+        for _ in 0..3 {
+            answer(draw(&store, 1, false)).await.unwrap();
+        }
+        assert_eq!(committed_ids(&store).await.len(), 3);
+        store.close().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,11 +177,37 @@ pub async fn renew(conn: &mut Conn, tenant: TenantId, id: i64, held: i64, until:
     Ok(done.rows_affected() == 1)
 }
 
-/// Every tenant id (the engine walks tenants: every query stays tenant-first).
-pub async fn tenant_ids(conn: &mut Conn) -> StoreResult<Vec<TenantId>> {
-    let ids: Vec<i64> =
-        sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id").fetch_all(&mut *conn).await?;
+/// The tenants with work for the engine at `now`: events not yet fanned
+/// out, or deliveries due whose lease (wall clock) is free. Reads only the
+/// partial indexes of waiting rows, so a pass costs nothing per idle tenant.
+pub async fn tenants_with_work(conn: &mut Conn, now: Timestamp, wall_now: i64) -> StoreResult<Vec<TenantId>> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT tenant_id FROM outbox WHERE dispatched = 0 \
+         UNION SELECT DISTINCT tenant_id FROM deliveries WHERE state IN ('pending', 'failed') \
+         AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $2) ORDER BY 1",
+    )
+    .bind(secs(now))
+    .bind(wall_now)
+    .fetch_all(&mut *conn)
+    .await?;
     Ok(ids.into_iter().map(TenantId).collect())
+}
+
+/// When the next waiting delivery falls due: the earliest next attempt (on
+/// the injected clock) and the earliest lease of a waiting delivery to run
+/// out (wall clock, a crashed worker's), each if any.
+pub async fn next_due(conn: &mut Conn, wall_now: i64) -> StoreResult<(Option<i64>, Option<i64>)> {
+    let attempt: Option<i64> =
+        sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'failed')")
+            .fetch_one(&mut *conn)
+            .await?;
+    let lease: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(lease_until) FROM deliveries WHERE state IN ('pending', 'failed') AND lease_until > $1",
+    )
+    .bind(wall_now)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((attempt, lease))
 }
 
 /// Locks the tenant for dispatching (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so

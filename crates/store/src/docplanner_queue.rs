@@ -71,6 +71,7 @@ pub async fn enqueue(
     .bind(secs(at))
     .execute(&mut *conn)
     .await?;
+    crate::jobs::arm_earliest(conn, tenant, PURGE_JOB, PURGE_SUBJECT, crate::ts(secs(at) + RETENTION_SECONDS)?).await?;
     Ok(id)
 }
 
@@ -129,13 +130,28 @@ pub async fn pull(
     Ok(Pulled { notifications, remaining })
 }
 
-/// Drops the tenant's expired notifications; answers how many.
+/// The job (`store::jobs`) that purges a tenant's expired PULL
+/// notifications, armed for the earliest expiry; one per tenant.
+pub const PURGE_JOB: &str = "docplanner-pull-purge";
+const PURGE_SUBJECT: &str = "pull-queue";
+
+/// Drops the tenant's expired notifications and arms the purge job for the
+/// next expiry, if any notification is left; answers how many went.
 pub async fn purge_expired(conn: &mut Conn, tenant: TenantId, now: Timestamp) -> StoreResult<u64> {
     let r = sqlx::query("DELETE FROM docplanner_notifications WHERE tenant_id = $1 AND created_at <= $2")
         .bind(tenant.get())
         .bind(secs(now) - RETENTION_SECONDS)
         .execute(&mut *conn)
         .await?;
+    let oldest: Option<i64> =
+        sqlx::query_scalar("SELECT MIN(created_at) FROM docplanner_notifications WHERE tenant_id = $1")
+            .bind(tenant.get())
+            .fetch_one(&mut *conn)
+            .await?;
+    if let Some(oldest) = oldest {
+        let due = crate::ts(oldest + RETENTION_SECONDS)?;
+        crate::jobs::arm(conn, tenant, PURGE_JOB, PURGE_SUBJECT, due, &serde_json::json!({})).await?;
+    }
     Ok(r.rows_affected())
 }
 

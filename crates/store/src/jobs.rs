@@ -4,6 +4,11 @@
 //! finished inside one write transaction, so it runs once however many
 //! nodes look for it: PostgreSQL's `FOR UPDATE SKIP LOCKED` gives each due
 //! row to one of them, SQLite's single writer runs one pass at a time.
+//!
+//! Lock order on PostgreSQL: a running job holds its row first, then the
+//! rows it works on. A command that both changes such rows and arms the
+//! job must arm it first (as `tenants::issue_token` does), or the two can
+//! deadlock.
 
 use crate::outbox::is_postgres;
 use crate::{Conn, StoreResult, secs};
@@ -41,6 +46,36 @@ pub async fn arm(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Arms the job `kind` of `subject` for `due`, unless it is armed for an
+/// earlier instant already (a job that stands for many things, such as the
+/// expiry of a tenant's tokens, runs at the earliest of them).
+pub async fn arm_earliest(
+    conn: &mut Conn,
+    tenant: TenantId,
+    kind: &str,
+    subject: &str,
+    due: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO jobs (tenant_id, kind, subject, due_s, data) VALUES ($1, $2, $3, $4, '{}') \
+         ON CONFLICT (tenant_id, kind, subject) DO UPDATE SET due_s = \
+         CASE WHEN excluded.due_s < jobs.due_s THEN excluded.due_s ELSE jobs.due_s END",
+    )
+    .bind(tenant.get())
+    .bind(kind)
+    .bind(subject)
+    .bind(secs(due))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The earliest instant a job of any tenant is due, if any: the scheduler
+/// sleeps until then (or a wake-up).
+pub async fn next_due(conn: &mut Conn) -> StoreResult<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT MIN(due_s) FROM jobs").fetch_one(&mut *conn).await?)
 }
 
 /// When the job `kind` of `subject` is due, if it is armed.

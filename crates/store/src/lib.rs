@@ -20,23 +20,31 @@
 //! outbox ([`outbox`]).
 
 pub mod appointments;
+pub mod assistance;
+pub mod attachments;
+pub mod blobs;
 pub mod breaks;
 pub mod catalog;
 pub mod conversations;
 mod db;
 pub mod deliveries;
 pub mod docplanner_queue;
+pub mod episodes;
 pub mod estimates;
 pub mod jobs;
 pub mod messages;
 pub mod migrate;
 pub mod outbox;
 pub mod patients;
+pub mod point_read;
 pub mod related;
+pub mod report_jobs;
 pub mod seal;
 pub mod seed;
+pub mod solo_webhooks;
 pub mod subscriptions;
 pub mod tenants;
+pub mod visit_notes;
 pub mod work_periods;
 
 pub use db::{Conn, Engine, Store, StoreOptions, Synchronous};

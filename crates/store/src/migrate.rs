@@ -40,6 +40,18 @@ pub const SQLITE: &[Migration] = &[
         name: "patient_messaging",
         sql: include_str!("../migrations/sqlite/0007_patient_messaging.sql"),
     },
+    Migration { version: 8, name: "solo_webhooks", sql: include_str!("../migrations/sqlite/0008_solo_webhooks.sql") },
+    Migration {
+        version: 10,
+        name: "scheduler_wakeups",
+        sql: include_str!("../migrations/sqlite/0010_scheduler_wakeups.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "solo_care_record",
+        sql: include_str!("../migrations/sqlite/0011_solo_care_record.sql"),
+    },
+    Migration { version: 12, name: "busy_probe", sql: include_str!("../migrations/sqlite/0012_busy_probe.sql") },
 ];
 
 /// PostgreSQL migrations.
@@ -66,6 +78,17 @@ pub const POSTGRES: &[Migration] = &[
         version: 7,
         name: "patient_messaging",
         sql: include_str!("../migrations/postgres/0007_patient_messaging.sql"),
+    },
+    Migration { version: 8, name: "solo_webhooks", sql: include_str!("../migrations/postgres/0008_solo_webhooks.sql") },
+    Migration {
+        version: 10,
+        name: "scheduler_wakeups",
+        sql: include_str!("../migrations/postgres/0010_scheduler_wakeups.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "solo_care_record",
+        sql: include_str!("../migrations/postgres/0011_solo_care_record.sql"),
     },
 ];
 

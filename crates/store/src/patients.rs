@@ -32,7 +32,12 @@ pub async fn create(conn: &mut Conn, tenant: TenantId, mut patient: Patient, now
         conn,
         tenant,
         now,
-        &[NewEvent::new(EventKind::PatientCreated, ENTITY, id, serde_json::json!({"patient_id": id.to_string()}))],
+        &[NewEvent::new(
+            EventKind::PatientCreated,
+            ENTITY,
+            id,
+            serde_json::json!({"patient_id": id.to_string(), "active": patient.active}),
+        )],
     )
     .await?;
     Ok(patient)
@@ -53,11 +58,12 @@ pub async fn require(conn: &mut Conn, tenant: TenantId, id: PatientId) -> StoreR
     get(conn, tenant, id).await?.ok_or_else(|| CoreError::not_found(ENTITY, id).into())
 }
 
-/// Replaces a patient's data (identifiers re-registered). Emits `PatientUpdated`.
+/// Replaces a patient's data (identifiers re-registered). Emits `PatientUpdated`
+/// (with `active` and `previous_active`, so targets can tell a deactivation).
 pub async fn update(conn: &mut Conn, tenant: TenantId, mut patient: Patient, now: Timestamp) -> StoreResult<Patient> {
     patient.validate()?;
     let id = patient.id.ok_or_else(|| CoreError::invalid("id", "an update needs the patient's id"))?;
-    require(conn, tenant, id).await?;
+    let before = require(conn, tenant, id).await?;
     release_identifiers(conn, tenant, ENTITY, id.get()).await?;
     for i in &patient.identifiers {
         claim_identifier(conn, tenant, ENTITY, &i.system, &i.value, id.get()).await?;
@@ -76,7 +82,13 @@ pub async fn update(conn: &mut Conn, tenant: TenantId, mut patient: Patient, now
         conn,
         tenant,
         now,
-        &[NewEvent::new(EventKind::PatientUpdated, ENTITY, id, serde_json::json!({"patient_id": id.to_string()}))],
+        &[NewEvent::new(
+            EventKind::PatientUpdated,
+            ENTITY,
+            id,
+            // `active` and `previous_active` tell a deactivation (Solo `patient:deactivated`).
+            serde_json::json!({"patient_id": id.to_string(), "active": patient.active, "previous_active": before.active}),
+        )],
     )
     .await?;
     Ok(patient)

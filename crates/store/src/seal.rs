@@ -62,6 +62,47 @@ impl SecretKey {
         format!("v1:{}", hex::encode(out))
     }
 
+    /// Encrypts bytes with a fresh random nonce: `1` ‖ nonce ‖ ciphertext ‖
+    /// tag (files of the blob store).
+    pub fn seal_bytes(&self, plain: &[u8]) -> Vec<u8> {
+        let nonce: [u8; 12] = rand::random();
+        let sealed = self
+            .cipher()
+            .encrypt(&Nonce::from(nonce), plain)
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+        let mut out = Vec::with_capacity(1 + 12 + sealed.len());
+        out.push(1);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// Decrypts bytes produced by [`SecretKey::seal_bytes`].
+    pub fn open_bytes(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        let Some((1, rest)) = sealed.split_first().map(|(v, r)| (*v, r)) else {
+            return Err(SealError::CannotOpen);
+        };
+        if rest.len() < 12 + 16 {
+            return Err(SealError::CannotOpen);
+        }
+        let (nonce, body) = rest.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().map_err(|_| SealError::CannotOpen)?;
+        self.cipher().decrypt(&Nonce::from(nonce), body).map_err(|_| SealError::CannotOpen)
+    }
+
+    /// A 32-byte key for one `purpose`, derived from this one (SHA-256 of
+    /// the purpose and the key): for keyed hashes that must not reveal
+    /// what they hash.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"polyclinic:");
+        h.update(purpose.as_bytes());
+        h.update([0]);
+        h.update(self.0);
+        h.finalize().into()
+    }
+
     /// Decrypts a value produced by [`SecretKey::seal`].
     pub fn open(&self, sealed: &str) -> Result<String, SealError> {
         let raw = sealed.strip_prefix("v1:").and_then(|h| hex::decode(h).ok()).ok_or(SealError::CannotOpen)?;
@@ -88,6 +129,18 @@ mod tests {
         assert_ne!(key.seal("webhook-secret"), sealed, "every seal uses a fresh nonce");
         assert_eq!(SecretKey::generate().open(&sealed), Err(SealError::CannotOpen));
         assert_eq!(key.open("v1:00"), Err(SealError::CannotOpen));
+    }
+
+    #[test]
+    fn sealed_bytes_open_only_under_their_key() {
+        let key = SecretKey::generate();
+        let plain = b"%PDF-1.7 patient data".to_vec();
+        let sealed = key.seal_bytes(&plain);
+        assert!(!sealed.windows(plain.len()).any(|w| w == plain.as_slice()));
+        assert_eq!(key.open_bytes(&sealed).unwrap(), plain);
+        assert_eq!(SecretKey::generate().open_bytes(&sealed), Err(SealError::CannotOpen));
+        assert_eq!(key.open_bytes(&sealed[..20]), Err(SealError::CannotOpen));
+        assert_ne!(key.derive("a"), key.derive("b"));
     }
 
     #[test]

@@ -170,6 +170,8 @@ pub struct SeedHealthcareService {
     pub list_price: Option<SeedPrice>,
     #[serde(default = "yes")]
     pub allows_conversations: bool,
+    /// Solo: the geolocation id (a UUID) of the waiting room's location.
+    pub geolocation_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +223,8 @@ pub struct SeedCareLocation {
     pub bed: Option<String>,
     pub department: Option<String>,
     pub device_serial: Option<String>,
+    /// The MRN of the patient in this bed (optional).
+    pub patient_mrn: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -416,6 +420,15 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp, key: &Secr
                 list_price,
                 allows_conversations: h.allows_conversations,
                 active: true,
+                geolocation_id: h
+                    .geolocation_id
+                    .as_deref()
+                    .map(|g| {
+                        g.parse().map_err(|_| {
+                            CoreError::invalid("healthcare_services.geolocation_id", format!("`{g}` is not a UUID"))
+                        })
+                    })
+                    .transpose()?,
             };
             s.validate()?;
             Ok(s)
@@ -503,6 +516,7 @@ async fn load_tenant(conn: &mut Conn, t: &SeedTenant, now: Timestamp, key: &Secr
                 bed: c.bed.clone(),
                 department: c.department.clone(),
                 device_serial: c.device_serial.clone(),
+                patient_mrn: c.patient_mrn.clone(),
             })
         })
         .await?;

@@ -8,7 +8,32 @@ use polyclinic_core::tenant::{Credential, CredentialConfig, Dialect, Tenant};
 use polyclinic_core::{CoreError, CredentialId, TenantId};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
+use std::sync::atomic::{AtomicU64, Ordering};
 use subtle::ConstantTimeEq;
+
+/// Counts the changes this process made to tenants, credentials and access
+/// tokens (see [`auth_epoch`]).
+static AUTH_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// The number of changes this process has made so far to tenants,
+/// credentials and access tokens. An in-memory cache of what a presented
+/// secret names (`polyclinic_http::cache`) keeps an answer only while this
+/// number is the one it read before loading the answer.
+///
+/// Every function of this module that writes those tables calls
+/// [`auth_changed`] inside its transaction; callers that can, call it again
+/// once their transaction has committed, so that a cache filled from the
+/// old rows between the two is dropped too. Changes made by other processes
+/// (other nodes on one PostgreSQL database) are not counted: the cache's
+/// time to live bounds how long they go unseen.
+pub fn auth_epoch() -> u64 {
+    AUTH_EPOCH.load(Ordering::Acquire)
+}
+
+/// Records a change of tenants, credentials or access tokens (see [`auth_epoch`]).
+pub fn auth_changed() {
+    AUTH_EPOCH.fetch_add(1, Ordering::AcqRel);
+}
 
 /// SHA-256 of a secret, hex encoded: what the credentials table keeps.
 pub fn hash_secret(secret: &str) -> String {
@@ -45,6 +70,7 @@ pub async fn upsert(conn: &mut Conn, tenant: &mut Tenant, now: Timestamp) -> Sto
     if jiff::tz::TimeZone::get(&tenant.timezone).is_err() {
         return Err(CoreError::invalid("timezone", format!("`{}` is not an IANA time zone", tenant.timezone)).into());
     }
+    auth_changed();
     let existing: Option<i64> = sqlx::query_scalar("SELECT tenant_id FROM tenants WHERE key = $1")
         .bind(&tenant.key)
         .fetch_optional(&mut *conn)
@@ -113,6 +139,38 @@ pub async fn protocol_secrets(
     }
 }
 
+/// Every credential of `dialect`, of every tenant, that keeps protocol
+/// secrets, with those secrets opened (tenant order, then credential order).
+/// For the one protocol request that names no tenant: Solo's context-aware
+/// link, which only the tenant's `webhook_secret` can decrypt.
+pub async fn protocol_secrets_of_dialect(
+    conn: &mut Conn,
+    dialect: Dialect,
+    key: &SecretKey,
+) -> StoreResult<Vec<(TenantId, CredentialId, ProtocolSecrets)>> {
+    let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+        "SELECT tenant_id, id, sealed_secret FROM credentials \
+         WHERE dialect = $1 AND sealed_secret IS NOT NULL ORDER BY tenant_id, id",
+    )
+    .bind(dialect.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    // One unreadable credential (sealed under another server key) must not
+    // stop the others: it is logged and left out.
+    Ok(rows
+        .into_iter()
+        .filter_map(|(tenant, id, sealed)| {
+            match key.open(&sealed).ok().and_then(|plain| serde_json::from_str(&plain).ok()) {
+                Some(secrets) => Some((TenantId(tenant), CredentialId(id), secrets)),
+                None => {
+                    tracing::warn!(tenant, credential = id, "a credential's protocol secrets cannot be opened");
+                    None
+                }
+            }
+        })
+        .collect())
+}
+
 /// A credential to create: the secret is hashed before it is stored.
 pub struct NewCredential<'a> {
     pub dialect: Dialect,
@@ -132,6 +190,7 @@ pub async fn upsert_credential(conn: &mut Conn, tenant: TenantId, c: NewCredenti
         return Err(CoreError::invalid("credentials", "a secret must be 1 to 512 characters long").into());
     }
     let hash = hash_secret(c.secret);
+    auth_changed();
     // Identity: the client id where the dialect has one, else the secret.
     let row = if c.client_id.is_empty() {
         sqlx::query("SELECT tenant_id, id FROM credentials WHERE dialect = $1 AND client_id = '' AND secret_hash = $2")
@@ -220,9 +279,60 @@ pub async fn authenticate(conn: &mut Conn, dialect: Dialect, secret: &str) -> St
     }
 }
 
+/// The job (`store::jobs`) that deletes a tenant's expired access tokens,
+/// armed for the earliest expiry; one per tenant.
+pub const TOKEN_EXPIRY_JOB: &str = "token-expiry";
+const TOKEN_EXPIRY_SUBJECT: &str = "access-tokens";
+
+/// How long an expired access token is kept before it is deleted, so that a
+/// client presenting it is told it expired rather than that it is unknown
+/// (and so the answer does not depend on when the expiry job last ran).
+pub const TOKEN_RETENTION_SECS: i64 = 24 * 3600;
+
+/// The moment a token that expires at `expires_at` is deleted.
+fn token_purge_at(expires_at: i64) -> i64 {
+    expires_at.saturating_add(TOKEN_RETENTION_SECS)
+}
+
+/// Deletes up to `batch` of the tenant's access tokens expired for longer
+/// than the retention at `now`, and arms the expiry job again: at once when
+/// more such ones remain, else for the earliest purge left. Answers how
+/// many went.
+pub async fn expire_tokens(conn: &mut Conn, tenant: TenantId, now: Timestamp, batch: i64) -> StoreResult<u64> {
+    let gone = sqlx::query(
+        "DELETE FROM oauth_tokens WHERE tenant_id = $1 AND token_hash IN \
+         (SELECT token_hash FROM oauth_tokens WHERE tenant_id = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT $3)",
+    )
+    .bind(tenant.get())
+    .bind(secs(now).saturating_sub(TOKEN_RETENTION_SECS))
+    .bind(batch)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if gone > 0 {
+        auth_changed();
+    }
+    let next: Option<i64> = sqlx::query_scalar("SELECT MIN(expires_at) FROM oauth_tokens WHERE tenant_id = $1")
+        .bind(tenant.get())
+        .fetch_one(&mut *conn)
+        .await?;
+    if let Some(next) = next {
+        crate::jobs::arm(
+            conn,
+            tenant,
+            TOKEN_EXPIRY_JOB,
+            TOKEN_EXPIRY_SUBJECT,
+            crate::ts(token_purge_at(next))?,
+            &serde_json::json!({}),
+        )
+        .await?;
+    }
+    Ok(gone)
+}
+
 /// Stores an access token (by hash) for a credential until `expires_at`,
-/// drops the credential's expired tokens, and expires its oldest live ones
-/// beyond `max_live` (the new token always stays).
+/// drops the credential's tokens expired beyond the retention, and deletes
+/// its oldest live ones beyond `max_live` (the new token always stays).
 pub async fn issue_token(
     conn: &mut Conn,
     credential: &Credential,
@@ -232,12 +342,22 @@ pub async fn issue_token(
     max_live: i64,
 ) -> StoreResult<()> {
     let hash = hash_secret(token);
-    sqlx::query("DELETE FROM oauth_tokens WHERE tenant_id = $1 AND credential_id = $2 AND expires_at <= $3")
-        .bind(credential.tenant_id.get())
-        .bind(credential.id.get())
-        .bind(secs(now))
-        .execute(&mut *conn)
-        .await?;
+    // The expiry job's row first, then the tokens: the order the job itself
+    // takes them in (`jobs::due` locks its row, then it deletes tokens), so
+    // that a token issued while the job runs waits for it instead of
+    // deadlocking with it on PostgreSQL.
+    let purge_at = crate::ts(token_purge_at(secs(expires_at)))?;
+    crate::jobs::arm_earliest(conn, credential.tenant_id, TOKEN_EXPIRY_JOB, TOKEN_EXPIRY_SUBJECT, purge_at).await?;
+    // A new token needs no invalidation (a token not found is never
+    // cached); a token deleted here does (see [`auth_epoch`]).
+    let expired =
+        sqlx::query("DELETE FROM oauth_tokens WHERE tenant_id = $1 AND credential_id = $2 AND expires_at <= $3")
+            .bind(credential.tenant_id.get())
+            .bind(credential.id.get())
+            .bind(secs(now).saturating_sub(TOKEN_RETENTION_SECS))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
     sqlx::query("INSERT INTO oauth_tokens (tenant_id, token_hash, credential_id, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(credential.tenant_id.get())
         .bind(&hash)
@@ -246,7 +366,7 @@ pub async fn issue_token(
         .execute(&mut *conn)
         .await?;
     // The oldest first: by expiry, then by hash among tokens of one second.
-    sqlx::query(
+    let evicted = sqlx::query(
         "DELETE FROM oauth_tokens WHERE tenant_id = $1 AND credential_id = $2 AND token_hash <> $3 AND token_hash IN \
          (SELECT token_hash FROM oauth_tokens WHERE tenant_id = $1 AND credential_id = $2 AND token_hash <> $3 \
           ORDER BY expires_at DESC, token_hash DESC LIMIT 1000000 OFFSET $4)",
@@ -256,22 +376,12 @@ pub async fn issue_token(
     .bind(&hash)
     .bind((max_live - 1).max(0))
     .execute(&mut *conn)
-    .await?;
+    .await?
+    .rows_affected();
+    if expired + evicted > 0 {
+        auth_changed();
+    }
     Ok(())
-}
-
-/// Deletes every token expired at `now`, of every tenant, in batches of at
-/// most `batch` rows; answers how many went.
-pub async fn delete_expired_tokens(conn: &mut Conn, now: Timestamp, batch: i64) -> StoreResult<u64> {
-    let done = sqlx::query(
-        "DELETE FROM oauth_tokens WHERE token_hash IN \
-         (SELECT token_hash FROM oauth_tokens WHERE expires_at <= $1 LIMIT $2)",
-    )
-    .bind(secs(now))
-    .bind(batch)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected())
 }
 
 /// Why a presented access token is not accepted.
@@ -288,25 +398,41 @@ pub async fn token_credential(
     token: &str,
     now: Timestamp,
 ) -> StoreResult<Result<Credential, TokenProblem>> {
-    let row = sqlx::query("SELECT tenant_id, credential_id, expires_at FROM oauth_tokens WHERE token_hash = $1")
-        .bind(hash_secret(token))
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(row) = row else { return Ok(Err(TokenProblem::Unknown)) };
-    let (tenant, id, expires): (i64, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-    if expires <= secs(now) {
-        return Ok(Err(TokenProblem::Expired));
+    Ok(match token_grant(conn, token).await? {
+        None => Err(TokenProblem::Unknown),
+        Some(grant) => grant.at(now),
+    })
+}
+
+/// What a known access token grants: its credential, until when.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    pub credential: Credential,
+    /// Unix seconds; the token is expired from this second on.
+    pub expires_at: i64,
+}
+
+impl TokenGrant {
+    /// The credential, if the token is not expired at `now`.
+    pub fn at(&self, now: Timestamp) -> Result<Credential, TokenProblem> {
+        if self.expires_at <= secs(now) { Err(TokenProblem::Expired) } else { Ok(self.credential.clone()) }
     }
-    let cred = sqlx::query(
-        "SELECT tenant_id, id, dialect, client_id, secret_hash, doc FROM credentials WHERE tenant_id = $1 AND id = $2",
+}
+
+/// The credential an access token belongs to and its expiry, expired or
+/// not; `None` when the token (or its credential) is unknown. One statement.
+pub async fn token_grant(conn: &mut Conn, token: &str) -> StoreResult<Option<TokenGrant>> {
+    let row = sqlx::query(
+        "SELECT c.tenant_id, c.id, c.dialect, c.client_id, c.secret_hash, c.doc, t.expires_at \
+         FROM oauth_tokens t JOIN credentials c ON c.tenant_id = t.tenant_id AND c.id = t.credential_id \
+         WHERE t.token_hash = $1",
     )
-    .bind(tenant)
-    .bind(id)
+    .bind(hash_secret(token))
     .fetch_optional(&mut *conn)
     .await?;
-    match cred {
-        Some(r) => Ok(Ok(credential_from_row(&r)?)),
-        None => Ok(Err(TokenProblem::Unknown)),
+    match row {
+        Some(r) => Ok(Some(TokenGrant { credential: credential_from_row(&r)?, expires_at: r.try_get("expires_at")? })),
+        None => Ok(None),
     }
 }
 

@@ -263,6 +263,8 @@ async fn update_address(
             })
         })
         .await?;
+    // Committed: what this node keeps of the catalogue is stale (polyclinic_http::cache).
+    catalog::catalog_changed();
     let mut scopes = scopes(uri.query());
     scopes.push("address.insurance_support".into());
     Ok(ok(address_json(&address, &scopes)))
@@ -292,6 +294,8 @@ async fn remove_integration(
             })
         })
         .await?;
+    // Committed: what this node keeps of the catalogue is stale (polyclinic_http::cache).
+    catalog::catalog_changed();
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
@@ -415,6 +419,8 @@ async fn add_service(
         })
         .await
         .map_err(service_conflict)??;
+    // Committed: what this node keeps of the catalogue is stale (polyclinic_http::cache).
+    catalog::catalog_changed();
     let location = format!("{}/services/{}", address_path(at.facility.id, at.doctor.id, at.address.id), service.id);
     Ok(created(&location, Some(address_service_json(&service, &scopes(uri.query())))))
 }
@@ -565,6 +571,8 @@ async fn update_service(
             })
         })
         .await??;
+    // Committed: what this node keeps of the catalogue is stale (polyclinic_http::cache).
+    catalog::catalog_changed();
     Ok(ok(address_service_json(&service, &scopes(uri.query()))))
 }
 
@@ -591,6 +599,8 @@ async fn delete_service(
             })
         })
         .await??;
+    // Committed: what this node keeps of the catalogue is stale (polyclinic_http::cache).
+    catalog::catalog_changed();
     Ok(no_content())
 }
 

@@ -195,19 +195,27 @@ async fn one(
     uri: Uri,
 ) -> Result<Response, DocplannerError> {
     let at = locate(&state, &client, &f, &d, &a).await?;
-    let booking = booking_at(&state, &client, &at, &b).await?;
+    let n: i64 = b.parse().map_err(|_| DocplannerError::not_found())?;
     let tenant = client.tenant.id;
+    let address = at.address.id;
+    // One trip to a connection: the booking, where it is, and what it is shown with.
     let v = state
         .store
         .read(move |c| {
             Box::pin(async move {
+                let Some(booking) = appointments::get(c, tenant, AppointmentId(n)).await? else { return Ok(None) };
+                if booking.address_id != Some(address) {
+                    return Ok(Some(Err(())));
+                }
                 let ends = chain_ends(c, tenant, &booking).await?;
                 let mut v = view_of(c, tenant, booking).await?;
                 v.moving = Some(ends);
-                Ok(v)
+                Ok(Some(Ok(v)))
             })
         })
-        .await?;
+        .await?
+        .ok_or_else(DocplannerError::not_found)?
+        .map_err(|()| DocplannerError::forbidden("This booking does not belong to this address"))?;
     let mut scopes = scopes(uri.query());
     scopes.extend(full_scopes());
     Ok(ok(booking_json(&v, &client.tenant.tz(), &scopes)))

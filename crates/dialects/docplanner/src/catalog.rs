@@ -10,7 +10,7 @@ use axum::{Extension, Router};
 use polyclinic_core::facility::{Address, DEFAULT_COMMERCIAL_TYPE, Facility, InsuranceSupport};
 use polyclinic_core::practitioner::Practitioner;
 use polyclinic_http::AppState;
-use polyclinic_store::catalog::{self, Table};
+use polyclinic_store::catalog;
 use serde_json::{Value, json};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -112,12 +112,7 @@ async fn visible_facility(state: &AppState, client: &Client, id: &str) -> Result
     if !client.sees(n) {
         return Err(denied());
     }
-    let tenant = client.tenant.id;
-    state
-        .store
-        .read(move |c| Box::pin(async move { catalog::facility(c, tenant, n).await }))
-        .await?
-        .ok_or_else(DocplannerError::not_found)
+    state.catalog(client.tenant.id).await?.facility(n).cloned().ok_or_else(DocplannerError::not_found)
 }
 
 /// The facility's addresses, and its doctors (those with an address there).
@@ -126,18 +121,11 @@ async fn facility_people(
     client: &Client,
     facility: i64,
 ) -> Result<(Vec<Address>, Vec<Practitioner>), DocplannerError> {
-    let tenant = client.tenant.id;
-    Ok(state
-        .store
-        .read(move |c| {
-            Box::pin(async move {
-                let addresses = catalog::addresses_of_facility(c, tenant, facility).await?;
-                let all: Vec<Practitioner> = catalog::list(c, Table::Practitioners, tenant).await?;
-                let doctors = all.into_iter().filter(|p| addresses.iter().any(|a| a.practitioner_id == p.id)).collect();
-                Ok((addresses, doctors))
-            })
-        })
-        .await?)
+    let catalog = state.catalog(client.tenant.id).await?;
+    let addresses: Vec<Address> = catalog.addresses_of_facility(facility).cloned().collect();
+    let doctors =
+        catalog.practitioners.iter().filter(|p| addresses.iter().any(|a| a.practitioner_id == p.id)).cloned().collect();
+    Ok((addresses, doctors))
 }
 
 /// The doctor, if related with the facility: 404 unknown, 403 unrelated.
@@ -156,13 +144,8 @@ pub(super) async fn facility_doctor(
             Ok((f, d, own))
         }
         None => {
-            let tenant = client.tenant.id;
             let n: i64 = doctor.parse().map_err(|_| DocplannerError::not_found())?;
-            let exists = state
-                .store
-                .read(move |c| Box::pin(async move { catalog::practitioner(c, tenant, n).await }))
-                .await?
-                .is_some();
+            let exists = state.catalog(client.tenant.id).await?.practitioner(n).is_some();
             Err(if exists {
                 DocplannerError::forbidden("Doctor is not related with facility")
             } else {
@@ -176,10 +159,8 @@ async fn facilities(
     State(state): State<AppState>,
     Extension(client): Extension<Client>,
 ) -> Result<Response, DocplannerError> {
-    let tenant = client.tenant.id;
-    let all: Vec<Facility> =
-        state.store.read(move |c| Box::pin(async move { catalog::list(c, Table::Facilities, tenant).await })).await?;
-    let items: Vec<Value> = all.iter().filter(|f| client.sees(f.id.get())).map(facility_json).collect();
+    let catalog = state.catalog(client.tenant.id).await?;
+    let items: Vec<Value> = catalog.facilities.iter().filter(|f| client.sees(f.id.get())).map(facility_json).collect();
     Ok(ok(json!({"_items": items})))
 }
 
@@ -265,9 +246,8 @@ pub async fn locate(state: &AppState, client: &Client, f: &str, d: &str, a: &str
     if let Some(found) = own.into_iter().find(|x| x.id.to_string() == a) {
         return Ok(Located { facility, doctor, address: found });
     }
-    let tenant = client.tenant.id;
     let n: i64 = a.parse().map_err(|_| DocplannerError::not_found())?;
-    let other = state.store.read(move |c| Box::pin(async move { catalog::address(c, tenant, n).await })).await?;
+    let other = state.catalog(client.tenant.id).await?.address(n).cloned();
     Err(match other {
         None => DocplannerError::not_found(),
         Some(x) if x.facility_id != facility.id => {

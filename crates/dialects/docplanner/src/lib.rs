@@ -35,7 +35,7 @@ use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use polyclinic_core::tenant::{Credential, Tenant};
 use polyclinic_http::AppState;
-use polyclinic_store::tenants::{self, TokenProblem};
+use polyclinic_store::tenants::TokenProblem;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
@@ -91,21 +91,9 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     if let Err(retry_after) = state.auth_locked(&subjects) {
         return too_many_failures(retry_after);
     }
-    let now = state.now();
-    let found = state
-        .store
-        .read(move |c| {
-            Box::pin(async move {
-                match tenants::token_credential(c, &token, now).await? {
-                    Ok(cred) => Ok(Ok((tenants::get(c, cred.tenant_id).await?, cred))),
-                    Err(p) => Ok(Err(p)),
-                }
-            })
-        })
-        .await;
-    match found {
+    match state.check_token(&token).await {
         Ok(Ok((tenant, credential))) => {
-            let client = Client { tenant, credential };
+            let client = Client { tenant: *tenant, credential };
             // A facility that is not the client's answers 403 before anything
             // else about the request (its body included) is looked at.
             if let Some(f) = path_facility(req.uri().path())

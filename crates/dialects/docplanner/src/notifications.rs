@@ -432,11 +432,17 @@ impl polyclinic_delivery::Router for NotificationRouter {
         Box::pin(self.route_event(conn, tenant, event))
     }
 
-    /// Purges the PULL notifications nobody took within 72 hours.
-    fn scheduled<'a>(
+    fn job_kinds(&self) -> &'static [&'static str] {
+        &[docplanner_queue::PURGE_JOB]
+    }
+
+    /// Purges the PULL notifications nobody took within 72 hours (the job
+    /// is armed for the earliest expiry, and again for the next).
+    fn run_job<'a>(
         &'a self,
         conn: &'a mut Conn,
         tenant: TenantId,
+        _job: &'a polyclinic_store::jobs::Job,
         now: Timestamp,
     ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
         Box::pin(async move {

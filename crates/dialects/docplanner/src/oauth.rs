@@ -178,6 +178,9 @@ pub async fn token(
     if let Err(e) = stored {
         return super::DocplannerError::from(e).into_response();
     }
+    // Committed: tokens it removed (expired, or beyond the live ones a client
+    // may hold) must not stay cached on this node (polyclinic_http::cache).
+    tenants::auth_changed();
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")],

@@ -13,6 +13,7 @@
 //! | `Conflict` | | | 409 "Visit has already been confirmed" | | 409 "Opinion already exists" |
 //! | `InThePast` / `InTheFuture` | | | 409 "Visit is in the past" | 400 "Visit is in the future" | |
 //! | `NotFound` | 404 "Object not found" | same | same | same | 403 "Visit not found" |
+//! | `ManagedElsewhere` (a patient another dialect owns; no Docplanner command edits patients today) | 403 with the refusal's message | same | same | same | same |
 //! | `Store(_)` | the store error's answer (a 500 for an internal failure, logged) | | | | |
 
 use super::{DocplannerError, format_time};
@@ -54,6 +55,7 @@ pub(super) fn refused(op: Op<'_>, e: SchedulingError) -> DocplannerError {
     use SchedulingError as E;
     match (op, e) {
         (_, E::Store(e)) => e.into(),
+        (_, e @ E::ManagedElsewhere { .. }) => DocplannerError::forbidden(&e.to_string()),
         (Op::Opinion, E::NotFound(_) | E::NotAllowed { .. }) => DocplannerError::forbidden("Visit not found"),
         (Op::Opinion, E::Conflict(_)) => DocplannerError::conflict("Opinion already exists"),
         (_, E::NotFound(_)) => DocplannerError::not_found(),

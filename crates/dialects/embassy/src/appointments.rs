@@ -17,7 +17,6 @@ use polyclinic_core::patient::{
     ContactSystem, HumanName, Identifier, NameUse, Patient, RelatedKind, RelatedPerson, pick_name, preferred_contact,
     systems,
 };
-use polyclinic_core::practitioner::Practitioner;
 use polyclinic_core::schedule::{Interval, is_whole_minute};
 use polyclinic_core::service::HealthcareService;
 use polyclinic_core::status::AppointmentStatus;
@@ -28,10 +27,11 @@ use polyclinic_core::{AppointmentId, CoreError, HealthcareServiceId, PatientId, 
 use polyclinic_http::AppState;
 use polyclinic_scheduling::{BookedPatient, Booking, Place, SchedulingError};
 use polyclinic_store::appointments::{self, Search};
-use polyclinic_store::catalog::{self, Table};
+use polyclinic_store::catalog::Snapshot;
 use polyclinic_store::{StoreError, patients};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -188,8 +188,9 @@ struct Resolved {
 
 pub(super) struct Lookup {
     pub(super) tenant: Tenant,
-    pub(super) services: Vec<HealthcareService>,
-    pub(super) practitioners: Vec<Practitioner>,
+    /// The tenant's practitioners and healthcare services (from memory,
+    /// see `polyclinic_http::cache`).
+    pub(super) catalog: Arc<Snapshot>,
 }
 
 impl Lookup {
@@ -206,24 +207,22 @@ impl Lookup {
         let found = match system {
             PRACTITIONER_VISIBA => {
                 let id: i64 = value.parse().ok().filter(|v| *v > 0).ok_or_else(invalid)?;
-                self.practitioners.iter().find(|p| p.id.get() == id)
+                self.catalog.practitioner(id)
             }
             PRACTITIONER_HSA => {
                 if !polyclinic_core::practitioner::is_hsa_id(value) {
                     return Err(invalid());
                 }
-                self.practitioners.iter().find(|p| p.hsa_id.as_deref() == Some(value))
+                self.catalog.practitioner_by_hsa(value)
             }
             PRACTITIONER_EMAIL => {
                 let e = Email::parse(value).map_err(|_| invalid())?;
-                self.practitioners
-                    .iter()
-                    .find(|p| p.email.as_ref().is_some_and(|m| m.as_str().eq_ignore_ascii_case(e.as_str())))
+                self.catalog.practitioner_by_email(e.as_str())
             }
             s if s.starts_with(NATIONAL_ID_PREFIX) => {
                 let cc = s.trim_start_matches(NATIONAL_ID_PREFIX).to_ascii_lowercase();
                 let v = national_id(&cc, value).ok_or_else(invalid)?;
-                self.practitioners.iter().find(|p| {
+                self.catalog.practitioners.iter().find(|p| {
                     p.national_ids.get(&cc).is_some_and(|n| national_id(&cc, n).as_deref() == Some(v.as_str()))
                 })
             }
@@ -693,14 +692,13 @@ async fn resolve(d: &Draft, lookup: &Lookup, state: &AppState) -> Result<Resolve
             format!("the healthcare service must be identified with {SERVICE_VISIBA}"),
         ));
     }
-    let service = value
-        .parse::<i64>()
-        .ok()
-        .and_then(|id| lookup.services.iter().find(|s| s.id.get() == id))
-        .cloned()
-        .ok_or_else(|| {
-        unprocessable("HealthcareServiceNotFound", format!("healthcare service {value} was not found on the customer"))
-    })?;
+    let service =
+        value.parse::<i64>().ok().and_then(|id| lookup.catalog.healthcare_service(id).cloned()).ok_or_else(|| {
+            unprocessable(
+                "HealthcareServiceNotFound",
+                format!("healthcare service {value} was not found on the customer"),
+            )
+        })?;
     if d.practitioners.is_empty() {
         return Err(unprocessable("AtleastOnePractitionerRequired", "at least one practitioner is required"));
     }
@@ -934,19 +932,7 @@ fn new_patient(tenant: &Tenant, cp: &ContainedPatient) -> Patient {
 }
 
 pub(super) async fn lookup(state: &AppState, caller: &Caller) -> Result<Lookup, EmbassyError> {
-    let tenant = caller.tenant.id;
-    let (services, practitioners) = state
-        .store
-        .read(move |c| {
-            Box::pin(async move {
-                Ok((
-                    catalog::list(c, Table::HealthcareServices, tenant).await?,
-                    catalog::list(c, Table::Practitioners, tenant).await?,
-                ))
-            })
-        })
-        .await?;
-    Ok(Lookup { tenant: caller.tenant.clone(), services, practitioners })
+    Ok(Lookup { tenant: caller.tenant.clone(), catalog: state.catalog(caller.tenant.id).await? })
 }
 
 /// A broken time rule ([`time_rules::check`], the same in every dialect) in
@@ -1082,11 +1068,7 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Appointment
     };
     let n = id.parse::<AppointmentId>().map_err(|_| not_found())?;
     let tenant = caller.tenant.id;
-    state
-        .store
-        .read(move |c| Box::pin(async move { appointments::get(c, tenant, n).await }))
-        .await?
-        .ok_or_else(not_found)
+    appointments::read_one(&state.store, tenant, n).await?.ok_or_else(not_found)
 }
 
 async fn service_of(
@@ -1095,11 +1077,7 @@ async fn service_of(
     a: &Appointment,
 ) -> Result<Option<HealthcareService>, EmbassyError> {
     let Some(sid) = a.healthcare_service_id else { return Ok(None) };
-    let tenant = caller.tenant.id;
-    Ok(state
-        .store
-        .read(move |c| Box::pin(async move { catalog::healthcare_service(c, tenant, sid.get()).await }))
-        .await?)
+    Ok(state.catalog(caller.tenant.id).await?.healthcare_service(sid.get()).cloned())
 }
 
 async fn read(
@@ -1135,19 +1113,12 @@ async fn search(
     let page = Page::parse(&params)?;
     let endpoint = format!("{}/embassy/Appointment", state.public_url);
     let tenant = caller.tenant.id;
-    let services: BTreeMap<i64, HealthcareService> = state
-        .store
-        .read(move |c| {
-            Box::pin(async move { catalog::list::<HealthcareService>(c, Table::HealthcareServices, tenant).await })
-        })
-        .await?
-        .into_iter()
-        .map(|s| (s.id.get(), s))
-        .collect();
-    let render = |a: &Appointment| resource(a, a.healthcare_service_id.and_then(|s| services.get(&s.get())));
+    let catalog = state.catalog(tenant).await?;
+    let render =
+        |a: &Appointment| resource(a, a.healthcare_service_id.and_then(|s| catalog.healthcare_service(s.get())));
     if let Some(id) = params.get("_id") {
         let found = match id.parse::<AppointmentId>() {
-            Ok(n) => state.store.read(move |c| Box::pin(async move { appointments::get(c, tenant, n).await })).await?,
+            Ok(n) => appointments::read_one(&state.store, tenant, n).await?,
             Err(_) => None,
         };
         let list: Vec<Appointment> = found.into_iter().collect();
@@ -1168,12 +1139,16 @@ async fn search(
     }
     let service = match params.get("healthcareServiceId") {
         Some(v) => Some(
-            v.parse::<i64>().ok().filter(|id| services.contains_key(id)).map(HealthcareServiceId).ok_or_else(|| {
-                unprocessable(
-                    "HealthcareServiceIdNotFound",
-                    format!("healthcare service {v} was not found on the customer"),
-                )
-            })?,
+            v.parse::<i64>()
+                .ok()
+                .filter(|id| catalog.healthcare_service(*id).is_some())
+                .map(HealthcareServiceId)
+                .ok_or_else(|| {
+                    unprocessable(
+                        "HealthcareServiceIdNotFound",
+                        format!("healthcare service {v} was not found on the customer"),
+                    )
+                })?,
         ),
         None => None,
     };

@@ -13,7 +13,6 @@ use axum::{Extension, Router};
 use polyclinic_core::practitioner::Practitioner;
 use polyclinic_core::service::HealthcareService;
 use polyclinic_http::AppState;
-use polyclinic_store::catalog::{self, Table};
 use serde_json::{Value, json};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -63,16 +62,11 @@ fn positive_id(id: &str) -> Option<i64> {
 }
 
 async fn services(state: &AppState, caller: &Caller) -> Result<Vec<HealthcareService>, EmbassyError> {
-    let tenant = caller.tenant.id;
-    Ok(state
-        .store
-        .read(move |c| Box::pin(async move { catalog::list(c, Table::HealthcareServices, tenant).await }))
-        .await?)
+    Ok(state.catalog(caller.tenant.id).await?.healthcare_services.clone())
 }
 
 async fn practitioners(state: &AppState, caller: &Caller) -> Result<Vec<Practitioner>, EmbassyError> {
-    let tenant = caller.tenant.id;
-    Ok(state.store.read(move |c| Box::pin(async move { catalog::list(c, Table::Practitioners, tenant).await })).await?)
+    Ok(state.catalog(caller.tenant.id).await?.practitioners.clone())
 }
 
 async fn read_service(
@@ -87,12 +81,7 @@ async fn read_service(
         )
     };
     let n = positive_id(&id).ok_or_else(not_found)?;
-    let tenant = caller.tenant.id;
-    let s = state
-        .store
-        .read(move |c| Box::pin(async move { catalog::healthcare_service(c, tenant, n).await }))
-        .await?
-        .ok_or_else(not_found)?;
+    let s = state.catalog(caller.tenant.id).await?.healthcare_service(n).cloned().ok_or_else(not_found)?;
     Ok(fhir(StatusCode::OK, service_resource(&s)))
 }
 
@@ -123,12 +112,7 @@ async fn read_practitioner(
         )
     };
     let n = positive_id(&id).ok_or_else(not_found)?;
-    let tenant = caller.tenant.id;
-    let p = state
-        .store
-        .read(move |c| Box::pin(async move { catalog::practitioner(c, tenant, n).await }))
-        .await?
-        .ok_or_else(not_found)?;
+    let p = state.catalog(caller.tenant.id).await?.practitioner(n).cloned().ok_or_else(not_found)?;
     Ok(fhir(StatusCode::OK, practitioner_resource(&p)))
 }
 
@@ -190,12 +174,7 @@ async fn read_code_system(
         .and_then(|r| r.strip_suffix(".ReasonCode"))
         .and_then(positive_id)
         .ok_or_else(not_found)?;
-    let tenant = caller.tenant.id;
-    let s = state
-        .store
-        .read(move |c| Box::pin(async move { catalog::healthcare_service(c, tenant, sid).await }))
-        .await?
-        .ok_or_else(not_found)?;
+    let s = state.catalog(caller.tenant.id).await?.healthcare_service(sid).cloned().ok_or_else(not_found)?;
     let concepts: Vec<Value> = s.reason_codes.iter().map(|r| json!({"code": r.code, "display": r.display})).collect();
     Ok(fhir(
         StatusCode::OK,

@@ -239,7 +239,7 @@ fn payload_text(body: &Value) -> Result<String, EmbassyError> {
 }
 
 fn eligible(lookup: &Lookup, id: PractitionerId) -> Result<(), EmbassyError> {
-    if lookup.practitioners.iter().any(|p| p.id == id && p.communication_privileges) {
+    if lookup.catalog.practitioners.iter().any(|p| p.id == id && p.communication_privileges) {
         Ok(())
     } else {
         Err(err(
@@ -311,7 +311,7 @@ async fn create_request(
         ));
     }
     let service: HealthcareService =
-        lookup.services.iter().find(|s| s.id == services[0]).cloned().ok_or_else(|| {
+        lookup.catalog.healthcare_services.iter().find(|s| s.id == services[0]).cloned().ok_or_else(|| {
             err(
                 "HealthcareServiceNotFound",
                 format!("healthcare service {} was not found on the customer", services[0]),
@@ -585,7 +585,11 @@ async fn create_message(
         Party::Practitioner(p) => {
             eligible(&lookup, p)?;
             let member = conversation.practitioners.contains(&p)
-                || lookup.services.iter().any(|s| s.id == conversation.healthcare_service_id && s.has_practitioner(p));
+                || lookup
+                    .catalog
+                    .healthcare_services
+                    .iter()
+                    .any(|s| s.id == conversation.healthcare_service_id && s.has_practitioner(p));
             if !member {
                 return Err(err("SenderNotRecipient", "the practitioner is not among the conversation's recipients"));
             }

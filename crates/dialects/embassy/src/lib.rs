@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use polyclinic_core::tenant::{Credential, Dialect, Tenant};
 use polyclinic_fhir::{FHIR_JSON, Format, ParametersError, PatchOperation, operation_outcome, patch_operations};
 use polyclinic_http::AppState;
-use polyclinic_store::tenants;
+use polyclinic_http::auth::SecretCheck;
 use serde_json::Value;
 
 /// The API key header.
@@ -71,41 +71,28 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         )
         .into_response();
     }
-    let subjects: Vec<_> = polyclinic_http::throttle::peer_of(&req).into_iter().collect();
-    if let Err(retry_after) = state.auth_locked(&subjects) {
-        let mut r = EmbassyError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
-            "TooManyRequests",
-            "too many requests with an invalid API key; try again later",
-        )
-        .into_response();
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-        return r;
-    }
     let key = key.to_owned();
-    let found = state
-        .store
-        .read(move |c| {
-            Box::pin(async move {
-                match tenants::authenticate(c, Dialect::Embassy, &key).await? {
-                    Some(cred) => Ok(Some((tenants::get(c, cred.tenant_id).await?, cred))),
-                    None => Ok(None),
-                }
-            })
-        })
-        .await;
-    match found {
-        Ok(Some((tenant, credential))) => {
-            req.extensions_mut().insert(Caller { tenant, credential });
+    match state.check_secret(Dialect::Embassy, &key, polyclinic_http::throttle::peer_of(&req)).await {
+        SecretCheck::Valid { tenant, credential } => {
+            req.extensions_mut().insert(Caller { tenant: *tenant, credential });
             next.run(req).await
         }
-        Ok(None) => {
-            state.auth_failed(&subjects);
+        SecretCheck::Invalid => {
             EmbassyError::new(StatusCode::FORBIDDEN, "forbidden", "InvalidApiKey", "the API key is not valid")
                 .into_response()
         }
-        Err(e) => EmbassyError::from(polyclinic_http::error::ApiError::from(e)).into_response(),
+        SecretCheck::Locked { retry_after } => {
+            let mut r = EmbassyError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                "TooManyRequests",
+                "too many requests with an invalid API key; try again later",
+            )
+            .into_response();
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            r
+        }
+        SecretCheck::Failed(e) => EmbassyError::from(polyclinic_http::error::ApiError::from(e)).into_response(),
     }
 }
 

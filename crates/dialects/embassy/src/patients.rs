@@ -305,10 +305,14 @@ fn store_error(e: StoreError) -> EmbassyError {
     }
 }
 
-/// A refused patient write: a clash of identifiers, or a patient that is gone.
+/// A refused patient write: a clash of identifiers, a patient that is gone,
+/// or one another system keeps (422 `PatientManagedByAnotherSystem`).
 fn scheduling_error(e: SchedulingError) -> EmbassyError {
     match e {
         SchedulingError::Store(e) => store_error(e),
+        e @ SchedulingError::ManagedElsewhere { .. } => {
+            EmbassyError::unprocessable("PatientManagedByAnotherSystem", e.to_string())
+        }
         SchedulingError::NotFound(_) => {
             EmbassyError::not_found("PatientNotFound", "the patient was not found on the customer")
         }
@@ -355,14 +359,6 @@ async fn patch(
 ) -> Result<Response, EmbassyError> {
     let ops = super::patch_ops(&body)?;
     let mut p = load(&state, &caller, &id).await?;
-    // A patient another system keeps (one created through Naboto's API) is
-    // edited there only, so that the two copies do not drift apart.
-    if let Some(owner) = p.owner.filter(|o| *o != polyclinic_core::tenant::Dialect::Embassy) {
-        return Err(EmbassyError::unprocessable(
-            "PatientManagedByAnotherSystem",
-            format!("patient with id {id} is managed through the {} API and cannot be edited here", owner.as_str()),
-        ));
-    }
     for op in ops {
         let path = op.path.as_deref().unwrap_or("").replace(' ', "").replace('"', "'");
         if op.kind.as_deref() != Some("replace") {
@@ -414,7 +410,13 @@ async fn patch(
             _ => return Err(unsupported(&op.kind, &path)),
         }
     }
-    let updated = state.scheduling.update_patient(&caller.tenant, p, state.now()).await.map_err(scheduling_error)?;
+    // A patient another system keeps (one created through Naboto's API) is
+    // edited there only: scheduling refuses it (`ManagedElsewhere`).
+    let updated = state
+        .scheduling
+        .update_patient(&caller.tenant, p, polyclinic_core::tenant::Dialect::Embassy, state.now())
+        .await
+        .map_err(scheduling_error)?;
     Ok(respond(prefer, StatusCode::OK, resource(&updated, &caller.tenant), None, "Patient updated"))
 }
 

@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use polyclinic_fhir::{operation_outcome, searchset};
 use polyclinic_http::AppState;
+use polyclinic_http::callback::CallbackRefused;
 use polyclinic_store::deliveries;
 use polyclinic_store::seal::SecretKey;
 use polyclinic_store::subscriptions::{self, Subscription};
@@ -217,26 +218,13 @@ fn check_endpoint(state: &AppState, channel_type: &str, endpoint: &str) -> Resul
         polyclinic_core::text::Email::parse(address).map_err(|_| bad("not an e-mail address"))?;
         return Ok(());
     }
-    let url = url::Url::parse(endpoint).map_err(|_| bad("not a URL"))?;
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(bad("a rest-hook endpoint must be an http or https URL"));
-    }
-    let host = url.host_str().ok_or_else(|| bad("the URL has no host"))?.trim_matches(['[', ']']).to_ascii_lowercase();
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("credentials in the URL are not accepted; use channel.header"));
-    }
     // A subscription must not notify the server itself (a loop).
-    let port = url.port_or_known_default().unwrap_or(0);
-    let own = url::Url::parse(&state.public_url).ok();
-    let is_own_origin = own.as_ref().is_some_and(|o| {
-        o.host_str().map(str::to_ascii_lowercase).as_deref() == Some(host.as_str())
-            && o.port_or_known_default() == Some(port)
-    });
-    let is_loopback =
-        host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
-    if is_own_origin || (is_loopback && port == state.local_port) {
-        return Err(bad("it points at this server"));
-    }
+    state.check_callback_url(endpoint).map_err(|refused| match refused {
+        CallbackRefused::NotAUrl => bad("not a URL"),
+        CallbackRefused::NotHttp => bad("a rest-hook endpoint must be an http or https URL"),
+        CallbackRefused::Credentials => bad("credentials in the URL are not accepted; use channel.header"),
+        other => bad(&other.to_string()),
+    })?;
     Ok(())
 }
 

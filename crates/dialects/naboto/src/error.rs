@@ -26,6 +26,7 @@
 //! | `SchedulingError::TooLate` (a cut-off) | 422 | `business-rule` | `TooLate` |
 //! | `SchedulingError::NotAllowed` (the status machine) | 422 | `business-rule` | `StatusChangeNotAllowed` |
 //! | `SchedulingError::InThePast`, `InTheFuture` | 422 | `business-rule` | `TimeRuleViolated` |
+//! | `SchedulingError::ManagedElsewhere` (a patient another dialect owns) | 422 | `business-rule` | `PatientManagedByAnotherSystem` |
 //! | `SchedulingError::NotFound` | 404 | `not-found` | `NotFound` |
 //! | a text PostgreSQL cannot hold (NUL) | 422 | `value` | `InvalidValue` |
 //! | any other store failure | 500 | `exception` | `InternalError` (cause logged, never shown) |
@@ -144,6 +145,7 @@ impl From<SchedulingError> for NabotoError {
                 clash("SlotNotAvailable")
             }
             SchedulingError::Conflict(_) => clash("Conflict"),
+            SchedulingError::ManagedElsewhere { .. } => rule("PatientManagedByAnotherSystem"),
             SchedulingError::NotFound(_) => NabotoError::not_found(message),
             SchedulingError::Store(s) => s.into(),
         }

@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use polyclinic_core::tenant::{Dialect, Tenant};
 use polyclinic_fhir::Format;
 use polyclinic_http::AppState;
-use polyclinic_store::tenants;
+use polyclinic_http::auth::SecretCheck;
 use serde_json::{Value, json};
 
 pub use error::NabotoError;
@@ -59,39 +59,24 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             _ => return unauthorized("the Authorization header must be `Bearer <token>`"),
         },
     };
-    let subjects: Vec<_> = polyclinic_http::throttle::peer_of(&req).into_iter().collect();
-    if let Err(retry_after) = state.auth_locked(&subjects) {
-        let mut r = NabotoError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
-            "TooManyRequests",
-            "too many requests with an invalid token; try again later",
-        )
-        .into_response();
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-        return r;
-    }
-    let found = state
-        .store
-        .read(move |c| {
-            Box::pin(async move {
-                match tenants::authenticate(c, Dialect::Naboto, &token).await? {
-                    Some(cred) => Ok(Some(tenants::get(c, cred.tenant_id).await?)),
-                    None => Ok(None),
-                }
-            })
-        })
-        .await;
-    match found {
-        Ok(Some(tenant)) => {
-            req.extensions_mut().insert(Caller { tenant });
+    match state.check_secret(Dialect::Naboto, &token, polyclinic_http::throttle::peer_of(&req)).await {
+        SecretCheck::Valid { tenant, .. } => {
+            req.extensions_mut().insert(Caller { tenant: *tenant });
             next.run(req).await
         }
-        Ok(None) => {
-            state.auth_failed(&subjects);
-            unauthorized("the bearer token is not valid")
+        SecretCheck::Invalid => unauthorized("the bearer token is not valid"),
+        SecretCheck::Locked { retry_after } => {
+            let mut r = NabotoError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                "TooManyRequests",
+                "too many requests with an invalid token; try again later",
+            )
+            .into_response();
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            r
         }
-        Err(e) => NabotoError::from(e).into_response(),
+        SecretCheck::Failed(e) => NabotoError::from(e).into_response(),
     }
 }
 

@@ -114,7 +114,7 @@ async fn put(state: AppState, caller: Caller, path_id: Option<String>, body: Val
     }
     let current = load(&state, &caller, &id).await?;
     let updated = merge(current, parsed.patient);
-    let saved = state.scheduling.update_patient(&caller.tenant, updated, state.now()).await?;
+    let saved = state.scheduling.update_patient(&caller.tenant, updated, Dialect::Naboto, state.now()).await?;
     Ok(fhir(StatusCode::OK, resource(&saved, parsed.spelling)))
 }
 
@@ -333,6 +333,7 @@ fn names(body: &Value) -> Result<Vec<HumanName>, NabotoError> {
             prefix: strings(n, "prefix", "name.")?,
             suffix: strings(n, "suffix", "name.")?,
             text: opt_str(n, "text", "name.")?.map(str::to_owned),
+            alias: None,
         });
     }
     let usual = out.iter().filter(|n| n.use_ == Some(NameUse::Usual)).count();

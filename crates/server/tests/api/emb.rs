@@ -45,6 +45,7 @@ pub async fn expect_error(r: reqwest::Response, status: u16, code: &str) {
     let body: Value = r.json().await.unwrap();
     assert_eq!((got, body["issue"][0]["details"]["coding"][0]["code"].as_str()), (status, Some(code)), "{body}");
     assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    crate::fhir_schema::check_embassy(&body);
     assert!(body["issue"][0]["diagnostics"].as_str().is_some_and(|m| !m.is_empty()), "a human message: {body}");
     assert!(has_request_id, "errors carry X-Request-Id too: {body}");
 }

@@ -1,5 +1,6 @@
 //! The spec's own example bodies (placeholders filled in) walked through the
-//! API in order, and the same requests in FHIR XML.
+//! API in order, and the same requests in FHIR XML; every answer is checked
+//! against the FHIR R4 JSON schema (`fhir_schema.rs`).
 
 use crate::helpers::{Engine, TestApp, acme_seed, spawn_app};
 use crate::on_both_engines;
@@ -25,6 +26,10 @@ async fn send(app: &TestApp, method: Method, path: &str, body: &Value, xml: bool
     } else {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     };
+    // Every answer, read as JSON or as XML, is a valid FHIR R4 resource.
+    if body.get("resourceType").is_some() {
+        crate::fhir_schema::check_embassy(&body);
+    }
     (status, body)
 }
 

@@ -982,6 +982,162 @@ async fn naboto_answers_extreme_inputs_with_4xx_in_its_shape(engine: Engine) {
     Arc::try_unwrap(target).ok().expect("the property is done with the target").app.stop().await;
 }
 
+// -------------------------------------------------------------------- solo
+
+fn solo_shape(ct: &str, body: &[u8]) -> Result<(), String> {
+    if !ct.starts_with("application/json") {
+        return Err(format!("content type `{ct}`"));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    if v["error"]["message"].as_str().is_none_or(|m| m.trim().is_empty()) {
+        return Err("not {error: {message}}".into());
+    }
+    Ok(())
+}
+
+/// The Solo routes (patients, appointments, links, slots, episodes, visit
+/// notes, files, reports, perfect answer), their ids, times, numbers and
+/// texts placeholders. (`msteams-provider-link` needs a second header and
+/// is left to `solo.rs`; the assistance requests answer in the document's
+/// other, flat shape and are swept by `solo_assistance.rs`; binary uploads
+/// by `solo_attachments.rs`.)
+fn solo_routes() -> Vec<Route> {
+    let g = Method::GET;
+    let patient = r#"{"id": "$newid", "mrn": "$mrn", "birthDate": "$birth", "gender": "$gender",
+        "deceased": true, "deceasedAt": "$dead", "name": [{"use": "usual", "firstName": "$first"}],
+        "telecom": [{"system": "phone", "value": "$phone"}], "address": [{"line": ["$line"]}],
+        "isLinkedByEmail": true, "sharedEmailGroup": {"type": "family", "name": "$group"}}"#;
+    let booking = r#"{"date": "$date", "duration": "$dur", "waitingRoom": "$room", "externalId": "$newext",
+        "episodeOfCareId": "$ep", "reasons": ["$reason"], "accountNumber": "$acct"}"#;
+    let change = r#"{"date": "$date", "duration": "$dur", "status": "$status", "externalId": "$ext",
+        "reasons": ["$reason"], "videoCall": {"status": "$vcs"}}"#;
+    let episode = r#"{"name": "$epname", "type": "$eptype", "from": "$from", "to": "$to",
+        "status": "$epstatus", "objective": "$objective", "reasonIncomplete": "$why"}"#;
+    let note = r#"{"name": "$template", "questions": [{"id": "$question", "value": ["$answer"]}]}"#;
+    let document =
+        r#"{"name": "$docname", "dateTime": "$date", "responses": [{"question": "$q", "response": "$answer"}]}"#;
+    let report = r#"{"from": "$rfrom", "to": "$rto", "presetId": "$preset", "password": "$password"}"#;
+    let answer = r#"{"firstName": "$first", "lastName": "$last", "dob": "$birth", "locationId": "$location",
+        "mrn": "$pamrn", "physicianCallbackNumber": "$phone", "requestingProvider": "$provider",
+        "callCenterNotified": "$rfrom", "physicianNotified": "$rto", "patientLocation": "$line",
+        "consultType": "$consult", "reason": "$pareason", "caller": "$provider"}"#;
+    vec![
+        route(g.clone(), "/waiting-rooms", &[], None),
+        route(Method::POST, "/patients", &[], Some(patient)),
+        route(g.clone(), "/patients/{pid}", &[], None),
+        route(Method::PUT, "/patients/{pid}", &[], Some(patient)),
+        route(g.clone(), "/patients/id/type/SPID/value/{spid}", &[], None),
+        route(Method::PUT, "/patients/id/type/SPID/value/{spid}", &[], Some(patient)),
+        route(Method::POST, "/patients/{pid}/appointments", &[], Some(booking)),
+        route(Method::POST, "/patients/HSID/{hsid}/appointments", &[], Some(booking)),
+        route(Method::POST, "/patients/id/type/SPID/value/{spid}/appointments", &[], Some(booking)),
+        route(g.clone(), "/appointments/{ap}", &[], None),
+        route(Method::PUT, "/appointments/{ap}", &[], Some(change)),
+        route(g.clone(), "/appointments/{ap}/provider-link", &[], None),
+        route(g.clone(), "/appointments/{ext}/video-call-links", &[], None),
+        route(g.clone(), "/appointments/id/type/SAID/value/{ap}/video-call-links", &[], None),
+        route(g.clone(), "/appointment-slots", &["after", "before", "waitingRoom", "duration"], None),
+        route(Method::POST, "/patients/{pid}/episodes", &[], Some(episode)),
+        route(g.clone(), "/patients/{pid}/episodes", &[], None),
+        route(g.clone(), "/episodes/{epid}", &[], None),
+        route(Method::PUT, "/episodes/{epid}", &[], Some(episode)),
+        route(g.clone(), "/episodes/{epid}/appointments", &[], None),
+        route(Method::PUT, "/appointments/{ap}/episode/assign", &[], Some(r#"{"episodeId": "$epid"}"#)),
+        route(g.clone(), "/appointments/{ap}/visit-note", &[], None),
+        route(Method::PUT, "/appointments/{ap}/visit-note", &[], Some(note)),
+        route(g.clone(), "/appointments/{ap}/visit-note/versions", &[], None),
+        route(g.clone(), "/appointments/{ap}/attachments", &[], None),
+        route(g.clone(), "/patients/{pid}/documents", &[], None),
+        route(Method::POST, "/patients/{pid}/documents", &[], Some(document)),
+        route(g.clone(), "/reports/csv-data-dump", &["from", "to"], None),
+        route(Method::POST, "/encounter-report/create", &[], Some(report)),
+        route(Method::POST, "/perfect-answer", &[], Some(answer)),
+    ]
+}
+
+/// A seeded Solo tenant: the document's example patient and one booking.
+async fn solo_target(engine: Engine) -> Target {
+    use crate::sl;
+    let app = sl::setup(engine).await;
+    let spid = sl::create_patient(&app, "p-1").await;
+    let body = json!({"date": sl::T0 + 900, "waitingRoom": sl::GP, "externalId": "ext-1"});
+    let r = sl::send(&app, Method::POST, "/patients/p-1/appointments", &body).await;
+    let ap = sl::expect(r, 201).await["id"].as_i64().expect("the appointment's id");
+    let episode = json!({"name": "care", "type": "covid", "from": "2030-03-01", "status": "ACTIVE"});
+    let r = sl::send(&app, Method::POST, "/patients/p-1/episodes", &episode).await;
+    let epid = sl::expect(r, 201).await["episodeId"].as_str().expect("the episode's id").to_owned();
+    let valid: HashMap<&'static str, Value> = [
+        ("pid", json!("p-1")),
+        ("spid", json!(spid.to_string())),
+        ("hsid", json!("MRN-p-1")),
+        ("ap", json!(ap.to_string())),
+        ("ext", json!("ext-1")),
+        ("newid", json!("p-2")),
+        ("newext", json!("ext-2")),
+        ("mrn", json!("MRN-p-1")),
+        ("birth", json!("1983-08-15")),
+        ("gender", json!("male")),
+        ("dead", json!("2020-03-31 10:12 AM")),
+        ("first", json!("Mike")),
+        ("phone", json!("+1 (111) 111-1111")),
+        ("line", json!("123 Main St")),
+        ("group", json!("Family Name")),
+        ("date", json!(sl::T0 + 900)),
+        ("dur", json!(900)),
+        ("room", json!(sl::GP)),
+        ("ep", json!(epid)),
+        ("epid", json!(epid)),
+        ("epname", json!("covid care")),
+        ("eptype", json!("covid")),
+        ("from", json!("2030-03-01")),
+        ("to", json!("2030-03-31")),
+        ("epstatus", json!("ACTIVE")),
+        ("objective", json!("recover")),
+        ("why", json!("unknown")),
+        ("template", json!("Acute Neurology - Physician Services")),
+        ("question", json!("923c5621-66a1-49a3-aa7b-a7753cbfd139")),
+        ("answer", json!("Male")),
+        ("docname", json!("intake")),
+        ("q", json!("question 1")),
+        ("rfrom", json!("2030-03-01T00:00:00+00:00")),
+        ("rto", json!("2030-03-31T00:00:00+00:00")),
+        ("preset", json!("a2c6e3fc-c2f7-4a24-a0d6-eb2343a15469")),
+        ("password", json!("IK5adv2N5V-gr£9v6")),
+        ("last", json!("Doe")),
+        ("location", json!("6a1f1a34-3f6b-4c1e-9d55-3c2b7f0e9a11")),
+        ("pamrn", json!("AA-00000001")),
+        ("provider", json!("Bob Dylan")),
+        ("consult", json!("new")),
+        ("pareason", json!("Stroke")),
+        ("reason", json!("headache")),
+        ("acct", json!("ABC123")),
+        ("status", json!("scheduled")),
+        ("vcs", json!("waiting")),
+        ("after", json!(sl::T0.to_string())),
+        ("before", json!((sl::T0 + 86_400).to_string())),
+        ("waitingRoom", json!(sl::GP)),
+        ("duration", json!("900")),
+    ]
+    .into_iter()
+    .collect();
+    Target {
+        app,
+        prefix: "/qapi/v1",
+        auth: ("Api-Key", sl::KEY.into()),
+        routes: solo_routes(),
+        valid,
+        shape: solo_shape,
+    }
+}
+
+async fn solo_answers_extreme_inputs_with_4xx_in_its_shape(engine: Engine) {
+    let target = Arc::new(solo_target(engine).await);
+    target.baseline().await;
+    target.sweep().await;
+    property(target.clone(), 300).await;
+    Arc::try_unwrap(target).ok().expect("the property is done with the target").app.stop().await;
+}
+
 // ------------------------------------------------------------------- admin
 
 /// The admin API: its query parameters and the clock's body, and after
@@ -1241,6 +1397,7 @@ on_both_engines!(
     docplanner_answers_extreme_inputs_with_4xx_in_its_shape,
     embassy_answers_extreme_inputs_with_4xx_in_its_shape,
     naboto_answers_extreme_inputs_with_4xx_in_its_shape,
+    solo_answers_extreme_inputs_with_4xx_in_its_shape,
     admin_answers_extreme_inputs_with_4xx_in_its_shape,
     a_booking_page_near_i64_max_is_refused,
     slot_and_booking_starts_near_the_end_of_time_are_refused,

@@ -128,6 +128,8 @@ pub struct Spawn {
     pub allow_private: Option<bool>,
     /// `--delivery-allow-hosts`.
     pub allow_hosts: Vec<String>,
+    /// `--cache-ttl-ms`; default: the server's.
+    pub cache_ttl: Option<std::time::Duration>,
 }
 
 /// Starts a server with the test clock on a fresh database.
@@ -153,6 +155,9 @@ pub async fn spawn_app_with(engine: Engine, opts: Spawn) -> TestApp {
         config.delivery.allow_hosts = opts.allow_hosts;
     }
     config.docplanner_limits = opts.docplanner_limits.unwrap_or(polyclinic::config::DocplannerLimits::OFF);
+    if let Some(ttl) = opts.cache_ttl {
+        config.cache_ttl = ttl;
+    }
     config.admin_token = Some("test-admin-token".into());
     // One key per database, as a deployment would keep it.
     config.secret_key_file = Some(std::path::PathBuf::from(format!("{}.key", key_file_stem(&database))));
@@ -288,4 +293,55 @@ pub fn acme_seed(key: &str) -> Value {
             "report_presets": [{"key": "visits", "id": "a2c6e3fc-c2f7-4a24-a0d6-eb2343a15469"}]
         }]
     })
+}
+
+/// Sends a POST to `path` over a plain TCP connection that announces
+/// `announced` body bytes but sends only `body`, then reads the answer:
+/// the way to test a body limit without a race. (A client that keeps
+/// sending after the server has answered and closed may see the
+/// connection reset before it reads the answer; sending exactly one byte
+/// over the limit lets the server read all that was sent, so its close is
+/// clean.) Answers the status and the body as text.
+pub async fn post_over_limit(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+    announced: usize,
+    body: Vec<u8>,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut head =
+        format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {announced}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = s.read(&mut buf).expect("an answer before the body is complete");
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                    .and_then(|v| v.parse::<usize>().ok());
+                if n == 0 || length.is_some_and(|l| body.len() >= l) {
+                    return text;
+                }
+            }
+            assert!(n > 0, "closed without an answer: {text}");
+        }
+    })
+    .await
+    .unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    (head.split(' ').nth(1).unwrap().parse().unwrap(), body.to_owned())
 }

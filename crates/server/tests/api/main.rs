@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0, spoken to over HTTP,
 //! on SQLite and on PostgreSQL. One binary; see `helpers.rs`.
 
+mod fhir_schema;
 mod helpers;
 mod nodes;
 mod receiver;
@@ -8,6 +9,7 @@ mod receiver;
 mod admin;
 mod auth_throttle;
 mod booking;
+mod caches;
 mod cli;
 mod concurrency;
 mod contract;
@@ -34,4 +36,14 @@ mod naboto;
 mod nb;
 mod senders;
 mod server;
+mod sl;
+mod solo;
+mod solo_assistance;
+mod solo_attachments;
+mod solo_episodes;
+mod solo_linking;
+mod solo_perfect_answer;
+mod solo_reports;
+mod solo_visit_notes;
+mod solo_webhooks;
 mod time_rules;

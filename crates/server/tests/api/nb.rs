@@ -1,7 +1,9 @@
 //! Shared helpers of the Naboto tests (as `dp.rs` is for Docplanner): FHIR
 //! requests with the `acme` tenant's bearer token, the one check of an
 //! OperationOutcome error, and the IG's published examples (NabotoPatient and
-//! NabotoAppointment of IG 0.1.1, copied verbatim).
+//! NabotoAppointment of IG 0.1.1, copied verbatim). Every body `expect` and
+//! `expect_error` see is checked against the FHIR R4 JSON schema
+//! (`fhir_schema.rs`).
 
 use crate::helpers::{Engine, TestApp, acme_seed, spawn_app};
 use reqwest::Method;
@@ -45,6 +47,7 @@ pub async fn expect(r: reqwest::Response, status: u16) -> Value {
     let body: Value = r.json().await.unwrap();
     assert_eq!(got, status, "{body}");
     assert!(ct.starts_with("application/fhir+json"), "FHIR JSON: {ct}");
+    crate::fhir_schema::check(&body);
     body
 }
 
@@ -55,6 +58,7 @@ pub async fn expect_error(r: reqwest::Response, status: u16, code: &str) -> Stri
     let body: Value = r.json().await.unwrap();
     assert_eq!((got, body["issue"][0]["details"]["coding"][0]["code"].as_str()), (status, Some(code)), "{body}");
     assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    crate::fhir_schema::check(&body);
     let m = body["issue"][0]["diagnostics"].as_str().unwrap_or("").to_owned();
     assert!(!m.is_empty(), "a human message: {body}");
     m

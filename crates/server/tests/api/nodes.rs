@@ -11,32 +11,33 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-const ADMIN: &str = "node-admin-token";
+/// The admin token of every node these tests start.
+pub const ADMIN: &str = "node-admin-token";
 const KEY: &str = "4f1c6d1e2b3a49588796a5b4c3d2e1f00112233445566778899aabbccddeeff0";
 
-/// A running `polyclinic serve` process.
-struct Node {
+/// A running `polyclinic serve` process (stopped when dropped, unless
+/// already stopped or killed).
+pub struct Node {
     child: Child,
-    base: String,
+    pub base: String,
+    ended: bool,
 }
 
 impl Node {
+    /// A node on `database` with the delivery settings of these tests.
     fn start(database: &str) -> Node {
+        Node::start_with(database, &["--delivery-timeout-seconds", "1", "--delivery-lease-seconds", "6"])
+    }
+
+    /// A node on `database` with the admin token [`ADMIN`], a shared
+    /// secret key, JSON logs, private delivery targets allowed (receivers
+    /// listen on 127.0.0.1, and there is no test clock here), and `extra`
+    /// arguments; answers once it reports its address.
+    pub fn start_with(database: &str, extra: &[&str]) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_polyclinic"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database",
-                database,
-                "--admin-token",
-                ADMIN,
-                "--secret-key",
-                KEY,
-            ])
-            .args(["--log-format", "json", "--delivery-timeout-seconds", "1", "--delivery-lease-seconds", "6"])
-            // The receiver listens on 127.0.0.1, and there is no test clock here.
-            .arg("--delivery-allow-private")
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", database, "--admin-token", ADMIN])
+            .args(["--secret-key", KEY, "--log-format", "json", "--delivery-allow-private"])
+            .args(extra)
             .env("POLYCLINIC_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -55,19 +56,30 @@ impl Node {
             }
         });
         let base = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the node reports its address");
-        Node { child, base }
+        Node { child, base, ended: false }
     }
 
     fn kill_9(mut self) {
+        self.ended = true;
         let status = Command::new("kill").args(["-KILL", &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
         let _ = self.child.wait();
     }
 
     fn stop(mut self) {
+        self.ended = true;
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "graceful stop: {status:?}");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if !self.ended {
+            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            let _ = self.child.wait();
+        }
     }
 }
 
