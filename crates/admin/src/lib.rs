@@ -180,13 +180,89 @@ async fn messages(State(state): State<AppState>, Query(q): Query<TenantQuery>) -
     Ok(axum::Json(json!(rows)))
 }
 
+/// `GET /admin/deliveries`: without `limit` and `cursor`, every delivery as a
+/// JSON array (the contract's answer); with either, one page in id order as
+/// `{"deliveries": [...], "next_cursor": "..." | null}`, where the opaque
+/// `next_cursor` asks for the page after it (`null`: this was the last).
+#[derive(Deserialize)]
+struct DeliveriesQuery {
+    tenant: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Deliveries a page holds when `cursor` comes without `limit`.
+const DELIVERIES_PAGE: i64 = 100;
+/// The largest `limit`.
+const DELIVERIES_PAGE_MAX: i64 = 1000;
+/// What every cursor starts with (its version).
+const CURSOR_PREFIX: &str = "d1.";
+
+fn bad_request(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid", message)
+}
+
+/// The page size asked for: an integer from 1 to [`DELIVERIES_PAGE_MAX`].
+fn page_limit(limit: Option<&str>) -> Result<i64, ApiError> {
+    let Some(raw) = limit else { return Ok(DELIVERIES_PAGE) };
+    match raw.trim().parse::<i64>() {
+        Ok(n) if (1..=DELIVERIES_PAGE_MAX).contains(&n) => Ok(n),
+        _ => {
+            let shown: String = raw.chars().take(40).collect();
+            Err(bad_request(format!("`limit` must be an integer from 1 to {DELIVERIES_PAGE_MAX}, not `{shown}`")))
+        }
+    }
+}
+
+/// The cursor of the page after the delivery `id`.
+fn encode_cursor(id: i64) -> String {
+    format!("{CURSOR_PREFIX}{:016x}", id as u64)
+}
+
+/// The delivery a cursor points after.
+fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
+    cursor
+        .strip_prefix(CURSOR_PREFIX)
+        .filter(|hex| hex.len() == 16)
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .map(|id| id as i64)
+        .ok_or_else(|| {
+            let shown: String = cursor.chars().take(40).collect();
+            bad_request(format!(
+                "`cursor` `{shown}` is not a cursor this server gave: pass the `next_cursor` of the previous page as it is"
+            ))
+        })
+}
+
 async fn deliveries(
     State(state): State<AppState>,
-    Query(q): Query<TenantQuery>,
+    Query(q): Query<DeliveriesQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let id = tenant_id(&state, q).await?;
-    let rows = state.store.read(move |c| Box::pin(async move { tenants::deliveries(c, id).await })).await?;
-    Ok(axum::Json(json!(rows)))
+    if q.limit.is_none() && q.cursor.is_none() {
+        let id = tenant_id(&state, TenantQuery { tenant: q.tenant }).await?;
+        let rows = state.store.read(move |c| Box::pin(async move { tenants::deliveries(c, id).await })).await?;
+        return Ok(axum::Json(json!(rows)));
+    }
+    let limit = page_limit(q.limit.as_deref())?;
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let id = tenant_id(&state, TenantQuery { tenant: q.tenant }).await?;
+    // One more than the page, to know whether another page follows.
+    let mut rows = state
+        .store
+        .read(move |c| Box::pin(async move { tenants::deliveries_page(c, id, after, Some(limit + 1)).await }))
+        .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = match rows.last() {
+        Some(last) if more => {
+            let id: i64 = last.id.parse().map_err(|_| {
+                ApiError::from(polyclinic_store::StoreError::Corrupt(format!("delivery id `{}`", last.id)))
+            })?;
+            Some(encode_cursor(id))
+        }
+        _ => None,
+    };
+    Ok(axum::Json(json!({"deliveries": rows, "next_cursor": next})))
 }
 
 async fn tenants_handler(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {

@@ -19,9 +19,13 @@
 //! overlap check), [`world`] (the seeded tenant and the slot pool),
 //! [`ceilings`], [`stats`]. See docs/benchmarks.md.
 
+mod bulk;
 mod ceilings;
+mod deliver;
 mod load;
 mod scenarios;
+mod search;
+mod slots;
 mod stats;
 mod world;
 
@@ -114,6 +118,13 @@ struct Args {
     /// Do not add the ceilings the scenarios are compared with.
     #[arg(long)]
     no_ceilings: bool,
+    /// Patients of the large dataset loaded into the bench tenant through
+    /// the bulk import path before the scenarios (in-process server only).
+    #[arg(long, default_value_t = 0)]
+    patients: usize,
+    /// Appointments of the large dataset (past, completed), see `--patients`.
+    #[arg(long, default_value_t = 0)]
+    appointments: usize,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -130,10 +141,20 @@ enum Scenario {
     Book,
     /// Docplanner `POST .../slots/{start}/book`, random free 15-minute slots.
     DpBook,
-    /// Docplanner `GET .../slots` of 28 days with their services.
+    /// Docplanner `GET .../slots` of 30 days of one address with their services.
     DpSlots,
     /// `--memory-requests` Embassy reads; fails when resident memory grows by more than 10 MB.
     Memory,
+    /// Bookings delivered to webhook subscribers on a receiver inside the bench (see `deliver`).
+    Deliver,
+    /// Embassy appointment search by healthcare service over one week (see `search`).
+    SearchService,
+    /// Embassy appointment search by patient.
+    SearchPatient,
+    /// Embassy appointment search by practitioner over one week.
+    SearchPractitioner,
+    /// Embassy appointment search by patient phone.
+    SearchPhone,
 }
 
 impl Scenario {
@@ -147,6 +168,11 @@ impl Scenario {
             Scenario::DpBook => "dp-book",
             Scenario::DpSlots => "dp-slots",
             Scenario::Memory => "memory",
+            Scenario::Deliver => "deliver",
+            Scenario::SearchService => "search-service",
+            Scenario::SearchPatient => "search-patient",
+            Scenario::SearchPractitioner => "search-practitioner",
+            Scenario::SearchPhone => "search-phone",
         }
     }
 
@@ -154,8 +180,12 @@ impl Scenario {
     fn ceiling(self) -> Option<Ceiling> {
         match self {
             Scenario::Read | Scenario::DpRead | Scenario::DpSlots | Scenario::Memory => Some(Ceiling::Baseline),
+            Scenario::SearchService
+            | Scenario::SearchPatient
+            | Scenario::SearchPractitioner
+            | Scenario::SearchPhone => Some(Ceiling::Baseline),
             Scenario::Book | Scenario::DpBook => Some(Ceiling::SqliteCommit),
-            Scenario::Baseline | Scenario::SqliteCommit => None,
+            Scenario::Baseline | Scenario::SqliteCommit | Scenario::Deliver => None,
         }
     }
 }
@@ -275,6 +305,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
         session.failures.push(format!("{e:#}"));
     }
     print_summary(&session.reports);
+    if let (None, Ok(kb)) = (&args.url, rss_kb()) {
+        println!(
+            "resident memory (VmRSS) of this process, the in-process server with the load generator: {} MB",
+            kb / 1024
+        );
+    }
     if let Some(out) = &args.out {
         let doc = results_json(args, &session, &engine, threads, server_threads);
         std::fs::write(out, serde_json::to_string_pretty(&doc)? + "\n")
@@ -299,6 +335,8 @@ struct Server {
     key_file: Option<PathBuf>,
     /// PostgreSQL: the server URL and the database created.
     postgres: Option<(String, String)>,
+    /// The in-process server's store (the bulk import writes through it).
+    store: Option<polyclinic_store::Store>,
 }
 
 impl Server {
@@ -315,6 +353,7 @@ impl Server {
                 sqlite_file: None,
                 key_file: None,
                 postgres: None,
+                store: None,
             });
         }
         if let Some(path) = &args.server_log {
@@ -356,8 +395,11 @@ impl Server {
         }
         // A bench is one API client at thousands of requests per second.
         config.docplanner_limits = polyclinic::config::DocplannerLimits::OFF;
+        // The `deliver` scenario's webhook receiver listens on 127.0.0.1.
+        config.delivery.allow_private = Some(true);
         let app = rt.block_on(Application::build(&config)).context("starting Polyclinic")?;
         let target = Target::local(std::net::SocketAddr::from(([127, 0, 0, 1], app.port())));
+        let store = app.state().store.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = rt.spawn(app.run_until(async move {
             let _ = stopped.await;
@@ -377,6 +419,7 @@ impl Server {
             sqlite_file,
             key_file: config.secret_key_file.clone(),
             postgres,
+            store: Some(store),
         })
     }
 
@@ -479,6 +522,10 @@ impl Session<'_> {
             (Some(Ceiling::SqliteCommit), _, Some(rate)) => report.compare(Ceiling::SqliteCommit, rate),
             _ => {}
         }
+        if let (Some(true), Ok(kb)) = (server.map(|s| s.in_process), rss_kb()) {
+            // The in-process server's and the generator's resident memory, after the scenario.
+            report.extra.insert("rss_after_kb".into(), json!(kb));
+        }
         println!("{}", report.text());
         let nothing = report.succeeded == 0 && scenario != Scenario::SqliteCommit;
         self.reports.push(report);
@@ -493,7 +540,14 @@ impl Session<'_> {
                 admin_token: server.admin_token.clone(),
             };
             let started = Instant::now();
-            let world = self.server_rt.block_on(World::seed(&setup, server.target.clone()))?;
+            let mut world = self.server_rt.block_on(World::seed(&setup, server.target.clone()))?;
+            let size = bulk::Size { patients: self.args.patients, appointments: self.args.appointments };
+            if size.patients + size.appointments > 0 {
+                let store = server.store.as_ref().context("--patients/--appointments need the in-process server")?;
+                let dir = self.args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+                let today = world.pool.first_day() - 2 * 86_400;
+                world.bulk = Some(self.server_rt.block_on(bulk::seed(store, &world.tenant, size, &dir, today))?);
+            }
             println!(
                 "seeded a tenant: {} practitioners, {} patients, {} free 15-minute slots, in {:.1} s",
                 world.practitioners.len(),
@@ -591,12 +645,33 @@ impl Session<'_> {
                 );
                 Ok(Report::of_run(name, &what, "req/s", &run.tally, run.window))
             }
+            Scenario::SearchService
+            | Scenario::SearchPatient
+            | Scenario::SearchPractitioner
+            | Scenario::SearchPhone => {
+                let kind = match scenario {
+                    Scenario::SearchService => search::Kind::Service,
+                    Scenario::SearchPatient => search::Kind::Patient,
+                    Scenario::SearchPractitioner => search::Kind::Practitioner,
+                    _ => search::Kind::Phone,
+                };
+                if self.world()?.read_set.is_empty() {
+                    let set = self.book_read_set(world::Via::Embassy)?;
+                    self.world()?.read_set = set;
+                }
+                let (setup, world) =
+                    (self.setup.as_ref().context("no setup")?, self.world.as_ref().context("no world")?);
+                let load = self.server_rt.block_on(search::prepare(setup, world, kind))?;
+                let run = load::run(&world.target, Arc::new(load), &plan)?;
+                Ok(Report::of_run(name, kind.what(), "req/s", &run.tally, run.window))
+            }
             Scenario::DpSlots => {
                 self.docplanner()?;
-                let world = self.world()?;
-                let run = load::run(&world.target, Arc::new(Gets::docplanner_slots(world)?), &plan)?;
-                let what = "Docplanner GET .../slots?with=slot.services, 28 days of 15-minute slots, random address";
-                Ok(Report::of_run(name, what, "req/s", &run.tally, run.window))
+                let (setup, world) =
+                    (self.setup.as_ref().context("no setup")?, self.world.as_ref().context("no world")?);
+                let load = self.server_rt.block_on(slots::prepare(setup, world))?;
+                let run = load::run(&world.target, Arc::new(load), &plan)?;
+                Ok(Report::of_run(name, slots::WHAT, "req/s", &run.tally, run.window))
             }
             Scenario::Book | Scenario::DpBook => {
                 if scenario == Scenario::DpBook {
@@ -624,6 +699,12 @@ impl Session<'_> {
                 let checked = self.read_back_check()?;
                 report.extra.insert("overlap_check".into(), json!(checked));
                 Ok(report)
+            }
+            Scenario::Deliver => {
+                let setup = self.setup.as_ref().context("no setup")?;
+                let world = self.world.as_mut().context("no world")?;
+                let timeout = Duration::from_secs(polyclinic::config::Delivery::default().timeout_seconds);
+                deliver::run(self.server_rt, world, setup, &plan, Duration::from_secs_f64(args.duration), timeout)
             }
             Scenario::Baseline | Scenario::SqliteCommit => unreachable!("ceilings run in `scenario`"),
         }
@@ -811,6 +892,8 @@ fn results_json(args: &Args, session: &Session<'_>, engine: &str, threads: usize
         "conflict_percent": args.conflict_percent,
         "scenarios": session.reports.iter().map(Report::json).collect::<Vec<_>>(),
         "failures": session.failures,
+        "seeding": session.world.as_ref().and_then(|w| w.bulk.as_ref()).map(bulk::Seeded::json),
+        "rss_end_kb": if args.url.is_some() { None } else { rss_kb().ok() },
     })
 }
 

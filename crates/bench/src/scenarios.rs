@@ -9,7 +9,7 @@
 //! | `dp-read` | Docplanner `GET .../bookings/{id}`, random of its read set | 200 | — |
 //! | `book` | Embassy `POST /embassy/Appointment`, `Prefer: return=minimal` | 201 | 422 `AllPractionersAreNotAvailable` |
 //! | `dp-book` | Docplanner `POST .../slots/{start}/book`, 15 minutes | 2xx | 404 "Requested target slot ... not found" |
-//! | `dp-slots` | Docplanner `GET .../slots?with=slot.services`, 28 days | 200 | — |
+//! | `dp-slots` | Docplanner `GET .../slots?with=slot.services`, 30 days of one address (`slots.rs`) | 200 | — |
 
 use crate::load::{Conn, Load, Outcome, Target, path};
 use crate::world::{Booked, SLOT_MINUTES, Slot, SlotPool, Via, World, rfc3339};
@@ -59,19 +59,6 @@ impl Gets {
             .iter()
             .map(|b| path(format!("{}/bookings/{}", dp.addresses[b.practitioner], b.id)))
             .collect::<Result<_, _>>()?;
-        Ok(Gets { target: world.target.clone(), uris, headers: vec![(AUTHORIZATION, header(&dp.authorization))] })
-    }
-
-    /// 28 days of computed Docplanner slots with their services, of a random address.
-    pub fn docplanner_slots(world: &World) -> anyhow::Result<Gets> {
-        let dp = world.docplanner.as_ref().ok_or_else(|| anyhow::anyhow!("Docplanner is not set up"))?;
-        let (from, to) = (world.pool.first_day(), world.pool.first_day() + 28 * 86_400);
-        let range = format!(
-            "start={}&end={}&with=slot.services",
-            rfc3339(from).replace('+', "%2B"),
-            rfc3339(to).replace('+', "%2B")
-        );
-        let uris = dp.addresses.iter().map(|a| path(format!("{a}/slots?{range}"))).collect::<Result<_, _>>()?;
         Ok(Gets { target: world.target.clone(), uris, headers: vec![(AUTHORIZATION, header(&dp.authorization))] })
     }
 }

@@ -146,6 +146,10 @@ pub struct World {
     dp_client: (String, String),
     facility: String,
     addresses: Vec<String>,
+    /// The tenant's seed key.
+    pub tenant: String,
+    /// The large dataset, when `--patients` / `--appointments` asked for one.
+    pub bulk: Option<crate::bulk::Seeded>,
 }
 
 /// The setup's HTTP client (reqwest, on the caller's runtime): not measured.
@@ -262,6 +266,8 @@ impl World {
             dp_client,
             facility,
             addresses,
+            tenant,
+            bulk: None,
         })
     }
 

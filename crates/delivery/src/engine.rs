@@ -6,19 +6,24 @@
 //! error) is logged with the tenant id, counted in [`RunSummary::errors`],
 //! and the pass goes on with the next.
 //!
-//! A claimed delivery is leased to its worker (`lease_seconds`, wall clock).
-//! It may wait in the worker for a send slot; while it waits its lease is
-//! kept alive, and when its send starts the lease is taken afresh (and the
-//! send skipped if another worker has taken the delivery meanwhile), so that
-//! the whole lease covers the send however long the wait was, and a delivery
-//! is never sent twice because it waited.
+//! A tenant's dispatch and claim are one transaction: its events fanned out,
+//! then a batch claimed from each target queue whose head is due
+//! ([`deliveries::claim_batches`]). A batch is leased to its worker
+//! (`lease_seconds`, wall clock) and handed to a send task in memory. It may
+//! wait there for a send slot; while it waits its lease is kept alive, and
+//! before each send the lease is taken afresh once a second of it has passed
+//! (and the rest of the batch let go if another worker has taken it
+//! meanwhile), so that a whole lease covers every send however long the
+//! wait was, and a delivery is never sent twice because it waited. The
+//! batch is sent in order, stops at the first failed attempt, and its
+//! outcomes are recorded (the unsent rest let go) in one transaction.
 
 use crate::senders::{SendResult, Senders};
 use futures_util::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
 use polyclinic_core::TenantId;
 use polyclinic_core::clock::Clock;
-use polyclinic_store::deliveries::{self, Attempt, Channel, Delivery, NewDelivery};
+use polyclinic_store::deliveries::{self, Attempt, Batch, Channel, Delivery, NewDelivery};
 use polyclinic_store::jobs::{self, Job};
 use polyclinic_store::outbox::StoredEvent;
 use polyclinic_store::{Conn, Store, StoreError, StoreResult};
@@ -97,8 +102,11 @@ pub struct EngineConfig {
     /// (wall clock; at least the send timeout). Kept alive while the
     /// delivery waits for a send slot.
     pub lease_seconds: i64,
-    /// Deliveries claimed per tenant and pass.
+    /// Events fanned out, and due jobs run, per tenant and pass.
     pub batch: i64,
+    /// Deliveries claimed at once from one target queue: sent one after the
+    /// other in order, their outcomes recorded in one transaction.
+    pub per_target: i64,
     /// Sends in flight at once.
     pub concurrency: usize,
     /// Longest sleep between passes when idle. The engine sleeps until the
@@ -116,6 +124,7 @@ impl Default for EngineConfig {
             backoff_cap_seconds: 3600,
             lease_seconds: 120,
             batch: 100,
+            per_target: 100,
             concurrency: 32,
             max_sleep: Duration::from_secs(1),
         }
@@ -148,7 +157,8 @@ pub struct RunSummary {
     pub dispatched: usize,
     /// Deliveries queued (events and heartbeats).
     pub queued: usize,
-    /// Attempts made.
+    /// Deliveries claimed and handed to their send tasks (a batch stops at
+    /// its first failed attempt: the rest is let go and claimed again).
     pub attempted: usize,
     /// Tenant dispatches or sends that failed (logged; the other tenants'
     /// went on).
@@ -308,21 +318,20 @@ impl Engine {
                 Err(e) => tenant_failed(tenant, "running due jobs", &e, &mut summary),
             }
         }
-        let tenants = self
-            .store
-            .read(move |c| Box::pin(async move { deliveries::tenants_with_work(c, now, wall).await }))
-            .await?;
+        let tenants = self.store.read(move |c| Box::pin(async move { deliveries::tenants_with_work(c).await })).await?;
         for tenant in tenants {
             self.pass_tenant(tenant, now, wall, &mut summary).await;
         }
         Ok(summary)
     }
 
-    /// One tenant's share of a pass, added to `summary`. Its dispatch and its
-    /// send are independent: a failed dispatch still sends what was queued
-    /// before. Failures are logged with the tenant id and the kind of error
-    /// (never its data) and counted, never returned, so that one tenant's
-    /// corrupt row, failing router or store error never stops the others.
+    /// One tenant's share of a pass, added to `summary`: its events fanned
+    /// out and its due batches claimed in one transaction, each batch handed
+    /// in memory to a send task. A failed dispatch still sends what was
+    /// queued before (the claim is then tried alone). Failures are logged
+    /// with the tenant id and the kind of error (never its data) and counted,
+    /// never returned, so that one tenant's corrupt row, failing router or
+    /// store error never stops the others.
     async fn pass_tenant(&self, tenant: TenantId, now: Timestamp, wall: i64, summary: &mut RunSummary) {
         let work = self
             .store
@@ -342,22 +351,24 @@ impl Engine {
                 return;
             }
         };
-        let mut queued = 0;
-        if events {
-            match self.dispatch_tenant(tenant, now).await {
-                Ok((dispatched, q)) => {
-                    summary.dispatched += dispatched;
-                    summary.queued += q;
-                    queued = q;
-                }
-                Err(e) => tenant_failed(tenant, "dispatch", &e, summary),
-            }
+        if !events && !due {
+            return;
         }
-        if due || queued > 0 {
-            match self.send_tenant(tenant, now).await {
-                Ok(attempted) => summary.attempted += attempted,
-                Err(e) => tenant_failed(tenant, "claiming due deliveries", &e, summary),
+        let mut claimed = self.dispatch_and_claim(tenant, now, events).await;
+        if events && let Err(e) = &claimed {
+            tenant_failed(tenant, "dispatch", e, summary);
+            claimed = self.dispatch_and_claim(tenant, now, false).await;
+        }
+        match claimed {
+            Ok((dispatched, queued, batches)) => {
+                summary.dispatched += dispatched;
+                summary.queued += queued;
+                for batch in batches {
+                    summary.attempted += batch.deliveries.len();
+                    self.spawn_batch(batch);
+                }
             }
+            Err(e) => tenant_failed(tenant, "claiming due deliveries", &e, summary),
         }
     }
 
@@ -391,64 +402,69 @@ impl Engine {
             .await
     }
 
-    async fn dispatch_tenant(&self, tenant: TenantId, now: Timestamp) -> StoreResult<(usize, usize)> {
+    /// In one transaction: fans out the tenant's events not yet dispatched
+    /// (when `dispatch`), then claims a batch from each of its target queues
+    /// whose head is due ([`deliveries::claim_batches`]), the deliveries just
+    /// queued included. Answers the events dispatched, the deliveries
+    /// queued, and the batches claimed.
+    async fn dispatch_and_claim(
+        &self,
+        tenant: TenantId,
+        now: Timestamp,
+        dispatch: bool,
+    ) -> StoreResult<(usize, usize, Vec<Batch>)> {
         let routers = self.routers.clone();
-        let batch = self.config.batch;
+        let (batch, per_target, lease) = (self.config.batch, self.config.per_target, self.config.lease());
         self.store
             .write(move |c| {
                 Box::pin(async move {
-                    if !deliveries::lock_tenant_for_dispatch(c, tenant).await? {
-                        return Ok((0, 0));
-                    }
-                    let events = deliveries::undispatched(c, tenant, batch).await?;
-                    let mut queued = 0;
-                    for event in &events {
-                        for router in &routers {
-                            for d in router.route(c, tenant, event, now).await? {
-                                deliveries::enqueue(c, tenant, event.seq, &d, now).await?;
-                                queued += 1;
+                    let (mut dispatched, mut queued) = (0, 0);
+                    if dispatch && deliveries::lock_tenant_for_dispatch(c, tenant).await? {
+                        let events = deliveries::undispatched(c, tenant, batch).await?;
+                        for event in &events {
+                            for router in &routers {
+                                for d in router.route(c, tenant, event, now).await? {
+                                    deliveries::enqueue(c, tenant, event.seq, &d, now).await?;
+                                    queued += 1;
+                                }
                             }
+                            deliveries::mark_dispatched(c, tenant, event.seq).await?;
                         }
-                        deliveries::mark_dispatched(c, tenant, event.seq).await?;
+                        dispatched = events.len();
                     }
-                    Ok((events.len(), queued))
+                    let batches = deliveries::claim_batches(c, tenant, now, wall_now(), lease, per_target).await?;
+                    Ok((dispatched, queued, batches))
                 })
             })
             .await
     }
 
-    async fn send_tenant(&self, tenant: TenantId, now: Timestamp) -> StoreResult<usize> {
-        let (lease, batch) = (self.config.lease(), self.config.batch);
-        let wall = wall_now();
-        let claimed = self
-            .store
-            .write(move |c| Box::pin(async move { deliveries::claim_due(c, tenant, now, wall, lease, batch).await }))
-            .await?;
-        let n = claimed.len();
-        for delivery in claimed {
-            self.spawn_send(delivery, wall + lease);
+    fn worker(&self, routers: Vec<Arc<dyn Router>>) -> Worker {
+        Worker {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            routers,
+            senders: self.senders.clone(),
+            config: self.config.clone(),
         }
-        Ok(n)
     }
 
-    /// Sends `delivery`, claimed with the lease `held`, once a send slot is
-    /// free. While it waits, its lease is kept alive (other workers see it
-    /// taken); when its send starts, the lease is taken afresh, and the send
-    /// skipped if another worker has taken the delivery meanwhile.
-    fn spawn_send(&self, delivery: Delivery, mut held: i64) {
+    /// Sends `batch` once a send slot is free: its deliveries one after the
+    /// other, in queue order, stopping at the first failure; then records
+    /// every outcome in one transaction. While it waits for the slot, its
+    /// lease is kept alive (other workers see it taken); the lease is taken
+    /// afresh before a send whenever a second of it has passed, and the rest
+    /// of the batch is dropped (not sent here) if another worker has taken
+    /// it meanwhile.
+    fn spawn_batch(&self, batch: Batch) {
         // Decrements the count however the send ends (a panic, or a task
         // dropped unpolled, included): `run_due` and shutdown wait for zero.
         let inflight = InFlight::start(self.inflight.clone());
         let permits = self.permits.clone();
-        let worker = Worker {
-            store: self.store.clone(),
-            clock: self.clock.clone(),
-            routers: self.routers.clone(),
-            senders: self.senders.clone(),
-            config: self.config.clone(),
-        };
+        let worker = self.worker(self.routers.clone());
         tokio::spawn(async move {
             let _inflight = inflight;
+            let mut held = batch.held;
             // The wait keeps its place in the semaphore's queue across the
             // checks of the lease.
             let acquire = permits.acquire_owned();
@@ -457,28 +473,13 @@ impl Engine {
                 tokio::select! {
                     permit = &mut acquire => break permit,
                     _ = tokio::time::sleep(worker.config.lease_check()) => {
-                        if !worker.keep_lease(&delivery, &mut held).await {
+                        if !worker.keep_lease(&batch, &mut held).await {
                             return;
                         }
                     }
                 }
             };
-            match worker.renew_lease(&delivery, held).await {
-                Ok(Some(_)) => {}
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::error!(
-                        tenant = delivery.tenant_id.get(),
-                        delivery = delivery.id,
-                        error = %loggable(&e),
-                        "taking the lease of a delivery failed; not sent now, it is retried once the lease passes"
-                    );
-                    return;
-                }
-            }
-            if let Err(e) = worker.deliver(delivery).await {
-                tracing::error!(error = %loggable(&e), "recording a delivery attempt failed; the lease will expire and it is retried");
-            }
+            worker.send_batch(batch, held).await;
         });
     }
 
@@ -501,13 +502,7 @@ impl Engine {
                 })
             })
             .await?;
-        let worker = Worker {
-            store: self.store.clone(),
-            clock: self.clock.clone(),
-            routers: Vec::new(),
-            senders: self.senders.clone(),
-            config: self.config.clone(),
-        };
+        let worker = self.worker(Vec::new());
         let delivery = Delivery {
             tenant_id: tenant,
             id,
@@ -519,13 +514,16 @@ impl Engine {
             next_attempt_at: now,
             spec: d,
         };
-        worker.deliver(delivery).await
+        let sent = worker.send(&delivery).await;
+        let attempt = sent.attempt.clone();
+        worker.record(tenant, vec![sent], None).await?;
+        Ok(attempt)
     }
 }
 
 impl EngineConfig {
     /// The lease, at least a second (a claim must set a later lease than the
-    /// one that passed, see [`deliveries::renew`]).
+    /// one that passed, see [`deliveries::renew_range`]).
     fn lease(&self) -> i64 {
         self.lease_seconds.max(1)
     }
@@ -621,17 +619,35 @@ struct Worker {
     config: EngineConfig,
 }
 
+/// One attempt made, before it is recorded.
+struct Sent {
+    delivery: Delivery,
+    attempt: Attempt,
+    /// When to try again (`None`: delivered, or attempts exhausted).
+    retry_at: Option<Timestamp>,
+    /// When the attempt ended, on the injected clock.
+    at: Timestamp,
+}
+
+/// The part of a batch that was not sent, let go when the batch is recorded.
+struct Unsent {
+    target_key: String,
+    from: i64,
+    to: i64,
+    held: i64,
+}
+
 impl Worker {
-    /// While `delivery` waits for a send slot: renews its lease `held` once
-    /// at least a second of it has passed. `false` when another worker has
-    /// taken the delivery meanwhile (it must not be sent here). A failed
+    /// While `batch` waits for a send slot: renews its lease `held` once at
+    /// least a second of it has passed. `false` when another worker has
+    /// taken part of it meanwhile (it must not be sent here). A failed
     /// renewal is logged and waited out: the lease is taken again, and
-    /// checked, when the send starts.
-    async fn keep_lease(&self, delivery: &Delivery, held: &mut i64) -> bool {
+    /// checked, before each send.
+    async fn keep_lease(&self, batch: &Batch, held: &mut i64) -> bool {
         if *held - wall_now() >= self.config.lease() {
             return true;
         }
-        match self.renew_lease(delivery, *held).await {
+        match self.renew_lease(batch, batch.range().0, *held).await {
             Ok(Some(until)) => {
                 *held = until;
                 true
@@ -639,37 +655,83 @@ impl Worker {
             Ok(None) => false,
             Err(e) => {
                 tracing::warn!(
-                    tenant = delivery.tenant_id.get(),
-                    delivery = delivery.id,
+                    tenant = batch.tenant_id.get(),
                     error = %loggable(&e),
-                    "renewing the lease of a waiting delivery failed"
+                    "renewing the lease of a waiting batch failed"
                 );
                 true
             }
         }
     }
 
-    /// Takes the lease of `delivery` afresh from `held`: a full lease from
-    /// now (always later than `held`). `None` when another worker has taken
-    /// it meanwhile, or it was settled.
-    async fn renew_lease(&self, delivery: &Delivery, held: i64) -> StoreResult<Option<i64>> {
+    /// Takes the lease of the deliveries of `batch` from id `from` on afresh
+    /// from `held`: a full lease from now (always later than `held`). `None`
+    /// when another worker has taken one of them meanwhile, or one was
+    /// settled: those still held are then let go, and none is sent here.
+    async fn renew_lease(&self, batch: &Batch, from: i64, held: i64) -> StoreResult<Option<i64>> {
         let until = (wall_now() + self.config.lease()).max(held + 1);
-        let (tenant, id) = (delivery.tenant_id, delivery.id);
+        let (tenant, key, to) = (batch.tenant_id, batch.target_key.clone(), batch.range().1);
+        let expected = u64::try_from(batch.deliveries.iter().filter(|d| d.id >= from).count()).unwrap_or(u64::MAX);
         let renewed = self
             .store
-            .write(move |c| Box::pin(async move { deliveries::renew(c, tenant, id, held, until).await }))
+            .write(move |c| {
+                Box::pin(async move {
+                    let n = deliveries::renew_range(c, tenant, &key, (from, to), held, until).await?;
+                    if n != expected {
+                        deliveries::release(c, tenant, &key, from, to, until).await?;
+                    }
+                    Ok(n == expected)
+                })
+            })
             .await?;
         if !renewed {
-            tracing::debug!(
-                tenant = tenant.get(),
-                delivery = id,
-                "a waiting delivery was taken by another worker; not sent here"
-            );
+            tracing::debug!(tenant = tenant.get(), "a waiting batch was taken by another worker; not sent here");
         }
         Ok(renewed.then_some(until))
     }
 
-    async fn deliver(&self, delivery: Delivery) -> StoreResult<Attempt> {
+    /// Sends `batch` in queue order, stopping at the first failed attempt,
+    /// and records the outcomes (and lets go of the rest) in one
+    /// transaction. Before each send the lease is taken afresh once a second
+    /// of it has passed, so that a full lease covers every send.
+    async fn send_batch(&self, batch: Batch, mut held: i64) {
+        let lease = self.config.lease();
+        let to = batch.range().1;
+        let mut sent: Vec<Sent> = Vec::with_capacity(batch.deliveries.len());
+        let mut stopped_at = None;
+        for d in &batch.deliveries {
+            if held - wall_now() < lease {
+                match self.renew_lease(&batch, d.id, held).await {
+                    Ok(Some(until)) => held = until,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(
+                            tenant = batch.tenant_id.get(),
+                            delivery = d.id,
+                            error = %loggable(&e),
+                            "taking the lease of a batch failed; not sent now, it is retried once the lease passes"
+                        );
+                        break;
+                    }
+                }
+            }
+            let one = self.send(d).await;
+            let ok = one.attempt.ok;
+            sent.push(one);
+            if !ok {
+                stopped_at = batch.deliveries.get(sent.len()).map(|next| next.id);
+                break;
+            }
+        }
+        let unsent = stopped_at.map(|from| Unsent { target_key: batch.target_key.clone(), from, to, held });
+        if let Err(e) = self.record(batch.tenant_id, sent, unsent).await {
+            tracing::error!(error = %loggable(&e), "recording delivery attempts failed; the lease will expire and they are retried");
+        }
+    }
+
+    /// Sends one delivery through its channel's sender; the attempt, not yet
+    /// recorded.
+    async fn send(&self, delivery: &Delivery) -> Sent {
         let started = Instant::now();
         let result: SendResult = match &delivery.spec.channel {
             Channel::Http { url, headers, content_type, body } => {
@@ -714,22 +776,33 @@ impl Worker {
                 "delivery attempt failed"
             );
         }
-        let routers: Vec<Arc<dyn Router>> =
-            self.routers.iter().filter(|r| r.owns(&delivery.target_key)).cloned().collect();
-        let recorded = attempt.clone();
-        let tenant = delivery.tenant_id;
+        Sent { delivery: delivery.clone(), attempt, retry_at, at: now }
+    }
+
+    /// Records attempts, and tells each target's router their outcome, in
+    /// one transaction; lets go of `unsent` in the same.
+    async fn record(&self, tenant: TenantId, sent: Vec<Sent>, unsent: Option<Unsent>) -> StoreResult<()> {
+        if sent.is_empty() && unsent.is_none() {
+            return Ok(());
+        }
+        let routers = self.routers.clone();
         self.store
             .write(move |c| {
                 Box::pin(async move {
-                    let state = deliveries::record_attempt(c, tenant, delivery.id, &recorded, now, retry_at).await?;
-                    for r in &routers {
-                        r.on_outcome(c, tenant, &delivery, &state).await?;
+                    for s in &sent {
+                        let d = &s.delivery;
+                        let state = deliveries::record_attempt(c, tenant, d.id, &s.attempt, s.at, s.retry_at).await?;
+                        for r in routers.iter().filter(|r| r.owns(&d.target_key)) {
+                            r.on_outcome(c, tenant, d, &state).await?;
+                        }
+                    }
+                    if let Some(u) = &unsent {
+                        deliveries::release(c, tenant, &u.target_key, u.from, u.to, u.held).await?;
                     }
                     Ok(())
                 })
             })
-            .await?;
-        Ok(attempt)
+            .await
     }
 }
 

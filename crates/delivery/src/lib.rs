@@ -11,11 +11,15 @@
 //!    heartbeats, token expiry, ...) is a due job (`store::jobs`) that the
 //!    router owning its kind runs, with the deliveries it causes, in one
 //!    transaction;
-//! 2. **sends**: claims due deliveries under a lease (kept alive while a
-//!    delivery waits for a send slot, taken afresh when its send starts),
-//!    sends each through its channel's sender with bounded concurrency and a
-//!    timeout, and records the attempt: delivered, failed with a retry
-//!    scheduled (exponential backoff with jitter, or the target's own
+//! 2. **sends**: in the dispatch's transaction, claims a batch from each
+//!    target queue whose head is due (the run of due deliveries from the
+//!    head, leased in one statement; the lease is kept alive while the batch
+//!    waits for a send slot and taken afresh before a send once a second of
+//!    it has passed), hands each batch in memory to a send task that sends
+//!    it in order through its channel's sender (bounded concurrency across
+//!    targets, a timeout per send), stops at the first failure, and records
+//!    the batch's attempts in one transaction: delivered, failed with a
+//!    retry scheduled (exponential backoff with jitter, or the target's own
 //!    schedule), or dead when attempts are exhausted.
 //!
 //! Guarantees: at-least-once (a crash between send and record means a resend

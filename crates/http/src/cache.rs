@@ -18,6 +18,18 @@
 //! `--cache-ttl-ms`), which bounds how long they go unseen. A TTL of zero
 //! turns the caches off.
 //!
+//! **Free starts** ([`Caches::slots`], a
+//! [`polyclinic_scheduling::availability_cache::SlotCache`]) follow the same
+//! pattern with finer counters and no time to live: an entry carries the
+//! generation of its address and practitioner
+//! ([`polyclinic_store::availability_generation`]), stepped inside every
+//! transaction that writes time held by bookings, work periods, breaks,
+//! addresses or address services, and again after its commit by
+//! [`polyclinic_store::Store::write`] itself. On PostgreSQL the generation
+//! also has rows, stepped in the same transactions and read by every slot
+//! request, so other nodes' writes are seen at once. A TTL of zero turns
+//! this cache off too.
+//!
 //! Answers that name nothing (an unknown secret or token) are never kept:
 //! a credential or token created a moment ago is accepted at once, and
 //! failed attempts keep counting against the caller's address
@@ -26,6 +38,7 @@
 
 use polyclinic_core::TenantId;
 use polyclinic_core::tenant::{Credential, Dialect, Tenant};
+use polyclinic_scheduling::availability_cache::SlotCache;
 use polyclinic_store::catalog::{self, Snapshot};
 use polyclinic_store::tenants::{self, TokenGrant};
 use sha2::{Digest, Sha256};
@@ -116,6 +129,10 @@ pub struct Caches {
     secrets: Map<(Dialect, [u8; 32]), Authenticated>,
     tokens: Map<[u8; 32], TokenEntry>,
     catalogs: Map<TenantId, Arc<Snapshot>>,
+    /// Free starts of addresses and their rendered bytes
+    /// ([`polyclinic_scheduling::availability_cache`]): kept by generation,
+    /// not by time to live (see the module doc).
+    slots: SlotCache,
 }
 
 impl Default for Caches {
@@ -127,8 +144,13 @@ impl Default for Caches {
 impl Caches {
     /// Caches whose entries live at most `ttl` (zero: no caching).
     pub fn new(ttl: Duration) -> Self {
-        let caches =
-            Caches { ttl_micros: AtomicU64::new(0), secrets: Map::new(), tokens: Map::new(), catalogs: Map::new() };
+        let caches = Caches {
+            ttl_micros: AtomicU64::new(0),
+            secrets: Map::new(),
+            tokens: Map::new(),
+            catalogs: Map::new(),
+            slots: SlotCache::default(),
+        };
         caches.set_ttl(ttl);
         caches
     }
@@ -142,11 +164,17 @@ impl Caches {
     /// caches).
     pub fn set_ttl(&self, ttl: Duration) {
         self.ttl_micros.store(u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.slots.set_enabled(!ttl.is_zero());
         if ttl.is_zero() {
             self.secrets.clear();
             self.tokens.clear();
             self.catalogs.clear();
         }
+    }
+
+    /// The free starts of addresses (kept while [`Self::enabled`]).
+    pub fn slots(&self) -> &SlotCache {
+        &self.slots
     }
 
     /// Whether entries are kept at all.

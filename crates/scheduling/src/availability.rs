@@ -71,6 +71,19 @@ pub async fn free_starts(
     Ok(out)
 }
 
+/// The free slots of one address in `window`, whatever the time rules say
+/// (what [`crate::availability_cache`] keeps): [`at_address`] with every
+/// start of the window bookable. Its starts within a bookable range are
+/// exactly [`at_address`]'s for that range.
+pub async fn address_starts(
+    conn: &mut Conn,
+    tenant: TenantId,
+    address: &Address,
+    window: &Interval,
+) -> StoreResult<Vec<FreeSlot>> {
+    at_address(conn, tenant, address, window, window, None).await
+}
+
 /// The free slots of one address in `window` whose starts lie in `bookable`
 /// (from [`time_rules::bookable_starts`]). `ignore` is a booking's own time
 /// when that booking is being moved: it is not in its own way.

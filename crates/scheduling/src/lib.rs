@@ -18,6 +18,7 @@
 //! matching), [`video`] (whether a visit is digital, and its keys).
 
 pub mod availability;
+pub mod availability_cache;
 pub mod booking;
 pub mod calendar;
 pub mod conversations;

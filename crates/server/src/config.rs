@@ -77,6 +77,26 @@ pub enum Command {
         /// The seed file.
         file: PathBuf,
     },
+    /// Import a clinic's patients and appointments from a JSON Lines file
+    /// (docs/import.md), many rows per transaction; prints the counts.
+    Import(ImportArgs),
+}
+
+/// Flags of `polyclinic import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The JSON Lines file: one `{"type": "patient" | "appointment", ...}` object per line.
+    pub file: PathBuf,
+    /// Lines per transaction: a refused line rolls back its whole batch.
+    #[arg(long, default_value_t = polyclinic_store::import::DEFAULT_BATCH)]
+    pub batch_size: usize,
+    /// Show progress on stderr even when it is not a terminal (a bar is
+    /// shown on a terminal anyway).
+    #[arg(long)]
+    pub progress: bool,
+    /// Show no progress.
+    #[arg(long, conflicts_with = "progress")]
+    pub quiet: bool,
 }
 
 /// Flags of `polyclinic serve`.
@@ -147,6 +167,10 @@ pub struct DeliveryArgs {
     /// Default heartbeat period of FHIR subscriptions, in seconds (0: none).
     #[arg(long, env = "POLYCLINIC_HEARTBEAT_SECONDS")]
     pub heartbeat_seconds: Option<i64>,
+    /// Days the delivery history (dispatched events, delivered and dead
+    /// deliveries with their attempts) is kept before it is deleted.
+    #[arg(long, env = "POLYCLINIC_RETENTION_DAYS")]
+    pub retention_days: Option<i64>,
     /// SMTP server for e-mail (`smtp://host:25`, `smtp://user:pass@host:587?tls=required`,
     /// `smtps://user:pass@host:465`); without it, e-mail stays local.
     #[arg(long, env = "POLYCLINIC_SMTP_URL", hide_env_values = true)]
@@ -239,6 +263,10 @@ pub struct Delivery {
     pub backoff_cap_seconds: i64,
     pub lease_seconds: i64,
     pub heartbeat_seconds: i64,
+    /// `--retention-days` (at least 1).
+    pub retention_days: i64,
+    /// Rows of each table one retention run deletes at most (no flag).
+    pub retention_batch: i64,
     pub sms_gateway_url: Option<String>,
     pub smtp_url: Option<String>,
     pub mail_from: String,
@@ -260,6 +288,8 @@ impl Default for Delivery {
             backoff_cap_seconds: 3600,
             lease_seconds: 120,
             heartbeat_seconds: 3600,
+            retention_days: polyclinic_delivery::housekeeping::RETENTION_DAYS,
+            retention_batch: polyclinic_delivery::housekeeping::RETENTION_BATCH,
             sms_gateway_url: None,
             smtp_url: None,
             mail_from: "Polyclinic <polyclinic@localhost>".into(),
@@ -397,6 +427,8 @@ impl Config {
                         .or(f.heartbeat_seconds)
                         .unwrap_or(d.heartbeat_seconds)
                         .max(0),
+                    retention_days: a.retention_days.or(f.retention_days).unwrap_or(d.retention_days).max(1),
+                    retention_batch: d.retention_batch,
                     sms_gateway_url: a.sms_gateway_url.clone().or(f.sms_gateway_url),
                     smtp_url: a.smtp_url.clone().or(f.smtp_url),
                     mail_from: a.mail_from.clone().or(f.mail_from).unwrap_or(d.mail_from),
@@ -476,6 +508,13 @@ mod tests {
         let (_, off) = parse(&["polyclinic", "--config", p, "serve", "--docplanner-no-rate-limits"]);
         assert_eq!(off.docplanner_limits, DocplannerLimits::OFF);
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn retention_days_default_to_thirty_and_are_at_least_one() {
+        assert_eq!(parse(&["polyclinic", "serve"]).1.delivery.retention_days, 30);
+        assert_eq!(parse(&["polyclinic", "serve", "--retention-days", "7"]).1.delivery.retention_days, 7);
+        assert_eq!(parse(&["polyclinic", "serve", "--retention-days", "0"]).1.delivery.retention_days, 1);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod import;
 
 use anyhow::Context;
 use polyclinic_delivery::{Engine, EngineConfig, ReqwestSender, Router, Senders, SmsGateway, TargetPolicy};
@@ -105,8 +106,8 @@ impl Application {
             Arc::new(polyclinic_solo::reports::EncounterReports::new(store.blobs(), store.secret_key().clone())),
             // Patient messages: one shared service, for every dialect's bookings.
             Arc::new(polyclinic_messaging::PatientMessages::new(store.secret_key().clone(), &public_url, templates)),
-            // Housekeeping jobs no dialect owns (token expiry).
-            Arc::new(polyclinic_delivery::Housekeeping),
+            // Housekeeping jobs no dialect owns (token expiry, retention).
+            Arc::new(polyclinic_delivery::Housekeeping::new(d.retention_days, d.retention_batch)),
         ];
         let engine_config = EngineConfig {
             max_attempts: d.max_attempts,

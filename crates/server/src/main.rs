@@ -40,7 +40,27 @@ async fn run() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&result)?);
             Ok(())
         }
+        Command::Import(args) => import(&config, &args).await,
     }
+}
+
+/// `polyclinic import FILE`: the summary on stdout; a refused line fails
+/// the command with its number (see `polyclinic::import`).
+async fn import(config: &Config, args: &polyclinic::config::ImportArgs) -> anyhow::Result<()> {
+    let mut opts = StoreOptions::new(&config.database);
+    opts.secret_key = polyclinic::secret_key(config)?;
+    let store = Store::open(opts).await.context("opening the database")?;
+    let progress = match (args.progress, args.quiet) {
+        (true, _) => polyclinic::import::Progress::Always,
+        (_, true) => polyclinic::import::Progress::Never,
+        _ => polyclinic::import::Progress::Auto,
+    };
+    let options = polyclinic::import::Options { batch: args.batch_size, progress };
+    let outcome = polyclinic::import::import_file(&store, &args.file, options).await;
+    store.close().await;
+    let summary = outcome?.with_context(|| format!("importing {}", args.file.display()))?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

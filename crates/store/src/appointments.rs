@@ -17,6 +17,7 @@
 //! [`CoreError::InvalidTransition`]; a cancel racing a reschedule ends either
 //! cancelled with its time freed, or moved with the new time held.
 
+use crate::availability_generation::{Resource, touch};
 use crate::outbox::{Seq, append, is_postgres, next_id};
 use crate::{Conn, StoreError, StoreResult, secs};
 use jiff::Timestamp;
@@ -95,7 +96,7 @@ async fn clash(conn: &mut Conn, tenant: TenantId, a: &Appointment) -> StoreResul
     Ok(None)
 }
 
-async fn hold_time(conn: &mut Conn, tenant: TenantId, a: &Appointment) -> StoreResult<()> {
+pub(crate) async fn hold_time(conn: &mut Conn, tenant: TenantId, a: &Appointment) -> StoreResult<()> {
     if !a.status.occupies_time() {
         return Ok(());
     }
@@ -120,7 +121,18 @@ async fn hold_time(conn: &mut Conn, tenant: TenantId, a: &Appointment) -> StoreR
             other => other,
         })?;
     }
-    Ok(())
+    touch_busy(conn, tenant, &resources(a)).await
+}
+
+/// Records a change of the time held on `held` (see
+/// [`crate::availability_generation`]), in one order for every command (on
+/// PostgreSQL it steps rows, which two commands must lock in one order).
+async fn touch_busy(conn: &mut Conn, tenant: TenantId, held: &[(i64, i64)]) -> StoreResult<()> {
+    let mut held = held.to_vec();
+    held.sort_unstable();
+    held.dedup();
+    let touched: Vec<Resource> = held.iter().map(|(kind, id)| Resource::of_busy(*kind, *id)).collect();
+    touch(conn, tenant, &touched).await
 }
 
 fn slot_taken(kind: i64, a: &Appointment) -> CoreError {
@@ -132,15 +144,18 @@ fn slot_taken(kind: i64, a: &Appointment) -> CoreError {
 }
 
 async fn release_time(conn: &mut Conn, tenant: TenantId, id: AppointmentId) -> StoreResult<()> {
-    sqlx::query("DELETE FROM busy WHERE tenant_id = $1 AND appointment_id = $2")
-        .bind(tenant.get())
-        .bind(id.get())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    let freed = sqlx::query(
+        "DELETE FROM busy WHERE tenant_id = $1 AND appointment_id = $2 RETURNING resource_kind, resource_id",
+    )
+    .bind(tenant.get())
+    .bind(id.get())
+    .fetch_all(&mut *conn)
+    .await?;
+    let freed = freed.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<StoreResult<Vec<(i64, i64)>>>()?;
+    touch_busy(conn, tenant, &freed).await
 }
 
-async fn write_row(conn: &mut Conn, tenant: TenantId, a: &Appointment, insert: bool) -> StoreResult<()> {
+pub(crate) async fn write_row(conn: &mut Conn, tenant: TenantId, a: &Appointment, insert: bool) -> StoreResult<()> {
     let sql = if insert {
         "INSERT INTO appointments (status, start_s, end_s, healthcare_service_id, address_id, patient_id, external_id, \
          episode_id, version, updated_at, doc, tenant_id, id, created_at) \
@@ -166,6 +181,59 @@ async fn write_row(conn: &mut Conn, tenant: TenantId, a: &Appointment, insert: b
         .bind(a.id.get())
         .execute(&mut *conn)
         .await?;
+    index_practitioners(conn, tenant, a, insert).await
+}
+
+/// `a`'s practitioners, each once, by id.
+fn practitioner_ids(a: &Appointment) -> Vec<i64> {
+    let mut ids: Vec<i64> = a.practitioners().map(|p| p.get()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Keeps `appointment_practitioners` (the practitioner search's index, every
+/// status) equal to `a`'s practitioners at `a`'s time. An update that moves
+/// nobody and no time (a status change) only reads the rows.
+async fn index_practitioners(conn: &mut Conn, tenant: TenantId, a: &Appointment, insert: bool) -> StoreResult<()> {
+    let (start, end) = (secs(a.interval.start), secs(a.interval.end));
+    let wanted: Vec<(i64, i64, i64)> = practitioner_ids(a).into_iter().map(|p| (p, start, end)).collect();
+    if !insert {
+        let rows = sqlx::query(
+            "SELECT practitioner_id, start_s, end_s FROM appointment_practitioners \
+             WHERE tenant_id = $1 AND appointment_id = $2",
+        )
+        .bind(tenant.get())
+        .bind(a.id.get())
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut have = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<StoreResult<Vec<(i64, i64, i64)>>>()?;
+        have.sort_unstable();
+        if have == wanted {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM appointment_practitioners WHERE tenant_id = $1 AND appointment_id = $2")
+            .bind(tenant.get())
+            .bind(a.id.get())
+            .execute(&mut *conn)
+            .await?;
+    }
+    for (practitioner, start, end) in wanted {
+        sqlx::query(
+            "INSERT INTO appointment_practitioners (tenant_id, practitioner_id, start_s, appointment_id, end_s) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(tenant.get())
+        .bind(practitioner)
+        .bind(start)
+        .bind(a.id.get())
+        .bind(end)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -234,6 +302,7 @@ pub async fn book_new(
     if let Some(kind) = row.try_get::<Option<i64>, _>("clash")? {
         return Err(slot_taken(kind, &a).into());
     }
+    touch_busy(conn, tenant, &held).await?;
     let e = event(EventKind::AppointmentCreated, &a, json!({}));
     // $1 tenant, $2 id, $3 start, $4 end, $5..$13 the appointment's other
     // columns, $14..$17 the event; then one resource kind and id per row.
@@ -245,6 +314,20 @@ pub async fn book_new(
         format!(
             "b AS (INSERT INTO busy (tenant_id, resource_kind, resource_id, appointment_id, start_s, end_s) VALUES {}), ",
             rows.join(", ")
+        )
+    };
+    // Then one practitioner id per row of the practitioner search's index.
+    let practitioners = practitioner_ids(&a);
+    let first = 18 + 2 * held.len();
+    let by_practitioner: Vec<String> =
+        (0..practitioners.len()).map(|i| format!("($1, ${}, $3, $2, $4)", first + i)).collect();
+    let busy = if by_practitioner.is_empty() {
+        busy
+    } else {
+        format!(
+            "{busy}p AS (INSERT INTO appointment_practitioners (tenant_id, practitioner_id, start_s, appointment_id, \
+             end_s) VALUES {}), ",
+            by_practitioner.join(", ")
         )
     };
     let sql = format!(
@@ -274,6 +357,9 @@ pub async fn book_new(
         .bind(serde_json::to_string(&e.data)?);
     for (kind, id) in &held {
         q = q.bind(*kind).bind(*id);
+    }
+    for id in &practitioners {
+        q = q.bind(*id);
     }
     q.execute(&mut *conn).await.map_err(|e| match crate::db::map_constraint(e) {
         // Another transaction's booking won the race (the exclusion
@@ -654,6 +740,263 @@ pub async fn search(conn: &mut Conn, tenant: TenantId, s: &Search) -> StoreResul
         .map(|r| serde_json::from_str(&r.try_get::<String, _>(0)?).map_err(StoreError::from))
         .collect::<StoreResult<Vec<Appointment>>>()?;
     Ok((items, total))
+}
+
+/// The most matches [`search_page`] counts exactly by default: past it the
+/// total is only known to be larger (docs/storage.md, "Search plans").
+pub const TOTAL_CAP: i64 = 1000;
+
+/// How [`search_page`] counts the matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Counting {
+    /// Exactly up to [`TOTAL_CAP`]; past it [`Total::MoreThan`].
+    #[default]
+    Capped,
+    /// Exactly, however many (a scan of every match's index entry).
+    Exact,
+    /// Not at all.
+    Skip,
+}
+
+/// The number of matches of a [`search_page`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    Exact(i64),
+    /// More than this many (the cap).
+    MoreThan(i64),
+    NotCounted,
+}
+
+/// Where a page starts: the sort key `(start_s, id)` of the last match of
+/// the previous page (keyset), or a number of matches to skip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageStart {
+    After { start_s: i64, id: i64 },
+    Skip(i64),
+}
+
+/// An appointment search (the Embassy search): every filter given must hold.
+/// At least one of `healthcare_service`, `patients` and `practitioner` must
+/// be given; it picks the index the page is read from (practitioner first,
+/// then patients, then service).
+#[derive(Debug, Clone)]
+pub struct PageQuery {
+    pub healthcare_service: Option<HealthcareServiceId>,
+    /// Appointments of any of these patients.
+    pub patients: Option<Vec<i64>>,
+    /// Appointments this practitioner takes part in, whatever their status.
+    pub practitioner: Option<i64>,
+    /// Appointments starting at or after `.0` and ending at or before `.1`.
+    pub range: Option<(Timestamp, Timestamp)>,
+    pub from: PageStart,
+    pub limit: i64,
+    pub counting: Counting,
+}
+
+/// A page of a [`search_page`], in `(start, id)` order.
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    pub items: Vec<Appointment>,
+    pub total: Total,
+    /// The key to continue after, when more matches follow this page.
+    pub next: Option<(i64, i64)>,
+}
+
+/// The statements of a [`search_page`], with their arguments.
+struct PageStatements {
+    count: Option<(String, Vec<i64>)>,
+    page: Option<(String, Vec<i64>)>,
+}
+
+/// Builds the count and the page of `q`; `ph(n)` spells parameter `n`.
+fn page_statements(tenant: TenantId, q: &PageQuery, ph: fn(usize) -> String) -> PageStatements {
+    // The key columns of the index the search reads.
+    let (from_sql, k_start, k_id, k_end) = if q.practitioner.is_some() {
+        (
+            "appointment_practitioners k JOIN appointments a ON a.tenant_id = k.tenant_id AND a.id = k.appointment_id",
+            "k.start_s",
+            "k.appointment_id",
+            "k.end_s",
+        )
+    } else {
+        ("appointments a", "a.start_s", "a.id", "a.end_s")
+    };
+    // The practitioner search counts on its own index alone unless another
+    // filter needs the appointment's columns.
+    let joined = q.practitioner.is_none() || q.patients.is_some() || q.healthcare_service.is_some();
+    let count_from = if joined { from_sql } else { "appointment_practitioners k" };
+    // The filter and its arguments; a page after a key starts its index
+    // range at that key (`after`), the count at the range's start.
+    let filter = |after: Option<(i64, i64)>| -> (String, Vec<i64>) {
+        let mut args: Vec<i64> = vec![tenant.get()];
+        let mut param = |v: i64| {
+            args.push(v);
+            ph(args.len())
+        };
+        let mut clauses: Vec<String> = Vec::new();
+        match q.practitioner {
+            Some(p) => clauses.push(format!("k.tenant_id = {} AND k.practitioner_id = {}", ph(1), param(p))),
+            None => clauses.push(format!("a.tenant_id = {}", ph(1))),
+        }
+        match q.patients.as_deref() {
+            None | Some([]) => {}
+            Some([one]) => clauses.push(format!("a.patient_id = {}", param(*one))),
+            Some(many) => {
+                let list: Vec<String> = many.iter().map(|p| param(*p)).collect();
+                clauses.push(format!("a.patient_id IN ({})", list.join(", ")));
+            }
+        }
+        if let Some(h) = q.healthcare_service {
+            clauses.push(format!("a.healthcare_service_id = {}", param(h.get())));
+        }
+        if let Some((from, to)) = q.range {
+            let from = after.map_or(secs(from), |(start_s, _)| secs(from).max(start_s));
+            let (from, to) = (param(from), param(secs(to)));
+            // `start_s <= to` follows from `end_s <= to`; said, it closes the
+            // index range at its upper end too.
+            clauses.push(format!("{k_start} >= {from} AND {k_start} <= {to} AND {k_end} <= {to}"));
+        }
+        if let Some((start_s, id)) = after {
+            let (start_s, id) = (param(start_s), param(id));
+            clauses.push(format!("({k_start}, {k_id}) > ({start_s}, {id})"));
+        }
+        (clauses.join(" AND "), args)
+    };
+    let count = match q.counting {
+        Counting::Skip => None,
+        Counting::Exact => {
+            let (where_sql, args) = filter(None);
+            Some((format!("SELECT COUNT(*) FROM {count_from} WHERE {where_sql}"), args))
+        }
+        // Count no further than one past the cap.
+        Counting::Capped => {
+            let (where_sql, args) = filter(None);
+            let sql = format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM {count_from} WHERE {where_sql} LIMIT {}) c",
+                TOTAL_CAP + 1
+            );
+            Some((sql, args))
+        }
+    };
+    let page = (q.limit > 0).then(|| {
+        let (after, offset) = match q.from {
+            PageStart::After { start_s, id } => (Some((start_s, id)), 0),
+            PageStart::Skip(n) => (None, n.max(0)),
+        };
+        let (where_sql, args) = filter(after);
+        // Several patients (one phone shared): their appointments are read
+        // from the patient index and sorted (a few dozen rows). The `+` keeps
+        // SQLite from walking the tenant's whole `start_s` index instead.
+        let plus = if q.patients.as_ref().is_some_and(|p| p.len() > 1) { "+" } else { "" };
+        // One row more than the page says whether another page follows.
+        let sql = format!(
+            "SELECT a.doc, {k_start} AS k_start, {k_id} AS k_id FROM {from_sql} WHERE {where_sql} \
+             ORDER BY {plus}{k_start}, {plus}{k_id} LIMIT {} OFFSET {offset}",
+            q.limit + 1
+        );
+        (sql, args)
+    });
+    PageStatements { count, page }
+}
+
+/// The total of `n` counted matches.
+fn total_of(counting: Counting, n: Option<i64>) -> Total {
+    match n {
+        None => Total::NotCounted,
+        Some(n) if counting == Counting::Capped && n > TOTAL_CAP => Total::MoreThan(TOTAL_CAP),
+        Some(n) => Total::Exact(n),
+    }
+}
+
+/// The page of the rows read (`doc`, start, id; one more than `limit` when
+/// another page follows).
+fn page_of(rows: Vec<(String, i64, i64)>, limit: i64, total: Total) -> StoreResult<SearchPage> {
+    let shown = usize::try_from(limit.max(0)).unwrap_or(usize::MAX).min(rows.len());
+    let next = if rows.len() > shown { rows.get(shown.wrapping_sub(1)).map(|r| (r.1, r.2)) } else { None };
+    let items = rows[..shown]
+        .iter()
+        .map(|r| serde_json::from_str(&r.0).map_err(StoreError::from))
+        .collect::<StoreResult<Vec<Appointment>>>()?;
+    Ok(SearchPage { items, total, next })
+}
+
+/// A page of an appointment search, read from an index in its order: the
+/// page and the count are range scans of `(tenant_id, <participant>,
+/// start_s, id, end_s)` (`appointments_service_search`,
+/// `appointments_patient_search`, `appointment_practitioners`), never a sort,
+/// and a page that continues after a key starts right at it (keyset), however
+/// deep. Plans in docs/storage.md, "Search plans".
+pub async fn search_page(conn: &mut Conn, tenant: TenantId, q: &PageQuery) -> StoreResult<SearchPage> {
+    if q.patients.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(SearchPage { items: Vec::new(), total: Total::Exact(0), next: None });
+    }
+    let st = page_statements(tenant, q, |n| format!("${n}"));
+    let n = match st.count {
+        None => None,
+        Some((sql, args)) => {
+            let mut count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+            for v in args {
+                count = count.bind(v);
+            }
+            Some(count.fetch_one(&mut *conn).await?)
+        }
+    };
+    let total = total_of(q.counting, n);
+    let Some((sql, args)) = st.page else { return Ok(SearchPage { items: Vec::new(), total, next: None }) };
+    let mut page = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for v in args {
+        page = page.bind(v);
+    }
+    let rows = page
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?, r.try_get::<i64, _>(2)?)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    page_of(rows, q.limit, total)
+}
+
+/// Deepest `skip` (without a cursor) read on the calling thread.
+const POINT_SKIP: i64 = 1000;
+
+/// [`search_page`] outside any command. On SQLite a search of bounded work
+/// (the capped count or none, and a page after a cursor or at most
+/// [`POINT_SKIP`] deep: at most ~2,000 index entries and `_count + 1`
+/// documents, about a millisecond) runs on the calling thread, as
+/// [`read_one`] does, without two hand-offs to sqlx's connection thread; the
+/// rest (`_total=accurate`, deep offsets) and PostgreSQL go through the pool.
+pub async fn read_page(store: &crate::Store, tenant: TenantId, q: PageQuery) -> StoreResult<SearchPage> {
+    let bounded = q.counting != Counting::Exact
+        && match q.from {
+            PageStart::After { .. } => true,
+            PageStart::Skip(n) => n <= POINT_SKIP,
+        };
+    if let (Some(points), true) = (store.point_reads(), bounded) {
+        if q.patients.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(SearchPage { items: Vec::new(), total: Total::Exact(0), next: None });
+        }
+        let st = page_statements(tenant, &q, |n| format!("?{n}"));
+        return points.run(|c| {
+            let sqlite = |e: rusqlite::Error| StoreError::Aborted(format!("SQLite search: {e}"));
+            let n = match &st.count {
+                None => None,
+                Some((sql, args)) => Some(
+                    c.prepare_cached(sql)
+                        .and_then(|mut s| s.query_row(rusqlite::params_from_iter(args), |r| r.get::<_, i64>(0)))
+                        .map_err(sqlite)?,
+                ),
+            };
+            let total = total_of(q.counting, n);
+            let Some((sql, args)) = &st.page else { return Ok(SearchPage { items: Vec::new(), total, next: None }) };
+            let mut stmt = c.prepare_cached(sql).map_err(sqlite)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<(String, i64, i64)>>>())
+                .map_err(sqlite)?;
+            page_of(rows, q.limit, total)
+        });
+    }
+    store.read(move |c| Box::pin(async move { search_page(c, tenant, &q).await })).await
 }
 
 /// Intervals held on a practitioner or an address overlapping `window`

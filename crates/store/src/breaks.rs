@@ -6,6 +6,7 @@
 //! `BreakCreated`, `BreakMoved` (with the previous range) and `BreakRemoved`,
 //! aggregate `calendar_break`, data `{"address_id", "break", ["previous"]}`.
 
+use crate::availability_generation::{Resource, touch};
 use crate::outbox::{Seq, append, next_id};
 use crate::{Conn, StoreError, StoreResult, secs};
 use jiff::Timestamp;
@@ -106,6 +107,7 @@ fn event(kind: EventKind, b: &CalendarBreak, previous: Option<&Interval>) -> Sto
 
 /// Stores new breaks (ids already drawn with [`new_id`]), one `BreakCreated` each.
 pub async fn create(conn: &mut Conn, tenant: TenantId, breaks: &[CalendarBreak], now: Timestamp) -> StoreResult<()> {
+    touch_addresses(conn, tenant, breaks).await?;
     let mut events = Vec::with_capacity(breaks.len());
     for b in breaks {
         sqlx::query(
@@ -133,6 +135,7 @@ pub async fn move_to(
     to: Interval,
     now: Timestamp,
 ) -> StoreResult<Vec<CalendarBreak>> {
+    touch_addresses(conn, tenant, breaks).await?;
     let mut moved = Vec::with_capacity(breaks.len());
     let mut events = Vec::with_capacity(breaks.len());
     for b in breaks {
@@ -155,6 +158,7 @@ pub async fn move_to(
 
 /// Removes breaks, one `BreakRemoved` each (with the break as it was).
 pub async fn remove(conn: &mut Conn, tenant: TenantId, breaks: &[CalendarBreak], now: Timestamp) -> StoreResult<()> {
+    touch_addresses(conn, tenant, breaks).await?;
     let mut events = Vec::with_capacity(breaks.len());
     for b in breaks {
         sqlx::query("DELETE FROM calendar_breaks WHERE tenant_id = $1 AND id = $2")
@@ -165,4 +169,12 @@ pub async fn remove(conn: &mut Conn, tenant: TenantId, breaks: &[CalendarBreak],
         events.push(event(EventKind::BreakRemoved, b, None)?);
     }
     append(conn, tenant, now, &events).await
+}
+
+/// Records a change of the breaks of these breaks' addresses (see
+/// [`crate::availability_generation`]).
+async fn touch_addresses(conn: &mut Conn, tenant: TenantId, breaks: &[CalendarBreak]) -> StoreResult<()> {
+    let mut addresses: Vec<Resource> = breaks.iter().map(|b| Resource::Address(b.address_id.get())).collect();
+    addresses.dedup();
+    touch(conn, tenant, &addresses).await
 }

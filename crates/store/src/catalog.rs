@@ -7,6 +7,7 @@
 //! of helpers reads and writes them; the table name always comes from the
 //! [`Table`] enum, never from input.
 
+use crate::availability_generation::{Resource, touch};
 use crate::outbox::{Seq, append, next_id};
 use crate::{Conn, StoreError, StoreResult};
 use jiff::Timestamp;
@@ -67,7 +68,7 @@ pub enum Table {
 }
 
 impl Table {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Table::Practitioners => "practitioners",
             Table::HealthcareServices => "healthcare_services",
@@ -125,6 +126,15 @@ pub async fn id_by_key(conn: &mut Conn, table: Table, tenant: TenantId, key: &st
     Ok(sqlx::query_scalar(AssertSqlSafe(sql)).bind(tenant.get()).bind(key).fetch_optional(&mut *conn).await?)
 }
 
+/// Records a change of addresses or address services, which the free
+/// starts of addresses depend on (see [`crate::availability_generation`]).
+async fn touch_availability(conn: &mut Conn, table: Table, tenant: TenantId) -> StoreResult<()> {
+    if matches!(table, Table::Addresses | Table::AddressServices) {
+        touch(conn, tenant, &[Resource::Catalogue]).await?;
+    }
+    Ok(())
+}
+
 /// Extra indexed columns written beside the document.
 pub type Columns<'a> = &'a [(&'static str, Option<i64>)];
 
@@ -139,6 +149,7 @@ async fn put(
     doc: String,
 ) -> StoreResult<()> {
     catalog_changed();
+    touch_availability(conn, table, tenant).await?;
     let mut names = vec!["tenant_id", "id", "doc"];
     if key.is_some() {
         names.push("key");
@@ -199,6 +210,7 @@ pub async fn save<T: Serialize>(
 /// Deletes a row; answers whether it existed.
 pub async fn delete(conn: &mut Conn, table: Table, tenant: TenantId, id: i64) -> StoreResult<bool> {
     catalog_changed();
+    touch_availability(conn, table, tenant).await?;
     let sql = format!("DELETE FROM {} WHERE tenant_id = $1 AND id = $2", table.name());
     let r = sqlx::query(AssertSqlSafe(sql)).bind(tenant.get()).bind(id).execute(&mut *conn).await?;
     Ok(r.rows_affected() > 0)
@@ -510,6 +522,7 @@ pub async fn address_for_service(
 /// Replaces an address's document (its indexed columns do not change here).
 pub async fn update_address(conn: &mut Conn, tenant: TenantId, a: &Address) -> StoreResult<()> {
     catalog_changed();
+    touch_availability(conn, Table::Addresses, tenant).await?;
     let r = sqlx::query("UPDATE addresses SET doc = $3 WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.get())
         .bind(a.id.get())

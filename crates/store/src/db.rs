@@ -1,5 +1,6 @@
 //! Connections, the SQLite group-commit writer and transaction helpers.
 
+use crate::availability_generation::{self, Touched, noting};
 use crate::blobs::{BlobStore, DirBlobs, TableBlobs};
 use crate::outbox::{IdBlocks, reserve_blocks, with_blocks};
 use crate::point_read::PointReaders;
@@ -308,10 +309,12 @@ impl Store {
         match &self.inner.writer {
             Some(writer) => {
                 let (tx, rx) = oneshot::channel::<StoreResult<T>>();
+                let touched = Touched::default();
+                let noted = touched.clone();
                 let job = Job {
                     run: Box::new(move |conn| {
                         Box::pin(async move {
-                            let out = f(conn).await.map_err(map_store_constraint);
+                            let out = noting(noted, f(conn)).await.map_err(map_store_constraint);
                             (out.is_ok(), Box::new(out) as Outcome)
                         })
                     }),
@@ -331,16 +334,26 @@ impl Store {
                 // with the job still queued) drops `tx`: an error, not a hang.
                 let out = rx.await.map_err(|_| writer_gone())?;
                 if out.is_ok() {
+                    availability_generation::committed(&touched);
                     self.inner.committed.notify_one();
                 }
                 out
             }
             None => {
                 let mut tx = self.inner.pool.begin().await?;
-                let out = AssertUnwindSafe(async { f(&mut tx).await }).catch_unwind().await;
+                let touched = Touched::default();
+                let out = AssertUnwindSafe(noting(touched.clone(), f(&mut tx))).catch_unwind().await;
+                let out = match out {
+                    Ok(Ok(v)) => match availability_generation::step_rows(&mut tx, &touched).await {
+                        Ok(()) => Ok(Ok(v)),
+                        Err(e) => Ok(Err(e)),
+                    },
+                    other => other,
+                };
                 match out {
                     Ok(Ok(v)) => {
                         tx.commit().await.map_err(map_constraint)?;
+                        availability_generation::committed(&touched);
                         self.inner.committed.notify_one();
                         Ok(v)
                     }

@@ -11,10 +11,12 @@
 //! (at-least-once). PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, so
 //! several nodes never claim the same row.
 //!
-//! A claimed delivery may wait in its worker before its send starts (for a
-//! send slot), so the claimer keeps its lease alive while it waits and takes
-//! it afresh when the send starts ([`renew`]): the full lease covers the
-//! send, however long the wait was. The lease value itself identifies the
+//! Deliveries are claimed a batch per target queue ([`claim_batches`]): the
+//! run of due, free deliveries that starts at the queue's head. A claimed
+//! batch may wait in its worker before its sends start (for a send slot), so
+//! the claimer keeps its lease alive while it waits and takes it afresh
+//! before a send once a second of it has passed ([`renew_range`]): a full
+//! lease covers every send, however long the wait was. The lease value itself identifies the
 //! holder: a claim needs the previous lease to have passed and a renewal
 //! extends it, so every claim or renewal sets a later value than the one
 //! before, and a worker that finds another value than the one it set knows
@@ -158,39 +160,72 @@ pub async fn hold(conn: &mut Conn, tenant: TenantId, id: i64, until: i64) -> Sto
     Ok(())
 }
 
-/// Extends the lease a worker holds on a delivery from `held` (the value its
-/// claim or its last renewal set) to `until`, which must be later. `false`
-/// when the worker no longer holds it: another worker took it meanwhile (the
-/// lease had passed and it was claimed again), or it is no longer waiting
-/// to be sent. The worker must then not send it.
-pub async fn renew(conn: &mut Conn, tenant: TenantId, id: i64, held: i64, until: i64) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE deliveries SET lease_until = $1 WHERE tenant_id = $2 AND id = $3 AND lease_until = $4 \
-         AND state IN ('pending', 'failed')",
-    )
-    .bind(until)
-    .bind(tenant.get())
-    .bind(id)
-    .bind(held)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// The tenants with work for the engine at `now`: events not yet fanned
-/// out, or deliveries due whose lease (wall clock) is free. Reads only the
-/// partial indexes of waiting rows, so a pass costs nothing per idle tenant.
-pub async fn tenants_with_work(conn: &mut Conn, now: Timestamp, wall_now: i64) -> StoreResult<Vec<TenantId>> {
+/// The tenants with work for the engine: events not yet fanned out, or
+/// deliveries waiting (whether a queue's head is due is then [`has_due`]'s
+/// question). Each tenant costs two index probes (into the partial indexes
+/// of waiting rows), however long its history and however many deliveries
+/// wait behind a failing target.
+pub async fn tenants_with_work(conn: &mut Conn) -> StoreResult<Vec<TenantId>> {
     let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT DISTINCT tenant_id FROM outbox WHERE dispatched = 0 \
-         UNION SELECT DISTINCT tenant_id FROM deliveries WHERE state IN ('pending', 'failed') \
-         AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $2) ORDER BY 1",
+        "SELECT t.tenant_id FROM tenants t \
+         WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.tenant_id = t.tenant_id AND d.state IN ('pending', 'failed')) \
+            OR EXISTS (SELECT 1 FROM outbox o WHERE o.tenant_id = t.tenant_id AND o.dispatched = 0) \
+         ORDER BY 1",
     )
-    .bind(secs(now))
-    .bind(wall_now)
     .fetch_all(&mut *conn)
     .await?;
     Ok(ids.into_iter().map(TenantId).collect())
+}
+
+/// The head of a target queue: its first waiting delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub target_key: String,
+    pub id: i64,
+    pub next_attempt_at: i64,
+    pub lease_until: Option<i64>,
+}
+
+impl Head {
+    /// Due by the domain clock and not leased by the wall clock.
+    fn ready(&self, now_s: i64, wall_now: i64) -> bool {
+        self.next_attempt_at <= now_s && self.lease_until.is_none_or(|l| l <= wall_now)
+    }
+}
+
+/// The heads of the tenant's target queues, in id order: the first waiting
+/// delivery of each queue. The queues are walked one index seek at a time
+/// in the partial index of waiting rows (migration 0015): the next queue
+/// after the last one found, and its first row. The cost grows with the
+/// number of queues, never with the deliveries waiting in them (a `GROUP
+/// BY` would read every waiting row: tens of thousands behind a failing
+/// target).
+pub async fn heads(conn: &mut Conn, tenant: TenantId) -> StoreResult<Vec<Head>> {
+    let mut heads = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        // Two statements, so that each is a plain range of the index.
+        const FIRST: &str = "SELECT target_key, id, next_attempt_at, lease_until FROM deliveries \
+             WHERE tenant_id = $1 AND state IN ('pending', 'failed') ORDER BY target_key, id LIMIT 1";
+        const NEXT: &str = "SELECT target_key, id, next_attempt_at, lease_until FROM deliveries \
+             WHERE tenant_id = $1 AND state IN ('pending', 'failed') AND target_key > $2 ORDER BY target_key, id LIMIT 1";
+        let query = match &after {
+            None => sqlx::query(FIRST).bind(tenant.get()),
+            Some(key) => sqlx::query(NEXT).bind(tenant.get()).bind(key.clone()),
+        };
+        let row = query.fetch_optional(&mut *conn).await?;
+        let Some(r) = row else { break };
+        let head = Head {
+            target_key: r.try_get(0)?,
+            id: r.try_get(1)?,
+            next_attempt_at: r.try_get(2)?,
+            lease_until: r.try_get(3)?,
+        };
+        after = Some(head.target_key.clone());
+        heads.push(head);
+    }
+    heads.sort_by_key(|h| h.id);
+    Ok(heads)
 }
 
 /// When the next waiting delivery falls due: the earliest next attempt (on
@@ -248,18 +283,13 @@ pub async fn has_undispatched(conn: &mut Conn, tenant: TenantId) -> StoreResult<
     Ok(row.is_some())
 }
 
-/// Whether the tenant has a delivery that may be due (a cheap read before
-/// the claiming transaction).
+/// Whether one of the tenant's target queues has a head (its first waiting
+/// delivery) that is due and free: a cheap read ([`heads`]) before the
+/// claiming transaction. Deliveries waiting behind a head in flight or in
+/// retry do not count.
 pub async fn has_due(conn: &mut Conn, tenant: TenantId, now: Timestamp, wall_now: i64) -> StoreResult<bool> {
-    let row: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM deliveries WHERE tenant_id = $1 AND state IN ('pending', 'failed') AND next_attempt_at <= $2          AND (lease_until IS NULL OR lease_until <= $3) LIMIT 1",
-    )
-    .bind(tenant.get())
-    .bind(secs(now))
-    .bind(wall_now)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.is_some())
+    let now_s = secs(now);
+    Ok(heads(conn, tenant).await?.iter().any(|h| h.ready(now_s, wall_now)))
 }
 
 /// Marks an event fanned out.
@@ -272,43 +302,167 @@ pub async fn mark_dispatched(conn: &mut Conn, tenant: TenantId, seq: i64) -> Sto
     Ok(())
 }
 
-/// Claims up to `limit` due deliveries of a tenant: due by the domain clock
-/// (`now`), not leased (by the wall clock, `wall_now`), and first in their
-/// queue. Sets their lease to `wall_now + lease_seconds` (the value the
-/// claimer then [`renew`]s from).
-pub async fn claim_due(
+/// The batch a worker claimed from one target queue: its deliveries in queue
+/// order, leased until `held` (wall-clock seconds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub tenant_id: TenantId,
+    pub target_key: String,
+    pub held: i64,
+    pub deliveries: Vec<Delivery>,
+}
+
+impl Batch {
+    /// The first and last delivery ids (the batch is a run of its queue's
+    /// waiting deliveries between them).
+    pub fn range(&self) -> (i64, i64) {
+        (self.deliveries.first().map_or(0, |d| d.id), self.deliveries.last().map_or(-1, |d| d.id))
+    }
+}
+
+/// Claims, for each of the tenant's target queues whose head (first waiting
+/// delivery) is due by the domain clock (`now`) and free (by the wall clock,
+/// `wall_now`), the run of up to `per_target` waiting deliveries that starts
+/// at the head and are all due and free, in queue order: one batch per
+/// target, leased until `wall_now + lease_seconds`.
+///
+/// A queue belongs to whoever holds its head: on PostgreSQL the head is
+/// locked (`FOR UPDATE SKIP LOCKED`) and its lease checked again before the
+/// batch is leased, so two nodes never claim from one queue at once and the
+/// queue's order is kept. The batch itself is leased in one `UPDATE ...
+/// RETURNING` over the run's id range.
+pub async fn claim_batches(
     conn: &mut Conn,
     tenant: TenantId,
     now: Timestamp,
     wall_now: i64,
     lease_seconds: i64,
-    limit: i64,
-) -> StoreResult<Vec<Delivery>> {
-    let lock = if is_postgres(conn) { " FOR UPDATE SKIP LOCKED" } else { "" };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM deliveries d WHERE d.tenant_id = $1 AND d.state IN ('pending', 'failed') \
-         AND d.next_attempt_at <= $2 AND (d.lease_until IS NULL OR d.lease_until <= $3) \
-         AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.tenant_id = d.tenant_id AND e.target_key = d.target_key \
-                         AND e.id < d.id AND e.state IN ('pending', 'failed')) \
-         ORDER BY d.id LIMIT $4{lock}"
-    );
-    let rows = sqlx::query(AssertSqlSafe(sql))
+    per_target: i64,
+) -> StoreResult<Vec<Batch>> {
+    let postgres = is_postgres(conn);
+    let now_s = secs(now);
+    let held = wall_now + lease_seconds;
+    let mut batches = Vec::new();
+    for h in heads(conn, tenant).await?.into_iter().filter(|h| h.ready(now_s, wall_now)) {
+        let (key, head) = (h.target_key, h.id);
+        // The queue's first waiting deliveries: the run that is due and free.
+        let queue = sqlx::query(
+            "SELECT id, next_attempt_at, lease_until FROM deliveries WHERE tenant_id = $1 AND target_key = $2 \
+             AND state IN ('pending', 'failed') AND id >= $3 ORDER BY id LIMIT $4",
+        )
         .bind(tenant.get())
-        .bind(secs(now))
-        .bind(wall_now)
-        .bind(limit)
+        .bind(&key)
+        .bind(head)
+        .bind(per_target.max(1))
         .fetch_all(&mut *conn)
         .await?;
-    let claimed = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
-    for d in &claimed {
-        sqlx::query("UPDATE deliveries SET lease_until = $1 WHERE tenant_id = $2 AND id = $3")
-            .bind(wall_now + lease_seconds)
+        let mut run = Vec::new();
+        for r in &queue {
+            let (id, at, lease): (i64, i64, Option<i64>) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            if at > now_s || lease.is_some_and(|l| l > wall_now) {
+                break;
+            }
+            run.push(id);
+        }
+        if run.first() != Some(&head) {
+            continue;
+        }
+        if postgres {
+            let mine: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM deliveries WHERE tenant_id = $1 AND id = $2 AND state IN ('pending', 'failed') \
+                 AND (lease_until IS NULL OR lease_until <= $3) FOR UPDATE SKIP LOCKED",
+            )
             .bind(tenant.get())
-            .bind(d.id)
-            .execute(&mut *conn)
+            .bind(head)
+            .bind(wall_now)
+            .fetch_optional(&mut *conn)
             .await?;
+            if mine.is_none() {
+                continue;
+            }
+        }
+        let last = *run.last().unwrap_or(&head);
+        let sql = format!(
+            "UPDATE deliveries SET lease_until = $1 WHERE tenant_id = $2 AND target_key = $3 AND id >= $4 AND id <= $5 \
+             AND state IN ('pending', 'failed') AND next_attempt_at <= $6 AND (lease_until IS NULL OR lease_until <= $7) \
+             RETURNING {COLUMNS}"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(held)
+            .bind(tenant.get())
+            .bind(&key)
+            .bind(head)
+            .bind(last)
+            .bind(now_s)
+            .bind(wall_now)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut claimed = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+        claimed.sort_by_key(|d| d.id);
+        // Keep only the unbroken run from the head (a row enqueued or taken
+        // meanwhile breaks it); what lies after a break is let go again.
+        let kept = claimed.iter().zip(&run).take_while(|(d, id)| d.id == **id).count();
+        if kept < claimed.len() {
+            let from = claimed[kept].id;
+            release(conn, tenant, &key, from, last, held).await?;
+            claimed.truncate(kept);
+        }
+        if !claimed.is_empty() {
+            batches.push(Batch { tenant_id: tenant, target_key: key, held, deliveries: claimed });
+        }
     }
-    Ok(claimed)
+    Ok(batches)
+}
+
+/// Extends the lease a worker holds (`held`) on the waiting deliveries of
+/// `target_key` between `from` and `to` to `until`; answers how many it
+/// still held. The worker must send only what it still holds.
+pub async fn renew_range(
+    conn: &mut Conn,
+    tenant: TenantId,
+    target_key: &str,
+    (from, to): (i64, i64),
+    held: i64,
+    until: i64,
+) -> StoreResult<u64> {
+    let done = sqlx::query(
+        "UPDATE deliveries SET lease_until = $1 WHERE tenant_id = $2 AND target_key = $3 AND id >= $4 AND id <= $5 \
+         AND lease_until = $6 AND state IN ('pending', 'failed')",
+    )
+    .bind(until)
+    .bind(tenant.get())
+    .bind(target_key)
+    .bind(from)
+    .bind(to)
+    .bind(held)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Lets go of the waiting deliveries of `target_key` between `from` and `to`
+/// that the caller holds (`held`) and did not send (a batch stopped at a
+/// failed attempt): they are claimed again, in order, with their queue.
+pub async fn release(
+    conn: &mut Conn,
+    tenant: TenantId,
+    target_key: &str,
+    from: i64,
+    to: i64,
+    held: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE deliveries SET lease_until = NULL WHERE tenant_id = $1 AND target_key = $2 AND id >= $3 AND id <= $4 \
+         AND lease_until = $5 AND state IN ('pending', 'failed')",
+    )
+    .bind(tenant.get())
+    .bind(target_key)
+    .bind(from)
+    .bind(to)
+    .bind(held)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// The outcome of one attempt.

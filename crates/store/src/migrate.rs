@@ -52,6 +52,17 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0011_solo_care_record.sql"),
     },
     Migration { version: 12, name: "busy_probe", sql: include_str!("../migrations/sqlite/0012_busy_probe.sql") },
+    Migration {
+        version: 13,
+        name: "search_indexes",
+        sql: include_str!("../migrations/sqlite/0013_search_indexes.sql"),
+    },
+    Migration {
+        version: 15,
+        name: "delivery_pending",
+        sql: include_str!("../migrations/sqlite/0015_delivery_pending.sql"),
+    },
+    Migration { version: 16, name: "retention", sql: include_str!("../migrations/sqlite/0016_retention.sql") },
 ];
 
 /// PostgreSQL migrations.
@@ -90,6 +101,22 @@ pub const POSTGRES: &[Migration] = &[
         name: "solo_care_record",
         sql: include_str!("../migrations/postgres/0011_solo_care_record.sql"),
     },
+    Migration {
+        version: 13,
+        name: "search_indexes",
+        sql: include_str!("../migrations/postgres/0013_search_indexes.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "availability_generation",
+        sql: include_str!("../migrations/postgres/0014_availability_generation.sql"),
+    },
+    Migration {
+        version: 15,
+        name: "delivery_pending",
+        sql: include_str!("../migrations/postgres/0015_delivery_pending.sql"),
+    },
+    Migration { version: 16, name: "retention", sql: include_str!("../migrations/postgres/0016_retention.sql") },
 ];
 
 /// Applies every migration not yet applied; answers the versions it applied.

@@ -103,7 +103,7 @@ pub async fn find_by(conn: &mut Conn, tenant: TenantId, system: &str, value: &st
 }
 
 /// Replaces a patient's rows in the contact index with its contact points.
-async fn index_contacts(conn: &mut Conn, tenant: TenantId, id: i64, patient: &Patient) -> StoreResult<()> {
+pub(crate) async fn index_contacts(conn: &mut Conn, tenant: TenantId, id: i64, patient: &Patient) -> StoreResult<()> {
     sqlx::query("DELETE FROM patient_contacts WHERE tenant_id = $1 AND patient_id = $2")
         .bind(tenant.get())
         .bind(id)
@@ -171,6 +171,49 @@ async fn find_by_contact_of(
 /// normalised. Used when phone numbers are not unique identifiers.
 pub async fn find_by_contact(conn: &mut Conn, tenant: TenantId, phone: &str) -> StoreResult<Vec<Patient>> {
     find_by_contact_of(conn, tenant, &[ContactSystem::Phone, ContactSystem::Sms], phone).await
+}
+
+/// The stored forms a normalised phone number may have been kept in: as
+/// given, and with the international `+` added or taken away. A number typed
+/// into a URL query as `+46...` arrives as ` 46...` (a `+` means a space
+/// there), and patients are kept with the number as they gave it, so a
+/// search tries both forms (two probes of the same index).
+pub fn phone_forms(phone: &str) -> Vec<String> {
+    let other = match phone.strip_prefix('+') {
+        Some(digits) => digits.to_owned(),
+        None => format!("+{phone}"),
+    };
+    vec![phone.to_owned(), other]
+}
+
+/// The ids of the patients with a phone or SMS contact point in one of the
+/// [`phone_forms`] of `phone` (normalised): probes of the primary key of
+/// `patient_contacts`, never a text scan (plan in docs/storage.md).
+pub async fn ids_by_phone(conn: &mut Conn, tenant: TenantId, phone: &str) -> StoreResult<Vec<i64>> {
+    let forms = phone_forms(phone);
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT patient_id FROM patient_contacts WHERE tenant_id = $1 AND system IN ('phone', 'sms') \
+         AND value IN ($2, $3)",
+    )
+    .bind(tenant.get())
+    .bind(&forms[0])
+    .bind(&forms[1])
+    .fetch_all(&mut *conn)
+    .await?;
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// The patients of [`ids_by_phone`], by id.
+pub async fn find_by_phone(conn: &mut Conn, tenant: TenantId, phone: &str) -> StoreResult<Vec<Patient>> {
+    let mut out = Vec::new();
+    for id in ids_by_phone(conn, tenant, phone).await? {
+        if let Some(p) = get(conn, tenant, PatientId(id)).await? {
+            out.push(p);
+        }
+    }
+    Ok(out)
 }
 
 /// Patients whose e-mail address is `email`, as given (addresses are kept as

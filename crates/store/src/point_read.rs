@@ -12,11 +12,16 @@
 //! mode, so a reader never waits for the writer (it reads the last
 //! committed state as of its statement's start), and the file's pages come
 //! through a shared memory map. Anything that scans or joins goes through
-//! [`crate::Store::read`]. On PostgreSQL there are none: callers fall back
-//! to the pool.
+//! [`crate::Store::read`], but for the appointment search's pages of bounded
+//! work ([`crate::appointments::read_page`]). On PostgreSQL there are none:
+//! callers fall back to the pool.
 
+use crate::catalog::Table;
 use crate::{StoreError, StoreResult};
-use rusqlite::{Connection, OpenFlags};
+use polyclinic_core::TenantId;
+pub use rusqlite::Connection;
+use rusqlite::{OpenFlags, OptionalExtension};
+use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -61,18 +66,53 @@ impl PointReaders {
 
     /// Runs `f` on an idle connection (or a new one), on this thread.
     pub fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        self.run(|c| f(c).map_err(sqlite_error))
+    }
+
+    /// Like [`PointReaders::with`], for a closure that reads several
+    /// documents with [`doc`] and answers the store's errors.
+    pub fn run<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match idle {
             Some(c) => c,
             None => self.connect()?,
         };
-        let out = f(&conn).map_err(sqlite_error);
+        let out = f(&conn);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(conn);
         }
         out
     }
+}
+
+/// The tables whose rows are one JSON document (`tenant_id`, `id`, `doc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Docs {
+    Appointments,
+    Patients,
+    Catalog(Table),
+}
+
+impl Docs {
+    fn select(self) -> String {
+        let table = match self {
+            Docs::Appointments => "appointments",
+            Docs::Patients => "patients",
+            Docs::Catalog(t) => t.name(),
+        };
+        format!("SELECT doc FROM {table} WHERE tenant_id = ?1 AND id = ?2")
+    }
+}
+
+/// The document of row `id` of `tenant` in `docs`, read on `c` (a
+/// connection lent by [`PointReaders::run`]); `None` when there is none.
+pub fn doc<T: DeserializeOwned>(c: &Connection, docs: Docs, tenant: TenantId, id: i64) -> StoreResult<Option<T>> {
+    let doc: Option<String> = c
+        .prepare_cached(&docs.select())
+        .and_then(|mut s| s.query_row((tenant.get(), id), |row| row.get(0)).optional())
+        .map_err(sqlite_error)?;
+    doc.map(|d| serde_json::from_str(&d).map_err(StoreError::from)).transpose()
 }
 
 #[cfg(test)]
@@ -86,12 +126,7 @@ mod tests {
         writer.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);").unwrap();
         let readers = PointReaders::new(path.clone(), 1000, 1 << 20, 1024);
         let read = |id: i64| -> Option<String> {
-            readers
-                .with(|c| {
-                    use rusqlite::OptionalExtension;
-                    c.query_row("SELECT v FROM t WHERE id = ?1", [id], |r| r.get(0)).optional()
-                })
-                .unwrap()
+            readers.with(|c| c.query_row("SELECT v FROM t WHERE id = ?1", [id], |r| r.get(0)).optional()).unwrap()
         };
         assert_eq!(read(1), None);
         writer.execute("INSERT INTO t VALUES (1, 'a')", []).unwrap();

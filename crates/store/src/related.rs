@@ -1,6 +1,6 @@
 //! Related persons (representatives) a tenant knows, found again by
 //! identifier: national id and Visiba id through the unique identifier index,
-//! phone numbers by scan (they need not be unique).
+//! phone numbers through `related_person_phones` (they need not be unique).
 
 use crate::catalog::{claim_identifier, find_by_identifier};
 use crate::outbox::{Seq, next_id};
@@ -25,6 +25,22 @@ pub async fn create(conn: &mut Conn, tenant: TenantId, rp: &RelatedPerson, now: 
         .bind(serde_json::to_string(rp)?)
         .execute(&mut *conn)
         .await?;
+    let mut phones: Vec<&str> = rp
+        .telecom
+        .iter()
+        .filter(|c| matches!(c.system, ContactSystem::Phone | ContactSystem::Sms))
+        .map(|c| c.value.as_str())
+        .collect();
+    phones.sort_unstable();
+    phones.dedup();
+    for phone in phones {
+        sqlx::query("INSERT INTO related_person_phones (tenant_id, value, related_person_id) VALUES ($1, $2, $3)")
+            .bind(tenant.get())
+            .bind(phone)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(id)
 }
 
@@ -48,11 +64,15 @@ pub async fn find_by(conn: &mut Conn, tenant: TenantId, system: &str, value: &st
 
 /// The related persons whose phone is `phone` (normalised); may be several.
 pub async fn find_by_phone(conn: &mut Conn, tenant: TenantId, phone: &str) -> StoreResult<Vec<RelatedPerson>> {
-    let rows = sqlx::query("SELECT doc FROM related_persons WHERE tenant_id = $1 AND doc LIKE $2 ORDER BY id")
-        .bind(tenant.get())
-        .bind(format!("%{phone}%"))
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT r.doc FROM related_person_phones p JOIN related_persons r \
+         ON r.tenant_id = p.tenant_id AND r.id = p.related_person_id \
+         WHERE p.tenant_id = $1 AND p.value = $2 ORDER BY p.related_person_id",
+    )
+    .bind(tenant.get())
+    .bind(phone)
+    .fetch_all(&mut *conn)
+    .await?;
     let mut out = Vec::new();
     for r in rows {
         let rp: RelatedPerson = serde_json::from_str(&r.try_get::<String, _>(0)?)?;

@@ -484,10 +484,28 @@ pub struct DeliveryRow {
 
 /// The tenant's deliveries, oldest first, each with its attempts.
 pub async fn deliveries(conn: &mut Conn, tenant: TenantId) -> StoreResult<Vec<DeliveryRow>> {
+    deliveries_page(conn, tenant, None, None).await
+}
+
+/// A page of the tenant's deliveries in id order: those after the delivery
+/// `after` (all from the first without it), at most `limit` (all without
+/// it), each with its attempts. Reads go through the primary key, so a page
+/// costs its own size whatever the history's.
+pub async fn deliveries_page(
+    conn: &mut Conn,
+    tenant: TenantId,
+    after: Option<i64>,
+    limit: Option<i64>,
+) -> StoreResult<Vec<DeliveryRow>> {
+    let after = after.unwrap_or(i64::MIN);
+    let limit = limit.unwrap_or(i64::MAX);
     let rows = sqlx::query(
-        "SELECT id, target, event, attempts, last_status, last_error, state, created_at, doc FROM deliveries WHERE tenant_id = $1 ORDER BY id",
+        "SELECT id, target, event, attempts, last_status, last_error, state, created_at, doc FROM deliveries \
+         WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
     )
     .bind(tenant.get())
+    .bind(after)
+    .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
     let mut list = rows
@@ -512,12 +530,19 @@ pub async fn deliveries(conn: &mut Conn, tenant: TenantId) -> StoreResult<Vec<De
             })
         })
         .collect::<StoreResult<Vec<DeliveryRow>>>()?;
+    let Some(last) = rows.last().map(|r| r.try_get::<i64, _>("id")).transpose()? else {
+        return Ok(list);
+    };
     let index: std::collections::HashMap<String, usize> =
         list.iter().enumerate().map(|(i, d)| (d.id.clone(), i)).collect();
+    // The page's attempts: the same id range, through the primary key.
     let attempts = sqlx::query(
-        "SELECT delivery_id, attempt, at, status, error, duration_ms FROM delivery_attempts WHERE tenant_id = $1 ORDER BY delivery_id, attempt",
+        "SELECT delivery_id, attempt, at, status, error, duration_ms FROM delivery_attempts \
+         WHERE tenant_id = $1 AND delivery_id > $2 AND delivery_id <= $3 ORDER BY delivery_id, attempt",
     )
     .bind(tenant.get())
+    .bind(after)
+    .bind(last)
     .fetch_all(&mut *conn)
     .await?;
     for r in &attempts {

@@ -6,6 +6,7 @@
 //! the range is removed (a period reaching out of the range keeps its outside
 //! parts), then the new periods are written.
 
+use crate::availability_generation::{Resource, touch};
 use crate::outbox::append;
 use crate::{Conn, StoreError, StoreResult, secs};
 use jiff::Timestamp;
@@ -78,6 +79,7 @@ pub async fn replace(
     ranges: &[(Interval, Option<WorkPeriod>)],
     now: Timestamp,
 ) -> StoreResult<()> {
+    touch(conn, tenant, &[Resource::Address(address.get())]).await?;
     let mut events = Vec::new();
     for (range, period) in ranges {
         cut(conn, tenant, address, range).await?;

@@ -22,6 +22,7 @@ use polyclinic_http::AppState;
 use polyclinic_scheduling::Move;
 use polyclinic_store::appointments::Search;
 use polyclinic_store::catalog::{self, Table};
+use polyclinic_store::point_read::{self, Docs};
 use polyclinic_store::{Conn, StoreResult, appointments, patients};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -198,8 +199,54 @@ async fn one(
     let n: i64 = b.parse().map_err(|_| DocplannerError::not_found())?;
     let tenant = client.tenant.id;
     let address = at.address.id;
-    // One trip to a connection: the booking, where it is, and what it is shown with.
-    let v = state
+    let v = match state.store.point_reads().map(|p| p.run(|c| point_view(c, tenant, AppointmentId(n)))) {
+        // A booking with no move chain, read on this thread (SQLite).
+        Some(Ok(Some(v))) if v.appointment.moved_from.is_none() && v.appointment.moved_to.is_none() => {
+            if v.appointment.address_id != Some(address) {
+                return Err(DocplannerError::forbidden("This booking does not belong to this address"));
+            }
+            BookingView { moving: Some((v.appointment.id, v.appointment.id)), ..v }
+        }
+        Some(Ok(None)) => return Err(DocplannerError::not_found()),
+        Some(Err(e)) => return Err(e.into()),
+        _ => view_in_chain(&state, tenant, address, n).await?,
+    };
+    let mut scopes = scopes(uri.query());
+    scopes.extend(full_scopes());
+    Ok(ok(booking_json(&v, &client.tenant.tz(), &scopes)))
+}
+
+/// A booking and what it is shown with, read by point reads on one SQLite
+/// connection (`store::point_read`); its move chain is left to
+/// [`view_in_chain`].
+fn point_view(c: &point_read::Connection, tenant: TenantId, id: AppointmentId) -> StoreResult<Option<BookingView>> {
+    let Some(appointment) = point_read::doc::<Appointment>(c, Docs::Appointments, tenant, id.get())? else {
+        return Ok(None);
+    };
+    let patient = match appointment.patient() {
+        Some(p) => point_read::doc(c, Docs::Patients, tenant, p.get())?,
+        None => None,
+    };
+    let address_service = match appointment.address_service_id {
+        Some(s) => point_read::doc(c, Docs::Catalog(Table::AddressServices), tenant, s.get())?,
+        None => None,
+    };
+    let insurance = match &appointment.insurance {
+        Some(i) => point_read::doc(c, Docs::Catalog(Table::InsuranceProviders), catalog::SHARED, i.provider_id.get())?,
+        None => None,
+    };
+    Ok(Some(BookingView { appointment, patient, address_service, insurance, moving: None }))
+}
+
+/// A booking with the ends of its move chain, in one trip to a connection:
+/// 404 unknown, 403 when it is another address's.
+async fn view_in_chain(
+    state: &AppState,
+    tenant: TenantId,
+    address: polyclinic_core::AddressId,
+    n: i64,
+) -> Result<BookingView, DocplannerError> {
+    state
         .store
         .read(move |c| {
             Box::pin(async move {
@@ -215,10 +262,7 @@ async fn one(
         })
         .await?
         .ok_or_else(DocplannerError::not_found)?
-        .map_err(|()| DocplannerError::forbidden("This booking does not belong to this address"))?;
-    let mut scopes = scopes(uri.query());
-    scopes.extend(full_scopes());
-    Ok(ok(booking_json(&v, &client.tenant.tz(), &scopes)))
+        .map_err(|()| DocplannerError::forbidden("This booking does not belong to this address"))
 }
 
 /// The first and last booking of `a`'s move chain.

@@ -136,11 +136,18 @@ pub(super) async fn facility_doctor(
     doctor: &str,
 ) -> Result<(Facility, Practitioner, Vec<Address>), DocplannerError> {
     let f = visible_facility(state, client, facility).await?;
-    let (addresses, doctors) = facility_people(state, client, f.id.get()).await?;
-    let d = doctors.into_iter().find(|d| d.id.to_string() == doctor);
+    let catalog = state.catalog(client.tenant.id).await?;
+    // Clones only the doctor and its own addresses (a hot path: every
+    // address-level request resolves it).
+    let wanted = doctor.parse::<i64>().ok().filter(|n| n.to_string() == doctor);
+    let d = wanted
+        .filter(|n| catalog.addresses_of_facility(f.id.get()).any(|a| a.practitioner_id.get() == *n))
+        .and_then(|n| catalog.practitioner(n))
+        .cloned();
     match d {
         Some(d) => {
-            let own = addresses.into_iter().filter(|a| a.practitioner_id == d.id).collect();
+            let own =
+                catalog.addresses_of_facility(f.id.get()).filter(|a| a.practitioner_id == d.id).cloned().collect();
             Ok((f, d, own))
         }
         None => {

@@ -12,11 +12,13 @@ use super::catalog::{Located, locate};
 use super::refusals::{Op, refused};
 use super::{Body, Client, DocplannerError, format_time, ok, parse_time};
 use super::{Path, Query};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
+use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use polyclinic_core::appointment::{
     Actor, ActorKind, Appointment, BookingInsurance, Participant, ParticipantRole, ParticipantWho,
@@ -26,12 +28,12 @@ use polyclinic_core::patient::{
     ContactPoint, ContactSystem, ContactUse, Gender, HumanName, Identifier, NationalId, Patient,
 };
 use polyclinic_core::schedule::{Interval, WorkPeriod, within_one_day};
-use polyclinic_core::slots::ServiceDuration;
+use polyclinic_core::slots::{FreeSlot, ServiceDuration};
 use polyclinic_core::tenant::{Dialect, Tenant, TenantSettings};
 use polyclinic_core::time_rules::{self};
 use polyclinic_core::{AddressServiceId, InsuranceProviderId};
 use polyclinic_http::AppState;
-use polyclinic_scheduling::{BookedPatient, Booking, Place, availability};
+use polyclinic_scheduling::{BookedPatient, Booking, Place, availability_cache};
 use polyclinic_store::catalog;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
@@ -110,46 +112,111 @@ async fn list(
     let at = locate(&state, &client, &f, &d, &a).await?;
     let window = query_range(q.start.as_ref(), q.end.as_ref())?;
     let with_services = super::scopes(uri.query()).iter().any(|s| s == "slot.services");
-    let (tenant, address) = (client.tenant.id, at.address.clone());
-    let (settings, now) = (client.tenant.settings.clone(), state.now());
-    if !address.calendar_enabled || !address.integrated {
+    if !at.address.calendar_enabled || !at.address.integrated {
         // A disabled calendar offers nothing to book.
         return Ok(ok(json!({"_items": []})));
     }
-    let (slots, services) = state
-        .store
-        .read(move |c| {
-            Box::pin(async move {
-                let calendar = availability::Calendar::Address(&address);
-                let slots = availability::free_starts(c, tenant, calendar, &window, &settings, now)
-                    .await?
-                    .into_iter()
-                    .flat_map(|a| a.slots)
-                    .collect::<Vec<_>>();
-                let services = if with_services {
-                    catalog::address_services(c, tenant, address.id.get()).await?
-                } else {
-                    Vec::new()
-                };
-                Ok((slots, services))
-            })
-        })
-        .await?;
-    let tz = client.tenant.tz();
-    let by_id: HashMap<AddressServiceId, &AddressService> = services.iter().map(|s| (s.id, s)).collect();
-    let items: Vec<Value> = slots
-        .iter()
-        .map(|s| {
-            let mut v = json!({"start": format_time(s.start, &tz)});
-            if with_services {
-                let list: Vec<Value> =
-                    s.services.iter().filter_map(|id| by_id.get(id)).map(|x| address_service_json(x, &[])).collect();
-                v["address_services"] = json!({"_items": list});
+    let tenant = &client.tenant;
+    let cached =
+        availability_cache::address_slots(&state.store, state.caches.slots(), tenant.id, &at.address, &window).await?;
+    let part = cached.bookable(&time_rules::bookable_starts(&tenant.settings, state.now()));
+    let tz = tenant.tz();
+    let variant = format!("{}|{}", with_services, tz.iana_name().unwrap_or(""));
+    let body = cached.rendered(part, &variant, |slots, services| render_slots(slots, services, with_services, &tz));
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, super::CONTENT_TYPE)], body).into_response())
+}
+
+/// The body of `GET .../slots`: `{"_items": [{"start", ["address_services"]}]}`.
+/// Each address service is serialised once, and each local day's offset is
+/// found once (a day with a change of offset is formatted start by start).
+fn render_slots(slots: &[FreeSlot], services: &[AddressService], with_services: bool, tz: &TimeZone) -> Bytes {
+    let shown: HashMap<AddressServiceId, String> = if with_services {
+        services.iter().map(|s| (s.id, address_service_json(s, &[]).to_string())).collect()
+    } else {
+        HashMap::new()
+    };
+    let mut out = String::with_capacity(16 + slots.len() * if with_services { 256 } else { 40 });
+    out.push_str(r#"{"_items":["#);
+    let mut day = LocalDay::default();
+    for (i, s) in slots.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"start":""#);
+        day.format(s.start, tz, &mut out);
+        out.push('"');
+        if with_services {
+            out.push_str(r#","address_services":{"_items":["#);
+            let mut first = true;
+            for json in s.services.iter().filter_map(|id| shown.get(id)) {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(json);
             }
-            v
-        })
-        .collect();
-    Ok(ok(json!({"_items": items})))
+            out.push_str("]}");
+        }
+        out.push('}');
+    }
+    out.push_str("]}");
+    Bytes::from(out)
+}
+
+/// One local day of the tenant's zone, for formatting its instants as
+/// [`format_time`] does without a zone lookup per instant.
+#[derive(Default)]
+struct LocalDay {
+    /// `[start, end)` of the day, when one offset holds all day.
+    span: Option<(i64, i64)>,
+    /// `YYYY-MM-DD` of the day.
+    date: String,
+    /// The day's offset in seconds, and as shown (`+01:00`).
+    offset: i64,
+    shown_offset: String,
+}
+
+impl LocalDay {
+    fn format(&mut self, t: Timestamp, tz: &TimeZone, out: &mut String) {
+        use std::fmt::Write;
+        let secs = t.as_second();
+        if !self.span.is_some_and(|(a, b)| a <= secs && secs < b) && !self.enter(t, tz) {
+            // A day with a change of offset: the instant on its own.
+            out.push_str(&format_time(t, tz));
+            return;
+        }
+        let local = (secs + self.offset).rem_euclid(86_400);
+        let _ = write!(
+            out,
+            "{}T{:02}:{:02}:{:02}{}",
+            self.date,
+            local / 3600,
+            local / 60 % 60,
+            local % 60,
+            self.shown_offset
+        );
+    }
+
+    /// Moves to the local day of `t`; answers whether one offset holds it
+    /// all day.
+    fn enter(&mut self, t: Timestamp, tz: &TimeZone) -> bool {
+        self.span = None;
+        let date = t.to_zoned(tz.clone()).date();
+        let (Ok(start), Ok(end)) = (date.to_zoned(tz.clone()), date.tomorrow().and_then(|d| d.to_zoned(tz.clone())))
+        else {
+            return false;
+        };
+        let (start, end) = (start.timestamp(), end.timestamp());
+        let (first, last) = (tz.to_offset(start), tz.to_offset(end - SignedDuration::from_secs(1)));
+        if first != last {
+            return false;
+        }
+        self.date = date.strftime("%Y-%m-%d").to_string();
+        self.offset = i64::from(first.seconds());
+        self.shown_offset = start.to_zoned(tz.clone()).strftime("%:z").to_string();
+        self.span = Some((start.as_second(), end.as_second()));
+        true
+    }
 }
 
 #[derive(Deserialize)]
@@ -612,4 +679,30 @@ async fn book(
 /// the patient and the address service on `GET .../bookings/{id}`).
 pub(super) fn full_scopes() -> Vec<String> {
     ["booking.patient", "booking.address_service"].map(String::from).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every 20 minutes across both of 2030's changes of offset in
+    /// Stockholm (and a zone without any), rendered as `format_time` does.
+    #[test]
+    fn day_offsets_format_as_format_time_across_changes_of_offset() {
+        for zone in ["Europe/Stockholm", "America/Sao_Paulo", "UTC", "Asia/Kolkata"] {
+            let tz = TimeZone::get(zone).unwrap();
+            for from in ["2030-03-29T00:00:00Z", "2030-10-25T00:00:00Z"] {
+                let first: Timestamp = from.parse().unwrap();
+                let slots: Vec<FreeSlot> = (0..4 * 72)
+                    .map(|i| FreeSlot { start: first + SignedDuration::from_mins(20 * i), services: Vec::new() })
+                    .collect();
+                let body = render_slots(&slots, &[], false, &tz);
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                let got: Vec<&str> =
+                    v["_items"].as_array().unwrap().iter().map(|s| s["start"].as_str().unwrap()).collect();
+                let want: Vec<String> = slots.iter().map(|s| format_time(s.start, &tz)).collect();
+                assert_eq!(got, want, "{zone} from {from}");
+            }
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::Path;
 use super::patients::{national_id, national_id_country, parse_names, parse_telecom};
-use super::search::{Page, SearchParams, bundle};
+use super::search::{Page, SearchParams, bundle, keyset_bundle};
 use super::systems::*;
 use super::{Caller, EmbassyError, FhirJson, Prefer, fhir, respond};
 use axum::extract::State;
@@ -26,7 +26,7 @@ use polyclinic_core::time_rules::TimeRule;
 use polyclinic_core::{AppointmentId, CoreError, HealthcareServiceId, PatientId, PractitionerId};
 use polyclinic_http::AppState;
 use polyclinic_scheduling::{BookedPatient, Booking, Place, SchedulingError};
-use polyclinic_store::appointments::{self, Search};
+use polyclinic_store::appointments::{self, PageQuery};
 use polyclinic_store::catalog::Snapshot;
 use polyclinic_store::{StoreError, patients};
 use serde_json::{Value, json};
@@ -1152,17 +1152,24 @@ async fn search(
         ),
         None => None,
     };
-    // Patient filters: every one given must point at the same patient.
-    let mut patient: Option<Option<i64>> = None;
-    let mut narrow = |found: Option<i64>| {
-        patient = Some(match patient {
+    let practitioner = match params.get("practitionerId") {
+        Some(v) => Some(v.parse::<i64>().ok().filter(|id| catalog.practitioner(*id).is_some()).ok_or_else(|| {
+            unprocessable("PractitionerNotFound", format!("practitioner {v} was not found on the customer"))
+        })?),
+        None => None,
+    };
+    // Patient filters: "we will use all specified for the patient of the
+    // appointment": each names a set of patients, and the appointment's
+    // patient must be in every one.
+    let mut patients: Option<Vec<i64>> = None;
+    let mut narrow = |found: Vec<i64>| {
+        patients = Some(match patients.take() {
             None => found,
-            Some(prev) if prev == found => prev,
-            Some(_) => None,
+            Some(prev) => prev.into_iter().filter(|p| found.contains(p)).collect(),
         });
     };
     if let Some(v) = params.get("patientId") {
-        narrow(v.parse::<PatientId>().ok().map(|p| p.get()));
+        narrow(v.parse::<PatientId>().ok().map(|p| p.get()).into_iter().collect());
     }
     if let Some(v) = params.get("patientNationalIdentificationNumber") {
         let cc = caller.tenant.country.to_ascii_lowercase();
@@ -1175,7 +1182,7 @@ async fn search(
         let system = format!("{}{cc}", systems::NATIONAL_ID_PREFIX);
         let found =
             state.store.read(move |c| Box::pin(async move { patients::find_by(c, tenant, &system, &n).await })).await?;
-        narrow(found.and_then(|p| p.id).map(|p| p.get()));
+        narrow(found.and_then(|p| p.id).map(|p| p.get()).into_iter().collect());
     }
     if let Some(v) = params.get("patientPhone") {
         // The spec documents the same code for an invalid phone filter.
@@ -1184,34 +1191,31 @@ async fn search(
                 unprocessable("InvalidNationalIdentificationNumber", format!("`{v}` is not a valid phone number"))
             })?
             .into();
-        let found = state
-            .store
-            .read(move |c| Box::pin(async move { patients::find_by_contact(c, tenant, &phone).await }))
-            .await?;
-        narrow(found.first().and_then(|p| p.id).map(|p| p.get()));
+        // Every patient with that number (a probe of the contact index), in
+        // the forms it may be kept in.
+        let found =
+            state.store.read(move |c| Box::pin(async move { patients::ids_by_phone(c, tenant, &phone).await })).await?;
+        narrow(found);
     }
-    if service.is_none() && patient.is_none() {
+    if service.is_none() && patients.is_none() && practitioner.is_none() {
         return Err(unprocessable(
             "ParticipantFilterRequired",
-            "give healthcareServiceId or a patient filter (patientId, patientNationalIdentificationNumber, patientPhone)",
+            "give healthcareServiceId, practitionerId or a patient filter (patientId, \
+             patientNationalIdentificationNumber, patientPhone)",
         ));
     }
-    if let Some(None) = patient {
-        return Ok(fhir(StatusCode::OK, bundle(&endpoint, vec![], 0, page, &params)));
-    }
-    let search = Search {
+    let query = PageQuery {
         healthcare_service: service,
-        address: None,
-        patient: patient.flatten(),
-        from: start,
-        to: None,
-        ends_by: end,
-        offset: page.skip,
+        patients,
+        practitioner,
+        range: start.zip(end),
+        from: super::search::page_start(&params, page)?,
         limit: page.count,
+        counting: super::search::counting(&params)?,
     };
-    let (items, total) =
-        state.store.read(move |c| Box::pin(async move { appointments::search(c, tenant, &search).await })).await?;
-    Ok(fhir(StatusCode::OK, bundle(&endpoint, items.iter().map(render).collect(), total, page, &params)))
+    let found = appointments::read_page(&state.store, tenant, query).await?;
+    let items = found.items.iter().map(render).collect();
+    Ok(fhir(StatusCode::OK, keyset_bundle(&endpoint, items, found.total, page, &params, found.next)))
 }
 
 // ---------------------------------------------------------------- patch

@@ -502,13 +502,22 @@ async fn search(
                 format!("identifier system `{system}` is not supported for patients"),
             ));
         };
-        let phone_scan = lookup.system == systems::PHONE && !caller.tenant.settings.phone_is_identifier;
+        let by_contact = lookup.system == systems::PHONE && !caller.tenant.settings.phone_is_identifier;
         let found = state
             .store
             .read(move |c| {
                 Box::pin(async move {
-                    if phone_scan {
-                        patients::find_by_contact(c, tenant, &lookup.value).await
+                    if by_contact {
+                        // A probe of the contact index, never a text scan.
+                        patients::find_by_phone(c, tenant, &lookup.value).await
+                    } else if lookup.system == systems::PHONE {
+                        // The phone as the identifier, in the forms it may
+                        // be kept in (`+46...` arrives as ` 46...` in a URL).
+                        let mut out = Vec::new();
+                        for form in patients::phone_forms(&lookup.value) {
+                            out.extend(patients::find_by(c, tenant, &lookup.system, &form).await?);
+                        }
+                        Ok(out)
                     } else {
                         Ok(patients::find_by(c, tenant, &lookup.system, &lookup.value).await?.into_iter().collect())
                     }

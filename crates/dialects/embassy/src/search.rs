@@ -1,10 +1,19 @@
 //! Search plumbing shared by every Embassy search: parameters from a GET query
 //! or a POST `_search` body (form-encoded, as FHIR defines, or a JSON object),
 //! `skip`/`_count` paging and the searchset Bundle with its `next` link.
+//!
+//! The appointment search pages by key, not by position: its `next` link
+//! keeps the spec's `skip` and adds `_cursor`, the sort key (start, id) of
+//! the page's last entry, so the next page starts right there in the index
+//! however deep it is. Its `total` is exact up to
+//! [`polyclinic_store::appointments::TOTAL_CAP`] and left out past it (FHIR
+//! R4: `Bundle.total` is optional, given only when known), unless the
+//! client asks for `_total=accurate` (docs/dialects/embassy.md).
 
 use super::EmbassyError;
 use axum::extract::{FromRequest, Request};
 use axum::http::{Method, header};
+use polyclinic_store::appointments::{Counting, PageStart, Total};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -137,4 +146,72 @@ pub fn slice<T>(items: Vec<T>, page: Page) -> Vec<T> {
         .skip(usize::try_from(page.skip).unwrap_or(usize::MAX))
         .take(usize::try_from(page.count).unwrap_or(0))
         .collect()
+}
+
+/// The keyset parameter of the appointment search's `next` links: the sort
+/// key `start.id` (unix seconds, appointment id) of the previous page's last
+/// entry.
+pub const CURSOR: &str = "_cursor";
+
+/// Where a page starts: after the `_cursor` key when given (then `skip` only
+/// numbers the pages), else after `skip` matches.
+pub fn page_start(p: &SearchParams, page: Page) -> Result<PageStart, EmbassyError> {
+    let Some(v) = p.get(CURSOR) else { return Ok(PageStart::Skip(page.skip)) };
+    v.split_once('.')
+        .and_then(|(s, id)| Some(PageStart::After { start_s: s.parse().ok()?, id: id.parse().ok()? }))
+        .ok_or_else(|| {
+            EmbassyError::unprocessable(
+                "InvalidParameter",
+                format!("`{CURSOR}` `{v}` is not a cursor of this server (follow the bundle's `next` link as given)"),
+            )
+        })
+}
+
+/// FHIR's `_total`: `none` (no count), `estimate` (the default: exact up to
+/// the cap), `accurate` (exact, however many).
+pub fn counting(p: &SearchParams) -> Result<Counting, EmbassyError> {
+    match p.get("_total") {
+        None | Some("estimate") => Ok(Counting::Capped),
+        Some("accurate") => Ok(Counting::Exact),
+        Some("none") => Ok(Counting::Skip),
+        Some(v) => Err(EmbassyError::unprocessable(
+            "InvalidParameter",
+            format!("`_total` must be `none`, `estimate` or `accurate`, not `{v}`"),
+        )),
+    }
+}
+
+/// A searchset Bundle of a keyset page: `total` only when known exactly,
+/// and a `next` link (the spec's `skip` and `_count`, and the [`CURSOR`])
+/// when more matches follow.
+pub fn keyset_bundle(
+    endpoint: &str,
+    resources: Vec<Value>,
+    total: Total,
+    page: Page,
+    params: &SearchParams,
+    next: Option<(i64, i64)>,
+) -> Value {
+    let mut b = json!({"resourceType": "Bundle", "type": "searchset"});
+    if let Total::Exact(n) = total {
+        b["total"] = json!(n);
+    }
+    if let (Some((start, id)), true) = (next, page.count > 0) {
+        let query = params.to_query(&[
+            ("skip", page.skip.saturating_add(page.count).to_string()),
+            ("_count", page.count.to_string()),
+            (CURSOR, format!("{start}.{id}")),
+        ]);
+        b["link"] = json!([{"relation": "next", "url": format!("{endpoint}?{query}")}]);
+    }
+    b["entry"] = Value::Array(
+        resources
+            .into_iter()
+            .map(|r| {
+                let full = format!("{endpoint}/{}", r["id"].as_str().unwrap_or_default());
+                json!({"fullUrl": full, "resource": r, "search": {"mode": "match"}})
+            })
+            .collect(),
+    );
+    b
 }

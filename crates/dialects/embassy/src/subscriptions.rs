@@ -172,7 +172,14 @@ fn parse_draft(state: &AppState, body: &Value) -> Result<Draft, EmbassyError> {
             format!("subscription topic {topic} does not exist"),
         ));
     }
-    let heartbeat_seconds = heartbeat_period(channel).unwrap_or(state.heartbeat_seconds);
+    let heartbeat_seconds = match heartbeat_period(channel)? {
+        Some(p) => p,
+        // The operator's default, held to the same floor.
+        None => match state.heartbeat_seconds {
+            d if d <= 0 => 0,
+            d => d.max(MIN_HEARTBEAT_SECONDS),
+        },
+    };
     let reason = body.get("reason").and_then(Value::as_str).map(str::to_owned);
     if reason.as_ref().is_some_and(|r| r.chars().count() > 1024) {
         return Err(EmbassyError::invalid("InvalidFhirResource", "Subscription.reason is longer than 1024 characters"));
@@ -189,17 +196,40 @@ fn parse_draft(state: &AppState, body: &Value) -> Result<Draft, EmbassyError> {
     })
 }
 
-/// The heartbeat period from the backport extension or R5's `heartbeatPeriod`.
-fn heartbeat_period(channel: &Value) -> Option<i64> {
-    let from_ext = channel.get("extension").and_then(Value::as_array).and_then(|exts| {
+/// The shortest heartbeat period accepted, in seconds (0 turns heartbeats
+/// off): a shorter one would make heartbeats most of the delivery traffic.
+pub const MIN_HEARTBEAT_SECONDS: i64 = 60;
+
+/// The longest heartbeat period; a longer one is shortened to it.
+const MAX_HEARTBEAT_SECONDS: i64 = 7 * 24 * 3600;
+
+/// The heartbeat period asked for, from the backport extension or R5's
+/// `heartbeatPeriod` (`None`: not given): whole seconds, 0 (none) or at
+/// least [`MIN_HEARTBEAT_SECONDS`]; a period over [`MAX_HEARTBEAT_SECONDS`]
+/// is shortened to it.
+fn heartbeat_period(channel: &Value) -> Result<Option<i64>, EmbassyError> {
+    let ext = channel.get("extension").and_then(Value::as_array).and_then(|exts| {
         exts.iter()
             .find(|e| e.get("url").and_then(Value::as_str).is_some_and(|u| u.ends_with("backport-heartbeat-period")))
-            .and_then(|e| {
-                e.get("valueUnsignedInt").or_else(|| e.get("valueInteger")).or_else(|| e.get("valuePositiveInt"))
-            })
-            .and_then(Value::as_i64)
     });
-    from_ext.or_else(|| channel.get("heartbeatPeriod").and_then(Value::as_i64)).map(|v| v.clamp(0, 7 * 24 * 3600))
+    let given = match ext {
+        Some(e) => e.get("valueUnsignedInt").or_else(|| e.get("valueInteger")).or_else(|| e.get("valuePositiveInt")),
+        None => channel.get("heartbeatPeriod"),
+    };
+    let Some(given) = given else { return Ok(None) };
+    let invalid = |why: String| EmbassyError::invalid("InvalidFhirResource", why);
+    match given.as_i64() {
+        None => Err(invalid(format!(
+            "the heartbeat period `{given}` is not a whole number of seconds (at least {MIN_HEARTBEAT_SECONDS}, or 0: no heartbeats)"
+        ))),
+        Some(p) if p < 0 => Err(invalid(format!(
+            "the heartbeat period {p} is negative: give whole seconds, at least {MIN_HEARTBEAT_SECONDS} (0: no heartbeats)"
+        ))),
+        Some(p) if p > 0 && p < MIN_HEARTBEAT_SECONDS => Err(invalid(format!(
+            "the heartbeat period of {p} s is too short: it must be at least {MIN_HEARTBEAT_SECONDS} s (0: no heartbeats)"
+        ))),
+        Some(p) => Ok(Some(p.min(MAX_HEARTBEAT_SECONDS))),
+    }
 }
 
 fn check_endpoint(state: &AppState, channel_type: &str, endpoint: &str) -> Result<(), EmbassyError> {

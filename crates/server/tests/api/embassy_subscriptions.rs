@@ -519,6 +519,50 @@ async fn heartbeats_follow_the_period(engine: Engine) {
     app.stop().await;
 }
 
+async fn heartbeats_shorter_than_a_minute_are_refused(engine: Engine) {
+    let (app, rx) = setup(engine).await;
+    let with_period = |channel: Value| {
+        let mut body = subscription(&rx.url, 1);
+        for (k, v) in channel.as_object().unwrap() {
+            body["channel"][k] = v.clone();
+        }
+        body
+    };
+    let ext = |v: i64| {
+        json!({"extension": [{
+            "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period",
+            "valueUnsignedInt": v
+        }]})
+    };
+    let odd = json!({"extension": [{
+        "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period",
+        "valueUnsignedInt": "sixty"
+    }]});
+    for bad in [ext(59), ext(1), ext(-60), json!({"heartbeatPeriod": 59}), json!({"heartbeatPeriod": 59.5}), odd] {
+        let r = create(&app, &with_period(bad.clone())).await;
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            (status, body["issue"][0]["details"]["coding"][0]["code"].as_str()),
+            (400, Some("InvalidFhirResource")),
+            "{bad}: {body}"
+        );
+        let message = body["issue"][0]["diagnostics"].as_str().unwrap();
+        assert!(message.contains("heartbeat period") && message.contains("60"), "a clear message: {message}");
+        crate::fhir_schema::check_embassy(&body);
+    }
+    assert_eq!(rx.received().len(), 0, "no handshake for a refused subscription");
+    // 60 s is the shortest period, still instant to test with the test clock.
+    let sub = created(&app, &with_period(ext(60))).await;
+    assert_eq!(sub["channel"]["extension"][0]["valueUnsignedInt"], 60);
+    app.advance(60).await;
+    app.run_due().await;
+    let got = rx.received();
+    assert_eq!(got.len(), 2, "the handshake, then a heartbeat");
+    assert_eq!(got[1].json()["entry"][0]["resource"]["type"], "heartbeat");
+    app.stop().await;
+}
+
 async fn xml_subscriptions_receive_fhir_xml(engine: Engine) {
     let (app, rx) = setup(engine).await;
     let mut body = subscription(&rx.url, 1);
@@ -639,6 +683,7 @@ on_both_engines!(
     events_reach_every_subscriber_with_full_urls,
     retries_follow_the_backoff_then_dead_letter,
     heartbeats_follow_the_period,
+    heartbeats_shorter_than_a_minute_are_refused,
     xml_subscriptions_receive_fhir_xml,
     email_subscriptions_are_delivered_locally,
     off_subscriptions_hear_nothing_and_delete_removes,
