@@ -386,13 +386,7 @@ pub async fn get(conn: &mut Conn, tenant: TenantId, id: AppointmentId) -> StoreR
 /// committed change.
 pub async fn read_one(store: &crate::Store, tenant: TenantId, id: AppointmentId) -> StoreResult<Option<Appointment>> {
     if let Some(points) = store.point_reads() {
-        let doc: Option<String> = points.with(|c| {
-            use rusqlite::OptionalExtension;
-            c.prepare_cached("SELECT doc FROM appointments WHERE tenant_id = ?1 AND id = ?2")?
-                .query_row((tenant.get(), id.get()), |row| row.get(0))
-                .optional()
-        })?;
-        return doc.map(|d| serde_json::from_str(&d).map_err(StoreError::from)).transpose();
+        return points.run(|c| crate::point_read::doc(c, crate::point_read::Docs::Appointments, tenant, id.get()));
     }
     store.read(move |c| Box::pin(async move { get(c, tenant, id).await })).await
 }
