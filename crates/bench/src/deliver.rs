@@ -57,7 +57,7 @@ struct Receipt {
 }
 
 #[derive(Default)]
-struct Hooks {
+pub(crate) struct Hooks {
     receipts: Mutex<Vec<Receipt>>,
     handshakes: Mutex<usize>,
     failed: Mutex<BTreeMap<&'static str, usize>>,
@@ -229,8 +229,13 @@ async fn subscribe(setup: &Setup, world: &World, key: &str, endpoint: &str) -> a
     Ok(())
 }
 
+/// Notifications received so far by the healthy subscribers.
+pub(crate) fn received(hooks: &Hooks) -> usize {
+    hooks.receipts.lock().unwrap_or_else(|p| p.into_inner()).len()
+}
+
 /// Sets up the receiver and the subscriptions; answers the receiver.
-async fn prepare(setup: &Setup, world: &World, send_timeout: Duration) -> anyhow::Result<Arc<Hooks>> {
+pub(crate) async fn prepare(setup: &Setup, world: &World, send_timeout: Duration) -> anyhow::Result<Arc<Hooks>> {
     let hooks = Arc::new(Hooks { slow: send_timeout + Duration::from_secs(1), ..Default::default() });
     let app = axum::Router::new()
         .route("/hook/{i}", axum::routing::post(healthy))

@@ -26,6 +26,7 @@ mod load;
 mod scenarios;
 mod search;
 mod slots;
+mod soak;
 mod stats;
 mod world;
 
@@ -96,6 +97,9 @@ struct Args {
     /// Requests of the `memory` scenario.
     #[arg(long, default_value_t = 500_000)]
     memory_requests: usize,
+    /// Seconds the `soak` scenario runs.
+    #[arg(long, default_value_t = 600)]
+    soak_seconds: u64,
     /// Write the results as JSON to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -145,6 +149,8 @@ enum Scenario {
     DpSlots,
     /// `--memory-requests` Embassy reads; fails when resident memory grows by more than 10 MB.
     Memory,
+    /// A mixed load (reads, bookings of two dialects, slot reads, deliveries) for `--soak-seconds`; fails when memory or descriptors grow after the first minute (see `soak`)
+    Soak,
     /// Bookings delivered to webhook subscribers on a receiver inside the bench (see `deliver`).
     Deliver,
     /// Embassy appointment search by healthcare service over one week (see `search`).
@@ -168,6 +174,7 @@ impl Scenario {
             Scenario::DpBook => "dp-book",
             Scenario::DpSlots => "dp-slots",
             Scenario::Memory => "memory",
+            Scenario::Soak => "soak",
             Scenario::Deliver => "deliver",
             Scenario::SearchService => "search-service",
             Scenario::SearchPatient => "search-patient",
@@ -185,7 +192,7 @@ impl Scenario {
             | Scenario::SearchPractitioner
             | Scenario::SearchPhone => Some(Ceiling::Baseline),
             Scenario::Book | Scenario::DpBook => Some(Ceiling::SqliteCommit),
-            Scenario::Baseline | Scenario::SqliteCommit | Scenario::Deliver => None,
+            Scenario::Baseline | Scenario::SqliteCommit | Scenario::Deliver | Scenario::Soak => None,
         }
     }
 }
@@ -217,6 +224,12 @@ fn ordered(asked: &[Scenario], add_ceilings: bool) -> Vec<Scenario> {
     out.extend(wanted.into_iter().filter(|s| !matches!(s, Scenario::Baseline | Scenario::SqliteCommit)));
     out
 }
+
+/// mimalloc, not glibc's malloc: allocation was the largest user-space cost
+/// under load, and glibc's per-thread arenas let resident memory wander
+/// (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     // The server runs in this process: the same allocator settings as `polyclinic`.
@@ -705,6 +718,20 @@ impl Session<'_> {
                 let world = self.world.as_mut().context("no world")?;
                 let timeout = Duration::from_secs(polyclinic::config::Delivery::default().timeout_seconds);
                 deliver::run(self.server_rt, world, setup, &plan, Duration::from_secs_f64(args.duration), timeout)
+            }
+            Scenario::Soak => {
+                self.docplanner()?;
+                if self.world()?.read_set.is_empty() {
+                    let set = self.book_read_set(world::Via::Embassy)?;
+                    self.world()?.read_set = set;
+                }
+                let setup = self.setup.as_ref().context("no setup")?;
+                let world = self.world.as_mut().context("no world")?;
+                let mut report =
+                    soak::run(self.server_rt, world, setup, &plan, Duration::from_secs(args.soak_seconds))?;
+                let checked = self.read_back_check()?;
+                report.extra.insert("overlap_check".into(), json!(checked));
+                Ok(report)
             }
             Scenario::Baseline | Scenario::SqliteCommit => unreachable!("ceilings run in `scenario`"),
         }

@@ -7,6 +7,12 @@ use polyclinic::{Application, Config, LogFormat, demo, shutdown_signal};
 use polyclinic_store::{Store, StoreOptions};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc, not glibc's malloc: allocation was the largest user-space cost
+/// under load, and glibc's per-thread arenas let resident memory wander
+/// (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     polyclinic::limit_malloc_arenas();
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?.block_on(run())

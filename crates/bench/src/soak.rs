@@ -1,0 +1,221 @@
+//! The `soak` scenario: a mixed load held for a long time, to show that
+//! memory and open files stay flat.
+//!
+//! Four loads run at once, each on a quarter of `--connections`, for
+//! `--soak-seconds` (ten minutes by default):
+//! - Embassy reads (`GET /embassy/Appointment/{id}` of the read set);
+//! - Embassy bookings and Docplanner bookings of random free slots;
+//! - Docplanner slot reads of 30 days (`dp-slots`);
+//!
+//! while every Embassy booking is delivered to the `deliver` scenario's
+//! webhook subscribers (four healthy ones, one answering 503, one timing
+//! out) on a receiver inside the bench.
+//!
+//! Every [`SAMPLE_EVERY`] while the loads run, the resident memory (VmRSS)
+//! and the open file descriptors of this process (the in-process server
+//! with the load generator) are recorded, with the deliveries received so
+//! far. The scenario fails when, after the first [`SETTLE`], the anonymous
+//! resident memory (RssAnon: heap and stacks) or the descriptors grow by
+//! more than [`GROWTH_LIMIT`] over their value at the end of that first
+//! minute. VmRSS is reported beside it but not judged: it also counts the
+//! pages of the memory-mapped database file, which come and go as SQLite
+//! remaps the growing file and the kernel reclaims them (a sawtooth of
+//! 200 MB and more in a soak), and are the OS's page cache, not a leak.
+//! The bookings are read back afterwards like every booking scenario's
+//! (no two of one practitioner may overlap).
+
+use crate::deliver;
+use crate::load::{self, Plan, Stop};
+use crate::scenarios::{DocplannerBook, EmbassyBook, Gets};
+use crate::slots;
+use crate::stats::{Report, Tally, thousands_u};
+use crate::world::{Setup, World};
+use anyhow::Context;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often memory and descriptors are sampled.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// The warm-up whose growth is not judged (caches and pools fill).
+pub const SETTLE: Duration = Duration::from_secs(60);
+/// The growth allowed after [`SETTLE`], as a fraction.
+pub const GROWTH_LIMIT: f64 = 0.10;
+
+/// One reading of the process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sample {
+    at: Duration,
+    /// VmRSS: all resident pages, the memory-mapped database's included.
+    rss_kb: i64,
+    /// RssAnon: the heap and stacks, what a leak grows.
+    anon_kb: i64,
+    fds: usize,
+    deliveries: usize,
+}
+
+/// A field of `/proc/self/status`, in KB.
+fn status_kb(status: &str, field: &str) -> anyhow::Result<i64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim_start_matches(':').split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no {field} in /proc/self/status"))
+}
+
+/// This process's resident memory (VmRSS and RssAnon, KB) and open file
+/// descriptors.
+fn reading() -> anyhow::Result<(i64, i64, usize)> {
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let fds = std::fs::read_dir("/proc/self/fd").context("reading /proc/self/fd")?.count();
+    Ok((status_kb(&status, "VmRSS")?, status_kb(&status, "RssAnon")?, fds))
+}
+
+/// The growth of `of` over the run after [`SETTLE`]: the largest later
+/// value against the first value at or after it; `None` when the run was
+/// too short to judge.
+fn growth(samples: &[Sample], of: impl Fn(&Sample) -> f64) -> Option<f64> {
+    let mut after = samples.iter().filter(|s| s.at >= SETTLE);
+    let base = of(after.next()?);
+    let peak = after.map(&of).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))?;
+    Some(if base > 0.0 { (peak - base) / base } else { 0.0 })
+}
+
+/// A load thread's result (a panic as an error).
+fn joined<T>(h: std::thread::ScopedJoinHandle<'_, anyhow::Result<T>>) -> anyhow::Result<T> {
+    h.join().unwrap_or_else(|_| anyhow::bail!("a load panicked"))
+}
+
+/// Runs the soak on `world` for `duration`, with the server's default send
+/// timeout for the subscriber that never answers in time.
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    world: &mut World,
+    setup: &Setup,
+    plan: &Plan,
+    duration: Duration,
+) -> anyhow::Result<Report> {
+    let send_timeout = Duration::from_secs(polyclinic::config::Delivery::default().timeout_seconds);
+    let hooks = rt.block_on(deliver::prepare(setup, world, send_timeout))?;
+    let slot_reads = Arc::new(rt.block_on(slots::prepare(setup, world))?);
+    let reads = Arc::new(Gets::embassy(world)?);
+    let shared = world.booking_world();
+    let book = Arc::new(EmbassyBook::new(world, shared.clone(), 0)?);
+    let dp_book = Arc::new(DocplannerBook::new(world, shared, 0));
+    let part = Plan {
+        connections: (plan.connections / 4).max(1),
+        threads: 1,
+        stop: Stop::Timed { warmup: Duration::ZERO, duration },
+    };
+    let target = world.target.clone();
+    let started = Instant::now();
+    let done = AtomicBool::new(false);
+    let sample = || -> anyhow::Result<Sample> {
+        let (rss_kb, anon_kb, fds) = reading()?;
+        Ok(Sample { at: started.elapsed(), rss_kb, anon_kb, fds, deliveries: deliver::received(&hooks) })
+    };
+    let (samples, r, b, d, s) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| -> anyhow::Result<Vec<Sample>> {
+            let mut samples = vec![sample()?];
+            let mut next = SAMPLE_EVERY;
+            while !done.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(100));
+                if started.elapsed() >= next {
+                    samples.push(sample()?);
+                    next += SAMPLE_EVERY;
+                }
+            }
+            Ok(samples)
+        });
+        let r = scope.spawn(|| load::run(&target, reads.clone(), &part));
+        let b = scope.spawn(|| load::run(&target, book.clone(), &part));
+        let d = scope.spawn(|| load::run(&target, dp_book.clone(), &part));
+        let s = scope.spawn(|| load::run(&target, slot_reads.clone(), &part));
+        let (r, b, d, s) = (joined(r), joined(b), joined(d), joined(s));
+        done.store(true, Ordering::Release);
+        (joined(sampler), r, b, d, s)
+    });
+    let (samples, r, b, d, s) = (samples?, r?, b?, d?, s?);
+    world.ledger.extend(b.kept.iter().cloned());
+    world.ledger.extend(d.kept.iter().cloned());
+
+    let mut tally = Tally::default();
+    for t in [&r.tally, &b.tally, &d.tally, &s.tally] {
+        tally.merge(t);
+    }
+    let window = [r.window, b.window, d.window, s.window].into_iter().max().unwrap_or(duration);
+    let what = "Embassy reads, Embassy and Docplanner bookings, Docplanner slot reads at once, \
+                Embassy bookings delivered to webhook subscribers; memory and descriptors every 10 s";
+    let mut report = Report::of_run("soak", what, "req/s", &tally, window);
+    let rate = |t: &Tally, w: Duration| t.succeeded() as f64 / w.as_secs_f64().max(f64::MIN_POSITIVE);
+    report.extra.insert("reads_per_s".into(), json!(rate(&r.tally, r.window).round()));
+    report.extra.insert("bookings_per_s".into(), json!(rate(&b.tally, b.window).round()));
+    report.extra.insert("dp_bookings_per_s".into(), json!(rate(&d.tally, d.window).round()));
+    report.extra.insert("slot_reads_per_s".into(), json!(rate(&s.tally, s.window).round()));
+    let last = samples.last().copied();
+    report.extra.insert("deliveries_received".into(), json!(last.map_or(0, |l| l.deliveries)));
+    report.extra.insert(
+        "samples".into(),
+        json!(
+            samples
+                .iter()
+                .map(|s| json!({"at_s": s.at.as_secs(), "rss_kb": s.rss_kb, "anon_kb": s.anon_kb, "fds": s.fds,
+                    "deliveries": s.deliveries}))
+                .collect::<Vec<_>>()
+        ),
+    );
+    let rss = growth(&samples, |s| s.anon_kb as f64);
+    let fds = growth(&samples, |s| s.fds as f64);
+    report.extra.insert("vmrss_growth_after_first_minute".into(), json!(growth(&samples, |s| s.rss_kb as f64)));
+    report.extra.insert("anon_growth_after_first_minute".into(), json!(rss));
+    report.extra.insert("fd_growth_after_first_minute".into(), json!(fds));
+    if let Some(l) = last {
+        println!(
+            "  soak: {} s, resident {} KB ({} KB anonymous), {} descriptors, {} deliveries received; growth after the first minute: anonymous memory {}, descriptors {}",
+            l.at.as_secs(),
+            thousands_u(l.rss_kb.max(0) as u64),
+            thousands_u(l.anon_kb.max(0) as u64),
+            l.fds,
+            thousands_u(l.deliveries as u64),
+            rss.map_or("not judged (run shorter than 70 s)".into(), |g| format!("{:.1} %", g * 100.0)),
+            fds.map_or("not judged".into(), |g| format!("{:.1} %", g * 100.0)),
+        );
+    }
+    for (what, g) in [("anonymous resident memory", rss), ("open file descriptors", fds)] {
+        if let Some(g) = g {
+            anyhow::ensure!(
+                g <= GROWTH_LIMIT,
+                "soak: {what} grew by {:.1} % after the first minute (limit {:.0} %): {:?}",
+                g * 100.0,
+                GROWTH_LIMIT * 100.0,
+                samples.iter().map(|s| (s.at.as_secs(), s.anon_kb, s.fds)).collect::<Vec<_>>()
+            );
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64, rss_kb: i64) -> Sample {
+        Sample { at: Duration::from_secs(secs), rss_kb, anon_kb: rss_kb, fds: 10, deliveries: 0 }
+    }
+
+    #[test]
+    fn growth_is_judged_after_the_first_minute_only() {
+        // Doubling during the first minute is the warm-up: not judged.
+        let samples = [at(0, 100), at(30, 200), at(60, 200), at(70, 210), at(80, 205)];
+        let g = growth(&samples, |s| s.rss_kb as f64).unwrap();
+        assert!((g - 0.05).abs() < 1e-9, "{g}");
+        // Too short a run is not judged at all.
+        assert_eq!(growth(&[at(0, 100), at(60, 500)], |s| s.rss_kb as f64), None);
+        assert_eq!(growth(&[at(0, 100), at(10, 500)], |s| s.rss_kb as f64), None);
+        // A growth past the limit shows as such.
+        let g = growth(&[at(60, 100), at(600, 120)], |s| s.rss_kb as f64).unwrap();
+        assert!(g > GROWTH_LIMIT);
+    }
+}
