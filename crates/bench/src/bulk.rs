@@ -174,7 +174,7 @@ pub async fn seed(
         generate_s,
         import_s: summary.seconds,
         batches: summary.batches,
-        rss_after_import_kb: crate::rss_kb().ok(),
+        rss_after_import_kb: crate::rss_kb(std::process::id()).ok(),
     };
     anyhow::ensure!(
         summary.patients.imported as usize == size.patients

@@ -19,6 +19,15 @@
 //!    enqueue-to-receive latency of every delivery: from the booking's
 //!    answer (the event is committed before the 201) to its receipt.
 //!
+//! 3. **backlog**: the healthy subscribers stop answering (each holds the
+//!    one notification it was sent, and the engine sends a target's queue
+//!    in order, so the rest wait in the database) while bookings are made
+//!    for [`BACKLOG_FOR`]; then they answer again, and the engine drains the
+//!    backlog with nothing else to do. Reported: deliveries per second (all
+//!    healthy subscribers, and the first alone) from the release to the last
+//!    receipt. The burst's rates are bounded by the bookings made at the
+//!    same time on the same cores; this one is the engine's own.
+//!
 //! Every booked appointment must reach every healthy subscriber: the
 //! scenario fails when one is missing after [`DRAIN_DEADLINE`]. Duplicates
 //! (an appointment received twice by one subscriber, allowed by
@@ -45,6 +54,9 @@ use std::time::{Duration, Instant};
 pub const HEALTHY: usize = 4;
 /// Bookings per second of the paced phase.
 pub const PACED_RATE: f64 = 500.0;
+/// How long the backlog phase books while the subscribers are held (well
+/// under the send timeout, so that the held sends do not fail).
+pub const BACKLOG_FOR: Duration = Duration::from_secs(3);
 /// How long after the last booking every delivery must have arrived.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -56,13 +68,26 @@ struct Receipt {
     at: Instant,
 }
 
-#[derive(Default)]
 pub(crate) struct Hooks {
     receipts: Mutex<Vec<Receipt>>,
     handshakes: Mutex<usize>,
     failed: Mutex<BTreeMap<&'static str, usize>>,
     /// How long `/slow` waits before answering.
     slow: Duration,
+    /// While true, the healthy subscribers do not answer (backlog phase).
+    held: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            receipts: Mutex::default(),
+            handshakes: Mutex::default(),
+            failed: Mutex::default(),
+            slow: Duration::ZERO,
+            held: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 /// The appointment id a rest-hook notification is about.
@@ -76,8 +101,13 @@ fn focus(body: &Value) -> Option<String> {
 }
 
 async fn healthy(State(hooks): State<Arc<Hooks>>, Path(i): Path<usize>, body: Bytes) -> StatusCode {
-    let at = Instant::now();
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if focus(&parsed).is_some() {
+        // Held while the backlog phase books: answered once released.
+        let mut held = hooks.held.subscribe();
+        let _ = held.wait_for(|h| !*h).await;
+    }
+    let at = Instant::now();
     match focus(&parsed) {
         Some(appointment) => {
             hooks.receipts.lock().unwrap_or_else(|p| p.into_inner()).push(Receipt { subscriber: i, appointment, at })
@@ -324,6 +354,25 @@ pub fn run(
     }
     let paced_window = paced.window.as_secs_f64().max(f64::MIN_POSITIVE);
 
+    // 3. A backlog held back from the subscribers, then drained.
+    let from = hooks.receipts.lock().unwrap_or_else(|p| p.into_inner()).len();
+    hooks.held.send_replace(true);
+    let backlog_plan = Plan { stop: Stop::Timed { warmup: Duration::ZERO, duration: BACKLOG_FOR }, ..*plan };
+    let backlog = load::run(&world.target, stamped(None, world)?, &backlog_plan);
+    let released = Instant::now();
+    hooks.held.send_replace(false);
+    let backlog = backlog?;
+    let backlog_ids: Vec<String> = backlog.kept.iter().map(|b| b.id.clone()).collect();
+    anyhow::ensure!(
+        !backlog_ids.is_empty(),
+        "deliver: no booking of the backlog succeeded: {:?}",
+        backlog.tally.statuses
+    );
+    world.ledger.extend(backlog.kept.iter().cloned());
+    let k = drain(&hooks, from, &backlog_ids);
+    let drained_in = k.last.map_or(Duration::ZERO, |l| l.saturating_duration_since(released));
+    let drain_window = drained_in.as_secs_f64().max(f64::MIN_POSITIVE);
+
     let failed = hooks.failed.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let what = format!(
         "Embassy bookings to {HEALTHY} rest-hook subscribers (+ one answering 503, one timing out): a {:.0} s burst at {} connections, then {PACED_RATE:.0} bookings/s",
@@ -348,18 +397,23 @@ pub fn run(
         "paced_latency".into(),
         json!(format!("enqueue-to-receive over {} deliveries (the latency line above)", thousands_u(latency.len()))),
     );
-    e.insert("lost".into(), json!(b.lost + p.lost));
-    e.insert("duplicates".into(), json!(b.duplicates + p.duplicates));
+    e.insert("backlog_bookings".into(), json!(backlog_ids.len()));
+    e.insert("backlog_drained_ms".into(), json!((drain_window * 1000.0).round()));
+    e.insert("backlog_deliveries_per_s".into(), json!((k.received as f64 / drain_window).round()));
+    e.insert("backlog_deliveries_per_s_one_subscriber".into(), json!((k.received_first as f64 / drain_window).round()));
+    e.insert("lost".into(), json!(b.lost + p.lost + k.lost));
+    e.insert("duplicates".into(), json!(b.duplicates + p.duplicates + k.duplicates));
     e.insert("attempts_at_503_target".into(), json!(failed.get("fail").copied().unwrap_or(0)));
     e.insert("attempts_at_timing_out_target".into(), json!(failed.get("slow").copied().unwrap_or(0)));
     e.insert("handshakes".into(), json!(*hooks.handshakes.lock().unwrap_or_else(|e| e.into_inner())));
-    let lost = b.lost + p.lost;
+    let lost = b.lost + p.lost + k.lost;
     anyhow::ensure!(
         lost == 0,
-        "deliver: {lost} deliveries never arrived within {} s ({} of the burst, {} paced); {} received at {} deliveries/s",
+        "deliver: {lost} deliveries never arrived within {} s ({} of the burst, {} paced, {} of the backlog); {} received at {} deliveries/s",
         DRAIN_DEADLINE.as_secs(),
         b.lost,
         p.lost,
+        k.lost,
         thousands_u(b.received as u64),
         thousands(report.rate)
     );

@@ -21,6 +21,7 @@
 
 mod bulk;
 mod ceilings;
+mod child;
 mod deliver;
 mod load;
 mod scenarios;
@@ -100,6 +101,17 @@ struct Args {
     /// Seconds the `soak` scenario runs.
     #[arg(long, default_value_t = 600)]
     soak_seconds: u64,
+    /// Run the server in a process of its own (this binary, started again
+    /// as a child), so that its memory and descriptors are measured apart
+    /// from the load generator's; the `soak` scenario always does.
+    #[arg(long, conflicts_with = "url")]
+    server_process: bool,
+    /// Internal: serve as the child of `--server-process`, on this database.
+    #[arg(long, hide = true)]
+    child_database: Option<String>,
+    /// Internal: the secret key file of the child server.
+    #[arg(long, hide = true)]
+    child_key_file: Option<PathBuf>,
     /// Write the results as JSON to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -273,6 +285,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         });
     }
     polyclinic_delivery::install_tls_provider();
+    if let Some(database) = &args.child_database {
+        return server_rt.block_on(child::serve(args, database));
+    }
     let scenarios = ordered(&args.scenario, !args.no_ceilings);
     let threads = args.threads.unwrap_or_else(cores).max(1);
     let plan = Plan {
@@ -285,7 +300,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
     };
     let data_dir = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
     let needs_server = scenarios.iter().any(|s| !matches!(s, Scenario::Baseline | Scenario::SqliteCommit));
-    let mut server = if needs_server { Some(Server::start(args, &server_rt, &data_dir)?) } else { None };
+    // The soak judges the server's own memory: the load generator's (the
+    // bookings and deliveries it keeps to check afterwards) grows with it.
+    let own_process = args.server_process || scenarios.contains(&Scenario::Soak);
+    let mut server = if needs_server { Some(Server::start(args, &server_rt, &data_dir, own_process)?) } else { None };
     let engine = server.as_ref().map(|s| s.engine.clone()).unwrap_or_else(|| "none (ceilings only)".into());
     println!(
         "polyclinic-bench: {} connections on {threads} load threads, {} s after {} s of warm-up; server: {engine}, {} runtime workers; {} cores",
@@ -318,14 +336,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
         session.failures.push(format!("{e:#}"));
     }
     print_summary(&session.reports);
-    if let (None, Ok(kb)) = (&args.url, rss_kb()) {
-        println!(
-            "resident memory (VmRSS) of this process, the in-process server with the load generator: {} MB",
-            kb / 1024
-        );
+    if let Some((pid, what)) = server.as_ref().and_then(Server::measured)
+        && let Ok(kb) = rss_kb(pid)
+    {
+        println!("resident memory (VmRSS) of {what}: {} MB", kb / 1024);
     }
     if let Some(out) = &args.out {
-        let doc = results_json(args, &session, &engine, threads, server_threads);
+        let doc = results_json(args, &session, server.as_ref(), &engine, threads, server_threads);
         std::fs::write(out, serde_json::to_string_pretty(&doc)? + "\n")
             .with_context(|| format!("writing {}", out.display()))?;
         println!("results written to {}", out.display());
@@ -336,12 +353,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if session.failures.is_empty() { Ok(()) } else { anyhow::bail!("{}", session.failures.join("; ")) }
 }
 
-/// The server the scenarios load: in-process, or running elsewhere.
+/// The server the scenarios load: in-process, in a child process of its
+/// own, or running elsewhere.
 struct Server {
     target: Target,
     admin_token: String,
     engine: String,
-    in_process: bool,
+    /// Where it runs, and so whose memory is measured.
+    place: Place,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     sqlite_file: Option<String>,
@@ -352,15 +371,31 @@ struct Server {
     store: Option<polyclinic_store::Store>,
 }
 
+/// Where the loaded server runs.
+enum Place {
+    /// In this process, beside the load generator.
+    InProcess,
+    /// In a child process (`--server-process`): its standard input is held
+    /// open, and closing it stops the child.
+    Child(std::process::Child),
+    /// Elsewhere (`--url`): its memory is not measured.
+    Remote,
+}
+
 impl Server {
-    fn start(args: &Args, rt: &tokio::runtime::Runtime, data_dir: &std::path::Path) -> anyhow::Result<Server> {
+    fn start(
+        args: &Args,
+        rt: &tokio::runtime::Runtime,
+        data_dir: &std::path::Path,
+        own_process: bool,
+    ) -> anyhow::Result<Server> {
         if let Some(url) = &args.url {
             let admin_token = args.admin_token.clone().context("--url needs --admin-token")?;
             return Ok(Server {
                 target: Target::parse(url)?,
                 admin_token,
                 engine: format!("running server at {url}"),
-                in_process: false,
+                place: Place::Remote,
                 stop: None,
                 serving: None,
                 sqlite_file: None,
@@ -369,15 +404,8 @@ impl Server {
                 store: None,
             });
         }
-        if let Some(path) = &args.server_log {
-            let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-            let filter = tracing_subscriber::EnvFilter::try_from_env("POLYCLINIC_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::sync::Mutex::new(file))
-                .with_ansi(false)
-                .init();
+        if !own_process {
+            init_server_log(args)?;
         }
         let run_id = uuid::Uuid::new_v4().simple().to_string();
         let (database, postgres, sqlite_file) = match &args.postgres {
@@ -399,50 +427,68 @@ impl Server {
                 (format!("sqlite://{file}"), None, Some(file))
             }
         };
-        let mut config = Config::for_database(&database);
         let admin_token = format!("bench-admin-{run_id}");
-        config.admin_token = Some(admin_token.clone());
-        config.secret_key_file = Some(std::env::temp_dir().join(format!("polyclinic-bench-{run_id}.key")));
-        if args.synchronous == Synchronous::Normal {
-            config.sqlite_synchronous = polyclinic::config::Synchronous::Normal;
-        }
-        // A bench is one API client at thousands of requests per second.
-        config.docplanner_limits = polyclinic::config::DocplannerLimits::OFF;
-        // The `deliver` scenario's webhook receiver listens on 127.0.0.1.
-        config.delivery.allow_private = Some(true);
-        let app = rt.block_on(Application::build(&config)).context("starting Polyclinic")?;
-        let target = Target::local(std::net::SocketAddr::from(([127, 0, 0, 1], app.port())));
-        let store = app.state().store.clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = rt.spawn(app.run_until(async move {
-            let _ = stopped.await;
-        }));
-        let engine = match (&postgres, args.synchronous) {
-            (Some(_), _) => "in-process, PostgreSQL".to_owned(),
-            (None, Synchronous::Full) => "in-process, SQLite synchronous=FULL".to_owned(),
-            (None, Synchronous::Normal) => "in-process, SQLite synchronous=NORMAL".to_owned(),
+        let key_file = std::env::temp_dir().join(format!("polyclinic-bench-{run_id}.key"));
+        let mut engine = match (&postgres, args.synchronous) {
+            (Some(_), _) => "PostgreSQL".to_owned(),
+            (None, Synchronous::Full) => "SQLite synchronous=FULL".to_owned(),
+            (None, Synchronous::Normal) => "SQLite synchronous=NORMAL".to_owned(),
         };
-        Ok(Server {
-            target,
-            admin_token,
-            engine,
-            in_process: true,
-            stop: Some(stop),
-            serving: Some(serving),
+        let mut server = Server {
+            target: Target::local(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            admin_token: admin_token.clone(),
+            engine: String::new(),
+            place: Place::InProcess,
+            stop: None,
+            serving: None,
             sqlite_file,
-            key_file: config.secret_key_file.clone(),
+            key_file: Some(key_file.clone()),
             postgres,
-            store: Some(store),
-        })
+            store: None,
+        };
+        if own_process {
+            let (child, port) = child::start(args, &database, &admin_token, &key_file)?;
+            server.place = Place::Child(child);
+            server.target = Target::local(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+            engine = format!("child process, {engine}");
+        } else {
+            let config = server_config(args, &database, &admin_token, &key_file);
+            let app = rt.block_on(Application::build(&config)).context("starting Polyclinic")?;
+            server.target = Target::local(std::net::SocketAddr::from(([127, 0, 0, 1], app.port())));
+            server.store = Some(app.state().store.clone());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            server.serving = Some(rt.spawn(app.run_until(async move {
+                let _ = stopped.await;
+            })));
+            server.stop = Some(stop);
+            engine = format!("in-process, {engine}");
+        }
+        server.engine = engine;
+        Ok(server)
     }
 
-    /// Stops the in-process server and removes what the run created.
+    /// The process whose memory is the server's, and how to name it; none
+    /// for a server running elsewhere.
+    fn measured(&self) -> Option<(u32, &'static str)> {
+        match &self.place {
+            Place::InProcess => {
+                Some((std::process::id(), "this process, the in-process server with the load generator"))
+            }
+            Place::Child(child) => Some((child.id(), "the server's process")),
+            Place::Remote => None,
+        }
+    }
+
+    /// Stops the server and removes what the run created.
     fn stop(mut self, rt: &tokio::runtime::Runtime) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(serving) = self.serving.take() {
             let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), serving).await });
+        }
+        if let Place::Child(child) = &mut self.place {
+            child::stop(child);
         }
         if let Some(file) = &self.sqlite_file {
             for suffix in ["", "-wal", "-shm"] {
@@ -465,6 +511,36 @@ impl Server {
             }
         }
     }
+}
+
+/// Installs the server's log subscriber when `--server-log` asks for it.
+fn init_server_log(args: &Args) -> anyhow::Result<()> {
+    if let Some(path) = &args.server_log {
+        let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let filter = tracing_subscriber::EnvFilter::try_from_env("POLYCLINIC_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .init();
+    }
+    Ok(())
+}
+
+/// The configuration of the server under load, in this process or a child.
+fn server_config(args: &Args, database: &str, admin_token: &str, key_file: &std::path::Path) -> Config {
+    let mut config = Config::for_database(database);
+    config.admin_token = Some(admin_token.to_owned());
+    config.secret_key_file = Some(key_file.to_owned());
+    if args.synchronous == Synchronous::Normal {
+        config.sqlite_synchronous = polyclinic::config::Synchronous::Normal;
+    }
+    // A bench is one API client at thousands of requests per second.
+    config.docplanner_limits = polyclinic::config::DocplannerLimits::OFF;
+    // The `deliver` scenario's webhook receiver listens on 127.0.0.1.
+    config.delivery.allow_private = Some(true);
+    config
 }
 
 /// The state of one invocation.
@@ -535,8 +611,11 @@ impl Session<'_> {
             (Some(Ceiling::SqliteCommit), _, Some(rate)) => report.compare(Ceiling::SqliteCommit, rate),
             _ => {}
         }
-        if let (Some(true), Ok(kb)) = (server.map(|s| s.in_process), rss_kb()) {
-            // The in-process server's and the generator's resident memory, after the scenario.
+        if let Some((pid, _)) = server.and_then(Server::measured)
+            && let Ok(kb) = rss_kb(pid)
+        {
+            // The server's resident memory after the scenario (with the
+            // generator's, when in-process).
             report.extra.insert("rss_after_kb".into(), json!(kb));
         }
         println!("{}", report.text());
@@ -634,8 +713,8 @@ impl Session<'_> {
                 let world = self.world()?;
                 let load = Arc::new(Gets::embassy(world)?);
                 if scenario == Scenario::Memory {
-                    anyhow::ensure!(server.in_process, "memory: reads this process's memory; not with --url");
-                    return memory(&world.target, load, &plan, args.memory_requests);
+                    let (pid, _) = server.measured().context("memory: reads the server's memory; not with --url")?;
+                    return memory(&world.target, load, &plan, args.memory_requests, pid);
                 }
                 let run = load::run(&world.target, load, &plan)?;
                 let what = format!(
@@ -727,8 +806,9 @@ impl Session<'_> {
                 }
                 let setup = self.setup.as_ref().context("no setup")?;
                 let world = self.world.as_mut().context("no world")?;
+                let (pid, _) = server.measured().context("soak: reads the server's memory; not with --url")?;
                 let mut report =
-                    soak::run(self.server_rt, world, setup, &plan, Duration::from_secs(args.soak_seconds))?;
+                    soak::run(self.server_rt, world, setup, &plan, Duration::from_secs(args.soak_seconds), pid)?;
                 let checked = self.read_back_check()?;
                 report.extra.insert("overlap_check".into(), json!(checked));
                 Ok(report)
@@ -808,7 +888,7 @@ const MEMORY_GROWTH_LIMIT_KB: i64 = 10 * 1024;
 /// resident memory is read after each step, and the scenario fails when it
 /// grew by more than 10 MB from the first reading to the last (the load
 /// generator shares the process; its own memory is flat).
-fn memory(target: &Target, load: Arc<Gets>, plan: &Plan, requests: usize) -> anyhow::Result<Report> {
+fn memory(target: &Target, load: Arc<Gets>, plan: &Plan, requests: usize, pid: u32) -> anyhow::Result<Report> {
     let mut tally = stats::Tally::default();
     let mut window = Duration::ZERO;
     let mut readings = Vec::new();
@@ -820,7 +900,7 @@ fn memory(target: &Target, load: Arc<Gets>, plan: &Plan, requests: usize) -> any
         tally.merge(&run.tally);
         window += run.window;
         done += step;
-        readings.push((done, rss_kb()?));
+        readings.push((done, rss_kb(pid)?));
     }
     let mut report = Report::of_run(
         "memory",
@@ -842,15 +922,9 @@ fn memory(target: &Target, load: Arc<Gets>, plan: &Plan, requests: usize) -> any
     Ok(report)
 }
 
-/// This process's resident set size, in KB (Linux `/proc`).
-fn rss_kb() -> anyhow::Result<i64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS in /proc/self/status")
+/// The resident set size of process `pid`, in KB (Linux `/proc`).
+fn rss_kb(pid: u32) -> anyhow::Result<i64> {
+    Ok(soak::reading(pid)?.0)
 }
 
 fn print_summary(reports: &[Report]) {
@@ -903,14 +977,25 @@ fn git_commit() -> Option<String> {
     })
 }
 
-fn results_json(args: &Args, session: &Session<'_>, engine: &str, threads: usize, server_threads: usize) -> Value {
+fn results_json(
+    args: &Args,
+    session: &Session<'_>,
+    server: Option<&Server>,
+    engine: &str,
+    threads: usize,
+    server_threads: usize,
+) -> Value {
     json!({
         "bench": "polyclinic-bench",
         "date": jiff::Timestamp::now().to_string(),
         "machine": machine(),
         "git_commit": git_commit(),
         "engine": engine,
-        "target": if args.url.is_some() { "url" } else { "in-process" },
+        "target": match server.map(|s| &s.place) {
+            Some(Place::Remote) => "url",
+            Some(Place::Child(_)) => "child process",
+            _ => "in-process",
+        },
         "connections": args.connections,
         "load_threads": threads,
         "server_threads": if args.url.is_some() { Value::Null } else { json!(server_threads) },
@@ -920,7 +1005,7 @@ fn results_json(args: &Args, session: &Session<'_>, engine: &str, threads: usize
         "scenarios": session.reports.iter().map(Report::json).collect::<Vec<_>>(),
         "failures": session.failures,
         "seeding": session.world.as_ref().and_then(|w| w.bulk.as_ref()).map(bulk::Seeded::json),
-        "rss_end_kb": if args.url.is_some() { None } else { rss_kb().ok() },
+        "rss_end_kb": server.and_then(Server::measured).and_then(|(pid, _)| rss_kb(pid).ok()),
     })
 }
 

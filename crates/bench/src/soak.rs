@@ -12,9 +12,11 @@
 //! out) on a receiver inside the bench.
 //!
 //! Every [`SAMPLE_EVERY`] while the loads run, the resident memory (VmRSS)
-//! and the open file descriptors of this process (the in-process server
-//! with the load generator) are recorded, with the deliveries received so
-//! far. The scenario fails when, after the first [`SETTLE`], the anonymous
+//! and the open file descriptors of the server's process are recorded, with
+//! the deliveries received so far. The server runs in a child process of
+//! its own for this scenario (see `child`): the load generator keeps every
+//! booking and every delivery it receives, to check them afterwards, and
+//! its memory grows with them. The scenario fails when, after the first [`SETTLE`], the anonymous
 //! resident memory (RssAnon: heap and stacks) or the descriptors grow by
 //! more than [`GROWTH_LIMIT`] over their value at the end of that first
 //! minute. VmRSS is reported beside it but not judged: it also counts the
@@ -55,21 +57,22 @@ struct Sample {
     deliveries: usize,
 }
 
-/// A field of `/proc/self/status`, in KB.
+/// A field of a `/proc/<pid>/status`, in KB.
 fn status_kb(status: &str, field: &str) -> anyhow::Result<i64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim_start_matches(':').split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no {field} in /proc/self/status"))
+        .with_context(|| format!("no {field} in the process status"))
 }
 
-/// This process's resident memory (VmRSS and RssAnon, KB) and open file
-/// descriptors.
-fn reading() -> anyhow::Result<(i64, i64, usize)> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let fds = std::fs::read_dir("/proc/self/fd").context("reading /proc/self/fd")?.count();
+/// The resident memory (VmRSS and RssAnon, KB) and open file descriptors
+/// of process `pid`.
+pub fn reading(pid: u32) -> anyhow::Result<(i64, i64, usize)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).with_context(|| format!("reading /proc/{pid}/fd"))?.count();
     Ok((status_kb(&status, "VmRSS")?, status_kb(&status, "RssAnon")?, fds))
 }
 
@@ -89,13 +92,15 @@ fn joined<T>(h: std::thread::ScopedJoinHandle<'_, anyhow::Result<T>>) -> anyhow:
 }
 
 /// Runs the soak on `world` for `duration`, with the server's default send
-/// timeout for the subscriber that never answers in time.
+/// timeout for the subscriber that never answers in time, sampling the
+/// memory of the server's process `pid`.
 pub fn run(
     rt: &tokio::runtime::Runtime,
     world: &mut World,
     setup: &Setup,
     plan: &Plan,
     duration: Duration,
+    pid: u32,
 ) -> anyhow::Result<Report> {
     let send_timeout = Duration::from_secs(polyclinic::config::Delivery::default().timeout_seconds);
     let hooks = rt.block_on(deliver::prepare(setup, world, send_timeout))?;
@@ -113,7 +118,7 @@ pub fn run(
     let started = Instant::now();
     let done = AtomicBool::new(false);
     let sample = || -> anyhow::Result<Sample> {
-        let (rss_kb, anon_kb, fds) = reading()?;
+        let (rss_kb, anon_kb, fds) = reading(pid)?;
         Ok(Sample { at: started.elapsed(), rss_kb, anon_kb, fds, deliveries: deliver::received(&hooks) })
     };
     let (samples, r, b, d, s) = std::thread::scope(|scope| {

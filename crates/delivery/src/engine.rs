@@ -1,7 +1,12 @@
 //! The engine: dispatch (fan-out) and send loops, retries, leases.
 //!
 //! A pass visits the tenants with work (due jobs, events not yet fanned
-//! out, deliveries due), and each tenant's dispatch and send stand on
+//! out, deliveries due). After a commit of this node it visits only the
+//! tenants the committed commands gave new work (the store's set, filled
+//! after commit); the first pass, a pass after the idle timer or a
+//! [`Engine::wake`], and at least one pass every `max_sleep` while busy
+//! sweep every tenant, the backstop for retries coming due, leases running
+//! out and other nodes' events. Each tenant's dispatch and send stand on
 //! their own: an error in one (a corrupt row, a failing router, a store
 //! error) is logged with the tenant id, counted in [`RunSummary::errors`],
 //! and the pass goes on with the next.
@@ -29,7 +34,7 @@ use polyclinic_store::outbox::StoredEvent;
 use polyclinic_store::{Conn, Store, StoreError, StoreResult};
 use serde::Serialize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify, Semaphore};
 
@@ -178,6 +183,9 @@ pub struct Engine {
     inflight: Arc<(AtomicUsize, Notify)>,
     pass: Mutex<()>,
     wake: Notify,
+    /// Set once the background loop stops: batches not yet sent are let go
+    /// (their deliveries wait in the database for the next start).
+    stopping: Arc<AtomicBool>,
 }
 
 impl Engine {
@@ -199,6 +207,7 @@ impl Engine {
             inflight: Arc::new((AtomicUsize::new(0), Notify::new())),
             pass: Mutex::new(()),
             wake: Notify::new(),
+            stopping: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -213,13 +222,26 @@ impl Engine {
     }
 
     /// Runs the background loop until `shutdown` completes, then waits for the
-    /// sends in flight.
+    /// sends in flight: each finishes the send it is in and records it; the
+    /// rest of its batch, and every batch still waiting for a send slot, is
+    /// let go, to be sent after the next start (or by another node once
+    /// their lease passes).
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
+        // The first pass, and a pass after the timer or a `wake`, sweeps
+        // every tenant; a pass after a commit of this node visits only the
+        // tenants it gave new work, with a sweep at most every `max_sleep`
+        // as the backstop while passes follow each other.
+        let mut sweep = true;
+        let mut last_sweep = Instant::now();
         loop {
+            let full = sweep || last_sweep.elapsed() >= self.config.max_sleep;
+            if full {
+                last_sweep = Instant::now();
+            }
             let busy = {
                 let _pass = self.pass.lock().await;
-                match self.pass_once().await {
+                match self.pass_once(full).await {
                     Ok(summary) => summary.dispatched + summary.attempted + summary.jobs > 0,
                     Err(e) => {
                         tracing::error!(error = %loggable(&e), "delivery pass failed");
@@ -228,17 +250,27 @@ impl Engine {
                 }
             };
             if busy {
-                tokio::task::yield_now().await;
-                continue;
+                sweep = false;
+                // A backlog keeps the passes coming: shutdown is still
+                // heard between them.
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => break,
+                    _ = tokio::task::yield_now() => continue,
+                }
             }
             let sleep = self.idle_sleep().await;
-            tokio::select! {
+            sweep = tokio::select! {
                 _ = &mut shutdown => break,
-                _ = self.wake.notified() => {},
-                _ = self.store.commits().notified() => {},
-                _ = tokio::time::sleep(sleep) => {},
-            }
+                _ = self.wake.notified() => true,
+                _ = self.store.commits().notified() => false,
+                _ = tokio::time::sleep(sleep) => true,
+            };
         }
+        // The batches in flight finish the send they are in, record it and
+        // let go of the rest; those waiting for a send slot let go at once.
+        self.stopping.store(true, Ordering::SeqCst);
+        self.permits.close();
         self.wait_idle().await;
     }
 
@@ -272,8 +304,9 @@ impl Engine {
         let _pass = self.pass.lock().await;
         self.wait_idle().await;
         let mut total = RunSummary::default();
-        loop {
-            let s = self.pass_once().await?;
+        // A stopped engine lets go of what it claims: it sends nothing more.
+        while !self.stopping.load(Ordering::SeqCst) {
+            let s = self.pass_once(true).await?;
             self.wait_idle().await;
             total.dispatched += s.dispatched;
             total.queued += s.queued;
@@ -300,11 +333,13 @@ impl Engine {
 
     /// One pass over the tenants that have work: due jobs first (one look at
     /// the earliest, then only the tenants with one due), then the tenants
-    /// with events not yet fanned out or deliveries due. An idle tenant costs
-    /// nothing. Fails only when those tenants cannot be read; a tenant's own
-    /// failures are logged and counted, and the pass goes on (see
-    /// [`Engine::pass_tenant`]).
-    async fn pass_once(&self) -> StoreResult<RunSummary> {
+    /// with events not yet fanned out or deliveries due: when `sweep`, every
+    /// tenant with such work; otherwise only those this node's commands gave
+    /// new work since the last pass ([`Store::take_tenants_with_new_work`]).
+    /// An idle tenant costs nothing. Fails only when those tenants cannot be
+    /// read; a tenant's own failures are logged and counted, and the pass
+    /// goes on (see [`Engine::pass_tenant`]).
+    async fn pass_once(&self, sweep: bool) -> StoreResult<RunSummary> {
         let now = self.clock.now();
         let wall = wall_now();
         let mut summary = RunSummary::default();
@@ -318,7 +353,15 @@ impl Engine {
                 Err(e) => tenant_failed(tenant, "running due jobs", &e, &mut summary),
             }
         }
-        let tenants = self.store.read(move |c| Box::pin(async move { deliveries::tenants_with_work(c).await })).await?;
+        // Taken before the sweep reads: work committed meanwhile is noted
+        // for the next pass.
+        let mut tenants = self.store.take_tenants_with_new_work();
+        if sweep {
+            let all = self.store.read(move |c| Box::pin(async move { deliveries::tenants_with_work(c).await })).await?;
+            tenants.extend(all);
+            tenants.sort_unstable();
+            tenants.dedup();
+        }
         for tenant in tenants {
             self.pass_tenant(tenant, now, wall, &mut summary).await;
         }
@@ -446,6 +489,7 @@ impl Engine {
             routers,
             senders: self.senders.clone(),
             config: self.config.clone(),
+            stopping: self.stopping.clone(),
         }
     }
 
@@ -471,7 +515,14 @@ impl Engine {
             tokio::pin!(acquire);
             let _permit = loop {
                 tokio::select! {
-                    permit = &mut acquire => break permit,
+                    permit = &mut acquire => match permit {
+                        Ok(permit) => break permit,
+                        // Closed: the engine is stopping.
+                        Err(_) => {
+                            worker.let_go(&batch, held).await;
+                            return;
+                        }
+                    },
                     _ = tokio::time::sleep(worker.config.lease_check()) => {
                         if !worker.keep_lease(&batch, &mut held).await {
                             return;
@@ -617,6 +668,7 @@ struct Worker {
     routers: Vec<Arc<dyn Router>>,
     senders: Senders,
     config: EngineConfig,
+    stopping: Arc<AtomicBool>,
 }
 
 /// One attempt made, before it is recorded.
@@ -700,6 +752,10 @@ impl Worker {
         let mut sent: Vec<Sent> = Vec::with_capacity(batch.deliveries.len());
         let mut stopped_at = None;
         for d in &batch.deliveries {
+            if self.stopping.load(Ordering::SeqCst) {
+                stopped_at = Some(d.id);
+                break;
+            }
             if held - wall_now() < lease {
                 match self.renew_lease(&batch, d.id, held).await {
                     Ok(Some(until)) => held = until,
@@ -777,6 +833,15 @@ impl Worker {
             );
         }
         Sent { delivery: delivery.clone(), attempt, retry_at, at: now }
+    }
+
+    /// Lets go of a whole batch not sent (the engine is stopping).
+    async fn let_go(&self, batch: &Batch, held: i64) {
+        let (from, to) = batch.range();
+        let unsent = Unsent { target_key: batch.target_key.clone(), from, to, held };
+        if let Err(e) = self.record(batch.tenant_id, Vec::new(), Some(unsent)).await {
+            tracing::warn!(error = %loggable(&e), "letting go of a batch failed; it is sent once its lease passes");
+        }
     }
 
     /// Records attempts, and tells each target's router their outcome, in
@@ -948,6 +1013,66 @@ mod tests {
             ids.push(id);
         }
         (store, path, ids[0], ids[1])
+    }
+
+    #[tokio::test]
+    async fn stopping_lets_go_of_a_backlog_that_the_next_start_sends() {
+        let (store, path, a, _) = store_with_two_tenants().await;
+        let now = Timestamp::now();
+        store
+            .write(move |c| {
+                Box::pin(async move {
+                    for i in 0..1_000 {
+                        let d = NewDelivery {
+                            target_key: "test:backlog".into(),
+                            event: "test".into(),
+                            channel: Channel::Email {
+                                to: "desk@clinic.test".into(),
+                                subject: format!("{i}"),
+                                body: "b".into(),
+                            },
+                            retry_schedule: None,
+                        };
+                        deliveries::enqueue(c, a, 0, &d, now).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+        let engine = || {
+            Arc::new(Engine::new(
+                store.clone(),
+                Arc::new(polyclinic_core::clock::SystemClock),
+                Vec::new(),
+                Senders::local(Duration::from_secs(5), crate::TargetPolicy::allow_all()).unwrap(),
+                EngineConfig::default(),
+            ))
+        };
+        let states = || async {
+            let rows = store
+                .read(move |c| Box::pin(async move { polyclinic_store::tenants::deliveries(c, a).await }))
+                .await
+                .unwrap();
+            let delivered = rows.iter().filter(|r| r.state == "delivered").count();
+            (delivered, rows.len())
+        };
+        // Asked to stop at once: the loop claims a first batch (one queue,
+        // 100 deliveries), hears the shutdown before the next pass, and
+        // returns without draining the backlog.
+        engine().run(async {}).await;
+        let (delivered, all) = states().await;
+        assert_eq!(all, 1_000);
+        assert!(delivered <= 100, "at most the batch in flight went out, not the backlog: {delivered}");
+        // What the stopped engine claimed and did not send was let go (not
+        // left leased for two minutes): the next start sends all of it.
+        let summary = engine().run_due().await.unwrap();
+        assert_eq!(summary.errors, 0, "{summary:?}");
+        assert_eq!(states().await, (1_000, 1_000));
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 
     #[tokio::test]

@@ -18,8 +18,9 @@
 //! services) steps them in its transaction, and the store steps the local
 //! counters again after the commit, before the command answers.
 //!
-//! **Size.** At most 1,024 entries, 8 renderings each, and about 64 MiB
-//! in all; beyond either the map is emptied and fills again.
+//! **Size.** At most 1,024 entries, 8 renderings each, and about 16 MiB
+//! in all (counted exactly: an entry replaced, emptied or dropped counts
+//! itself out); beyond either the map is emptied and fills again.
 //!
 //! **Filling.** A reader stores its result only if the local generation did
 //! not move while it computed (checked under the map's lock); if it moved,
@@ -46,7 +47,7 @@ const MAX_ENTRIES: usize = 1024;
 const MAX_RENDERED: usize = 8;
 /// Most bytes (about) the entries and their renderings hold; beyond it the
 /// map is emptied and fills again.
-const MAX_BYTES: usize = 64 * 1024 * 1024;
+const MAX_BYTES: usize = 16 * 1024 * 1024;
 /// About how many bytes a kept start costs.
 const SLOT_BYTES: usize = 64;
 
@@ -76,14 +77,43 @@ pub struct CachedSlots {
     /// The address's services (what the starts' ids name).
     pub services: Vec<AddressService>,
     rendered: Mutex<HashMap<(Range<usize>, String), Bytes>>,
-    /// The bytes its cache holds, counted up by renderings.
+    /// The bytes its cache holds, counted up by renderings and down as
+    /// entries and renderings are dropped.
     held: Arc<AtomicUsize>,
+    /// The bytes this entry holds (its starts and renderings), counted in
+    /// `held` until it is dropped.
+    own: AtomicUsize,
+}
+
+impl Drop for CachedSlots {
+    fn drop(&mut self) {
+        self.held.fetch_sub(*self.own.get_mut(), Ordering::Relaxed);
+    }
 }
 
 impl CachedSlots {
     fn new(generation: Generation, slots: Vec<FreeSlot>, services: Vec<AddressService>) -> Self {
         let held = Arc::new(AtomicUsize::new(0));
-        CachedSlots { generation, slots, services, rendered: Mutex::new(HashMap::new()), held }
+        CachedSlots {
+            generation,
+            slots,
+            services,
+            rendered: Mutex::new(HashMap::new()),
+            held,
+            own: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts `bytes` more held by this entry, in the cache's total too.
+    fn hold(&self, bytes: usize) {
+        self.own.fetch_add(bytes, Ordering::Relaxed);
+        self.held.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts `bytes` of this entry let go.
+    fn let_go(&self, bytes: usize) {
+        self.own.fetch_sub(bytes, Ordering::Relaxed);
+        self.held.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// The part of [`Self::slots`] that a booking made now may take:
@@ -112,10 +142,14 @@ impl CachedSlots {
         let bytes = render(&self.slots[part], &self.services);
         let mut rendered = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
         if rendered.len() >= MAX_RENDERED {
-            rendered.clear();
+            // The bookable part moves with "now": older renderings are
+            // rarely asked for again.
+            self.let_go(rendered.drain().map(|(_, b)| b.len()).sum());
         }
-        self.held.fetch_add(bytes.len(), Ordering::Relaxed);
-        rendered.insert(key, bytes.clone());
+        self.hold(bytes.len());
+        if let Some(old) = rendered.insert(key, bytes.clone()) {
+            self.let_go(old.len());
+        }
         bytes
     }
 }
@@ -158,21 +192,25 @@ impl SlotCache {
     }
 
     /// Keeps `entry` unless the local generation moved since it was read.
-    fn put(&self, key: Key, mut entry: CachedSlots) -> Arc<CachedSlots> {
-        entry.held = self.held.clone();
-        let entry = Arc::new(entry);
+    fn put(&self, key: Key, entry: CachedSlots) -> Arc<CachedSlots> {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if generation(key.tenant, key.practitioner.get(), key.address.get()) != entry.generation.local {
-            return entry;
+            return Arc::new(entry);
         }
         let size = entry.slots.len() * SLOT_BYTES;
         if (entries.len() >= MAX_ENTRIES && !entries.contains_key(&key))
             || self.held.load(Ordering::Relaxed) + size > MAX_BYTES
         {
+            // Each entry counts itself out of `held` as it is dropped (now,
+            // or when the last request still using it ends).
             entries.clear();
-            self.held.store(0, Ordering::Relaxed);
         }
-        self.held.fetch_add(size, Ordering::Relaxed);
+        // Counted in this cache from now on (an entry not kept counts in
+        // a total of its own).
+        let mut entry = entry;
+        entry.held = self.held.clone();
+        entry.hold(size);
+        let entry = Arc::new(entry);
         entries.insert(key, entry.clone());
         entry
     }
@@ -297,5 +335,37 @@ mod tests {
         );
         let later = generation(tenant, 1, 2);
         assert!(cache.get(&key, Generation { local: later, shared: None }).is_none(), "a booking of the practitioner");
+    }
+
+    #[test]
+    fn the_bytes_held_are_counted_out_as_entries_and_renderings_go() {
+        let cache = SlotCache::default();
+        let tenant = TenantId(900_102);
+        let key = |a: i64| Key {
+            tenant,
+            address: AddressId(a),
+            practitioner: PractitionerId(1),
+            start: at(0),
+            end: at(1000),
+        };
+        let held = || cache.held.load(Ordering::Relaxed);
+        let g = generation(tenant, 1, 1);
+        let kept = cache.put(key(1), entry(g, &[100, 200]));
+        assert_eq!(held(), 2 * SLOT_BYTES);
+        kept.rendered(0..2, "with", |_, _| Bytes::from(vec![0u8; 1000]));
+        assert_eq!(held(), 2 * SLOT_BYTES + 1000);
+        // More renderings than kept: the older ones are counted out.
+        for i in 0..MAX_RENDERED {
+            kept.rendered(0..2, &format!("v{i}"), |_, _| Bytes::from(vec![0u8; 10]));
+        }
+        assert_eq!(held(), 2 * SLOT_BYTES + 10, "one rendering left after the map was emptied");
+        // Replaced: the old entry counts itself out once the last user drops it.
+        let newer = cache.put(key(1), entry(g, &[100]));
+        assert_eq!(held(), 2 * SLOT_BYTES + 10 + SLOT_BYTES, "the old one is still in use");
+        drop(kept);
+        assert_eq!(held(), SLOT_BYTES);
+        drop(newer);
+        cache.set_enabled(false);
+        assert_eq!(held(), 0, "emptied");
     }
 }

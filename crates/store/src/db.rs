@@ -5,7 +5,7 @@ use crate::blobs::{BlobStore, DirBlobs, TableBlobs};
 use crate::outbox::{IdBlocks, reserve_blocks, with_blocks};
 use crate::point_read::PointReaders;
 use crate::seal::SecretKey;
-use crate::{StoreError, StoreResult, migrate};
+use crate::{StoreError, StoreResult, delivery_work, migrate};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use polyclinic_core::CoreError;
@@ -96,8 +96,10 @@ impl StoreOptions {
 /// cache).
 const READER_MMAP_BYTES: u64 = 256 * 1024 * 1024;
 /// SQLite readers: each connection's page cache, in KiB (`PRAGMA
-/// cache_size`; SQLite's default is 2,000 KiB).
-const READER_CACHE_KIB: u64 = 8 * 1024;
+/// cache_size`; SQLite's default). Pages of the file within the memory map
+/// are not copied into it; it holds the pages read from the WAL, and those
+/// of a file larger than the map.
+const READER_CACHE_KIB: u64 = 2 * 1024;
 
 /// The store: clone freely, all clones share the pools and the writer.
 #[derive(Clone)]
@@ -121,6 +123,8 @@ struct Inner {
     /// wake-up: new events and deliveries are never left waiting for a
     /// poll on this node).
     committed: Notify,
+    /// Tenants with new delivery work committed on this node.
+    new_work: delivery_work::Pending,
 }
 
 /// The handles of the SQLite writer task.
@@ -198,6 +202,7 @@ impl Store {
                         blobs: Arc::new(TableBlobs::new(opts.secret_key.clone())),
                         points: None,
                         committed: Notify::new(),
+                        new_work: delivery_work::Pending::default(),
                     }),
                 }
             }
@@ -261,6 +266,7 @@ impl Store {
                         )),
                         secret_key: opts.secret_key,
                         committed: Notify::new(),
+                        new_work: delivery_work::Pending::default(),
                     }),
                 });
             }
@@ -310,11 +316,14 @@ impl Store {
             Some(writer) => {
                 let (tx, rx) = oneshot::channel::<StoreResult<T>>();
                 let touched = Touched::default();
-                let noted = touched.clone();
+                let work = delivery_work::Noted::default();
+                let (noted, noted_work) = (touched.clone(), work.clone());
                 let job = Job {
                     run: Box::new(move |conn| {
                         Box::pin(async move {
-                            let out = noting(noted, f(conn)).await.map_err(map_store_constraint);
+                            let out = delivery_work::noting(noted_work, noting(noted, f(conn)))
+                                .await
+                                .map_err(map_store_constraint);
                             (out.is_ok(), Box::new(out) as Outcome)
                         })
                     }),
@@ -335,6 +344,7 @@ impl Store {
                 let out = rx.await.map_err(|_| writer_gone())?;
                 if out.is_ok() {
                     availability_generation::committed(&touched);
+                    self.inner.new_work.committed(&work);
                     self.inner.committed.notify_one();
                 }
                 out
@@ -342,7 +352,10 @@ impl Store {
             None => {
                 let mut tx = self.inner.pool.begin().await?;
                 let touched = Touched::default();
-                let out = AssertUnwindSafe(noting(touched.clone(), f(&mut tx))).catch_unwind().await;
+                let work = delivery_work::Noted::default();
+                let out = AssertUnwindSafe(delivery_work::noting(work.clone(), noting(touched.clone(), f(&mut tx))))
+                    .catch_unwind()
+                    .await;
                 let out = match out {
                     Ok(Ok(v)) => match availability_generation::step_rows(&mut tx, &touched).await {
                         Ok(()) => Ok(Ok(v)),
@@ -354,6 +367,7 @@ impl Store {
                     Ok(Ok(v)) => {
                         tx.commit().await.map_err(map_constraint)?;
                         availability_generation::committed(&touched);
+                        self.inner.new_work.committed(&work);
                         self.inner.committed.notify_one();
                         Ok(v)
                     }
@@ -376,6 +390,13 @@ impl Store {
     /// kept when nobody waits, so a wait begun after a commit still ends).
     pub fn commits(&self) -> &Notify {
         &self.inner.committed
+    }
+
+    /// Takes the tenants that this node's committed commands gave new
+    /// delivery work (events, queued deliveries, recorded attempts) since
+    /// the last take, in id order (see `delivery_work`).
+    pub fn take_tenants_with_new_work(&self) -> Vec<polyclinic_core::TenantId> {
+        self.inner.new_work.take()
     }
 
     /// Runs `f` on a read connection (no transaction: each statement sees

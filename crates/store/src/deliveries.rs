@@ -130,6 +130,7 @@ pub async fn enqueue(
     d: &NewDelivery,
     now: Timestamp,
 ) -> StoreResult<i64> {
+    crate::delivery_work::note(tenant);
     let id = next_id(conn, Seq::Delivery).await?;
     sqlx::query(
         "INSERT INTO deliveries (tenant_id, id, event_seq, target, target_key, event, state, attempts, next_attempt_at, created_at, doc) \
@@ -451,6 +452,7 @@ pub async fn release(
     to: i64,
     held: i64,
 ) -> StoreResult<()> {
+    crate::delivery_work::note(tenant);
     sqlx::query(
         "UPDATE deliveries SET lease_until = NULL WHERE tenant_id = $1 AND target_key = $2 AND id >= $3 AND id <= $4 \
          AND lease_until = $5 AND state IN ('pending', 'failed')",
@@ -487,6 +489,8 @@ pub async fn record_attempt(
     now: Timestamp,
     retry_at: Option<Timestamp>,
 ) -> StoreResult<String> {
+    // The queue's next batch may now be due.
+    crate::delivery_work::note(tenant);
     let attempts: Option<i64> = sqlx::query_scalar("SELECT attempts FROM deliveries WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.get())
         .bind(id)

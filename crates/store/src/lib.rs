@@ -29,6 +29,7 @@ pub mod catalog;
 pub mod conversations;
 mod db;
 pub mod deliveries;
+mod delivery_work;
 pub mod docplanner_queue;
 pub mod episodes;
 pub mod estimates;

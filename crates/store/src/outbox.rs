@@ -175,6 +175,9 @@ pub fn is_postgres(conn: &Conn) -> bool {
 
 /// Appends events to the outbox inside the caller's transaction.
 pub async fn append(conn: &mut Conn, tenant: TenantId, now: Timestamp, events: &[NewEvent]) -> StoreResult<()> {
+    if !events.is_empty() {
+        crate::delivery_work::note(tenant);
+    }
     let postgres = is_postgres(conn);
     for e in events {
         // PostgreSQL draws the number in the INSERT itself: one round trip.

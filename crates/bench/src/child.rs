@@ -1,0 +1,101 @@
+//! The server in a child process of its own (`--server-process`, and
+//! always for `soak`): this binary started again with `--child-database`,
+//! so that the server's memory and descriptors are measured apart from the
+//! load generator's.
+//!
+//! The child builds the same [`polyclinic::Application`] as the in-process
+//! server, writes `port <N>` on its standard output once it listens, and
+//! serves until its standard input closes: when the bench stops it, or when
+//! the bench dies.
+
+use crate::{Args, Synchronous, init_server_log, server_config};
+use anyhow::Context;
+use polyclinic::Application;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The environment variable that hands the admin token to the child (not
+/// its command line, which any user of the machine can read).
+const TOKEN_ENV: &str = "POLYCLINIC_BENCH_CHILD_ADMIN_TOKEN";
+/// How long a stopping child may take to finish its requests and exit.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Starts the child server on `database`; answers it with its port.
+pub fn start(args: &Args, database: &str, admin_token: &str, key_file: &Path) -> anyhow::Result<(Child, u16)> {
+    let exe = std::env::current_exe().context("locating the bench binary")?;
+    let mut command = Command::new(exe);
+    command
+        .arg("--child-database")
+        .arg(database)
+        .arg("--child-key-file")
+        .arg(key_file)
+        .arg("--synchronous")
+        .arg(match args.synchronous {
+            Synchronous::Full => "full",
+            Synchronous::Normal => "normal",
+        })
+        .env(TOKEN_ENV, admin_token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(threads) = args.server_threads {
+        command.arg("--server-threads").arg(threads.to_string());
+    }
+    if let Some(log) = &args.server_log {
+        command.arg("--server-log").arg(log);
+    }
+    let mut child = command.spawn().context("starting the server's process")?;
+    let stdout = child.stdout.take().context("the server process's output")?;
+    let mut line = String::new();
+    let read = BufReader::new(stdout).read_line(&mut line);
+    let port = match read {
+        Ok(_) => line.trim().strip_prefix("port ").and_then(|p| p.parse::<u16>().ok()),
+        Err(_) => None,
+    };
+    match port {
+        Some(port) => Ok((child, port)),
+        None => {
+            stop(&mut child);
+            anyhow::bail!("the server's process did not start (it said {:?})", line.trim())
+        }
+    }
+}
+
+/// Stops the child: closes its standard input, then waits for it to exit
+/// (killing it after [`STOP_GRACE`]).
+pub fn stop(child: &mut Child) {
+    drop(child.stdin.take());
+    let deadline = Instant::now() + STOP_GRACE;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => break,
+        }
+    }
+    eprintln!("note: the server's process did not stop within {} s; killed", STOP_GRACE.as_secs());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The child's side: serves on `database` until standard input closes.
+pub async fn serve(args: &Args, database: &str) -> anyhow::Result<()> {
+    init_server_log(args)?;
+    let admin_token = std::env::var(TOKEN_ENV).with_context(|| format!("{TOKEN_ENV} is not set"))?;
+    let key_file = args.child_key_file.clone().context("--child-database needs --child-key-file")?;
+    let config = server_config(args, database, &admin_token, &key_file);
+    let app = Application::build(&config).await.context("starting Polyclinic")?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "port {}", app.port())?;
+        out.flush()?;
+    }
+    app.run_until(async {
+        // Standard input is the bench's pipe: it closes when the bench stops
+        // this server or exits.
+        let _ = tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())).await;
+    })
+    .await
+}
