@@ -620,8 +620,12 @@ impl Session<'_> {
         }
         println!("{}", report.text());
         let nothing = report.succeeded == 0 && scenario != Scenario::SqliteCommit;
+        let failed = report.extra.get("failed").and_then(Value::as_str).map(str::to_owned);
         self.reports.push(report);
         anyhow::ensure!(!nothing, "{name}: no request succeeded (see the answers above)");
+        if let Some(why) = failed {
+            anyhow::bail!("{why}");
+        }
         Ok(())
     }
 

@@ -109,6 +109,10 @@ impl ReqwestSender {
     }
 }
 
+/// Most bytes of a target's answer read (and dropped) so that its
+/// connection can be kept alive; a longer answer's connection is closed.
+const DRAINED: usize = 64 * 1024;
+
 /// The refusal behind a failed request, when the guard caused it.
 fn refusal<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refused> {
     let mut cause = Some(e);
@@ -141,7 +145,19 @@ impl HttpSender for ReqwestSender {
                 req = req.header(k.as_str(), v.as_str());
             }
             match req.send().await {
-                Ok(resp) => Ok(Some(resp.status().as_u16())),
+                Ok(mut resp) => {
+                    let status = resp.status().as_u16();
+                    // A connection goes back to the pool, to be kept alive
+                    // for the target's next delivery, only once its answer's
+                    // body has been read: read up to DRAINED of it.
+                    let mut read = 0;
+                    while read < DRAINED
+                        && let Ok(Some(chunk)) = resp.chunk().await
+                    {
+                        read += chunk.len();
+                    }
+                    Ok(Some(status))
+                }
                 Err(ref e) if let Some(r) = refusal(e) => Err(format!("refused: {r}")),
                 Err(e) if e.is_timeout() => Err("timed out".into()),
                 Err(e) if e.is_connect() => Err("connection failed".into()),
@@ -245,5 +261,37 @@ mod tests {
             let e = sender.post(url, &[], "application/json", "{}").await.unwrap_err();
             assert!(e.starts_with("refused: ") && e.contains("loopback"), "{url}: {e}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_targets_connection_is_kept_alive_after_an_answer_with_a_body() {
+        use std::net::SocketAddr;
+        use std::sync::Mutex;
+        // A target answering every notification with a body, noting the
+        // peer address (one per connection) of each.
+        let peers: Arc<Mutex<Vec<SocketAddr>>> = Arc::default();
+        let noted = peers.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>| {
+                let noted = noted.clone();
+                async move {
+                    noted.lock().unwrap().push(peer);
+                    "x".repeat(16 * 1024)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
+        });
+        let sender = ReqwestSender::new(Duration::from_secs(5));
+        for _ in 0..5 {
+            assert_eq!(sender.post(&url, &[], "application/json", "{}").await, Ok(Some(200)));
+        }
+        let peers = peers.lock().unwrap();
+        assert_eq!(peers.len(), 5);
+        assert!(peers.iter().all(|p| *p == peers[0]), "one connection for the five sends: {peers:?}");
     }
 }

@@ -96,10 +96,10 @@ impl StoreOptions {
 /// cache).
 const READER_MMAP_BYTES: u64 = 256 * 1024 * 1024;
 /// SQLite readers: each connection's page cache, in KiB (`PRAGMA
-/// cache_size`; SQLite's default). Pages of the file within the memory map
-/// are not copied into it; it holds the pages read from the WAL, and those
-/// of a file larger than the map.
-const READER_CACHE_KIB: u64 = 2 * 1024;
+/// cache_size`; SQLite's default is 2,000). Pages of the file within the
+/// memory map are not copied into it; it holds the pages read from the WAL,
+/// and those of a file larger than the map (see docs/storage.md).
+const READER_CACHE_KIB: u64 = 1024;
 
 /// The store: clone freely, all clones share the pools and the writer.
 #[derive(Clone)]
