@@ -150,10 +150,14 @@ pub async fn import_reader<R: BufRead + Send + 'static>(
     let batch = opts.batch.clamp(1, import::MAX_BATCH);
     // Two batches parsed ahead at most: memory stays flat however long the file.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Parsed>(2);
-    let reader_thread = std::thread::Builder::new()
-        .name("import-reader".into())
-        .spawn(move || read_batches(reader, batch, tx))
-        .expect("spawning the import reader thread");
+    let reader_thread =
+        match std::thread::Builder::new().name("import-reader".into()).spawn(move || read_batches(reader, batch, tx)) {
+            Ok(thread) => thread,
+            // The OS refused a thread: nothing was read or written.
+            Err(e) => {
+                return Err(Failure { why: Why::Read(e), committed: Summary::of(Counts::default(), 0, 0, started) });
+            }
+        };
     let mut shown = Shown::new(opts.progress, size);
     let mut counts = Counts::default();
     let (mut batches, mut lines_done) = (0u64, 0u64);
