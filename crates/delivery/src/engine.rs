@@ -28,7 +28,7 @@ use futures_util::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
 use polyclinic_core::TenantId;
 use polyclinic_core::clock::Clock;
-use polyclinic_store::deliveries::{self, Attempt, Batch, Channel, Delivery, NewDelivery};
+use polyclinic_store::deliveries::{self, Attempt, Batch, Channel, Delivery, NewDelivery, Outcome};
 use polyclinic_store::jobs::{self, Job};
 use polyclinic_store::outbox::StoredEvent;
 use polyclinic_store::{Conn, Store, StoreError, StoreResult};
@@ -53,17 +53,17 @@ pub trait Router: Send + Sync + 'static {
         Box::pin(async { Ok(Vec::new()) })
     }
 
-    /// Hears the final or interim outcome (`delivered`, `failed`, `dead`) of a
-    /// delivery to one of its own targets (inside the recording transaction);
-    /// by default it keeps no record of its own.
-    fn on_outcome<'a>(
+    /// Hears the final or interim outcomes (`delivered`, `failed`, `dead`)
+    /// of deliveries to its own targets, in the order they were attempted
+    /// (inside the recording transaction; a batch of one target queue, or
+    /// a delivery sent at once); by default it keeps no record of its own.
+    fn on_outcomes<'a>(
         &'a self,
         conn: &'a mut Conn,
         tenant: TenantId,
-        delivery: &'a Delivery,
-        state: &'a str,
+        outcomes: &'a [(&'a Delivery, &'static str)],
     ) -> BoxFuture<'a, StoreResult<()>> {
-        let _ = (conn, tenant, delivery, state);
+        let _ = (conn, tenant, outcomes);
         Box::pin(async { Ok(()) })
     }
 
@@ -424,22 +424,20 @@ impl Engine {
         self.store
             .write(move |c| {
                 Box::pin(async move {
-                    let mut queued = 0;
+                    let mut caused = Vec::new();
                     let due = jobs::due(c, tenant, now, batch).await?;
                     let ran = due.len();
                     for job in due {
                         match routers.iter().find(|r| r.job_kinds().contains(&job.kind.as_str())) {
                             Some(router) => {
-                                for d in router.run_job(c, tenant, &job, now).await? {
-                                    deliveries::enqueue(c, tenant, 0, &d, now).await?;
-                                    queued += 1;
-                                }
+                                caused.extend(router.run_job(c, tenant, &job, now).await?.into_iter().map(|d| (0, d)));
                             }
                             None => tracing::warn!(tenant = tenant.get(), kind = %job.kind, "a job no router runs"),
                         }
                         jobs::finish(c, tenant, &job).await?;
                     }
-                    Ok((ran, queued))
+                    deliveries::enqueue_many(c, tenant, &caused, now).await?;
+                    Ok((ran, caused.len()))
                 })
             })
             .await
@@ -464,16 +462,18 @@ impl Engine {
                     let (mut dispatched, mut queued) = (0, 0);
                     if dispatch && deliveries::lock_tenant_for_dispatch(c, tenant).await? {
                         let events = deliveries::undispatched(c, tenant, batch).await?;
+                        let mut caused = Vec::new();
                         for event in &events {
                             for router in &routers {
-                                for d in router.route(c, tenant, event, now).await? {
-                                    deliveries::enqueue(c, tenant, event.seq, &d, now).await?;
-                                    queued += 1;
-                                }
+                                caused.extend(
+                                    router.route(c, tenant, event, now).await?.into_iter().map(|d| (event.seq, d)),
+                                );
                             }
-                            deliveries::mark_dispatched(c, tenant, event.seq).await?;
                         }
-                        dispatched = events.len();
+                        deliveries::enqueue_many(c, tenant, &caused, now).await?;
+                        let seqs = events.iter().map(|e| e.seq).collect::<Vec<_>>();
+                        deliveries::mark_dispatched(c, tenant, &seqs).await?;
+                        (dispatched, queued) = (events.len(), caused.len());
                     }
                     let batches = deliveries::claim_batches(c, tenant, now, wall_now(), lease, per_target).await?;
                     Ok((dispatched, queued, batches))
@@ -854,11 +854,20 @@ impl Worker {
         self.store
             .write(move |c| {
                 Box::pin(async move {
-                    for s in &sent {
-                        let d = &s.delivery;
-                        let state = deliveries::record_attempt(c, tenant, d.id, &s.attempt, s.at, s.retry_at).await?;
-                        for r in routers.iter().filter(|r| r.owns(&d.target_key)) {
-                            r.on_outcome(c, tenant, d, &state).await?;
+                    let outcomes = sent
+                        .iter()
+                        .map(|s| Outcome { id: s.delivery.id, attempt: &s.attempt, at: s.at, retry_at: s.retry_at })
+                        .collect::<Vec<_>>();
+                    let states = deliveries::record_attempts(c, tenant, &outcomes).await?;
+                    for r in routers.iter() {
+                        let mine = sent
+                            .iter()
+                            .zip(&states)
+                            .filter(|(s, _)| r.owns(&s.delivery.target_key))
+                            .map(|(s, state)| (&s.delivery, *state))
+                            .collect::<Vec<_>>();
+                        if !mine.is_empty() {
+                            r.on_outcomes(c, tenant, &mine).await?;
                         }
                     }
                     if let Some(u) = &unsent {
@@ -965,12 +974,11 @@ mod tests {
             })
         }
 
-        fn on_outcome<'a>(
+        fn on_outcomes<'a>(
             &'a self,
             _: &'a mut Conn,
             _: TenantId,
-            _: &'a Delivery,
-            _: &'a str,
+            _: &'a [(&'a Delivery, &'static str)],
         ) -> BoxFuture<'a, StoreResult<()>> {
             Box::pin(async { Ok(()) })
         }

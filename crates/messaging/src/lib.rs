@@ -144,22 +144,24 @@ impl Router for PatientMessages {
         })
     }
 
-    fn on_outcome<'a>(
+    fn on_outcomes<'a>(
         &'a self,
         conn: &'a mut Conn,
         tenant: TenantId,
-        delivery: &'a Delivery,
-        state: &'a str,
+        outcomes: &'a [(&'a Delivery, &'static str)],
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let Some(id) = delivery.target_key.strip_prefix(TARGET).and_then(|v| v.parse::<i64>().ok()) else {
-                return Ok(());
-            };
-            match state {
-                "delivered" => messages::set_status(conn, tenant, id, "sent").await,
-                "dead" => messages::set_status(conn, tenant, id, "failed").await,
-                _ => Ok(()),
+            for (delivery, state) in outcomes {
+                let Some(id) = delivery.target_key.strip_prefix(TARGET).and_then(|v| v.parse::<i64>().ok()) else {
+                    continue;
+                };
+                match *state {
+                    "delivered" => messages::set_status(conn, tenant, id, "sent").await?,
+                    "dead" => messages::set_status(conn, tenant, id, "failed").await?,
+                    _ => {}
+                }
             }
+            Ok(())
         })
     }
 

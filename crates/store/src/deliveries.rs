@@ -149,6 +149,72 @@ pub async fn enqueue(
     Ok(id)
 }
 
+/// Queues deliveries, each with the event that caused it (0 for none), due
+/// at `now`, in order (their ids ascend in the order given): in multi-row
+/// inserts of [`CHUNKS`] sizes.
+pub async fn enqueue_many(
+    conn: &mut Conn,
+    tenant: TenantId,
+    queued: &[(i64, NewDelivery)],
+    now: Timestamp,
+) -> StoreResult<()> {
+    if queued.is_empty() {
+        return Ok(());
+    }
+    crate::delivery_work::note(tenant);
+    let postgres = is_postgres(conn);
+    for chunk in chunked(queued) {
+        let mut ids = Vec::with_capacity(chunk.len());
+        if postgres {
+            // One round trip for the chunk's ids, handed out in ascending order.
+            let drawn: Vec<i64> = sqlx::query_scalar("SELECT nextval('seq_delivery') FROM generate_series(1, $1)")
+                .bind(i64::try_from(chunk.len()).unwrap_or(i64::MAX))
+                .fetch_all(&mut *conn)
+                .await?;
+            ids = drawn;
+            ids.sort_unstable();
+        } else {
+            for _ in chunk {
+                ids.push(next_id(conn, Seq::Delivery).await?);
+            }
+        }
+        let rows = (0..chunk.len())
+            .map(|i| {
+                let p = |k: usize| format!("${}", i * 7 + k + 1);
+                format!(
+                    "({}, {}, {}, {}, {}, {}, 'pending', 0, {now}, {now}, {})",
+                    p(0),
+                    p(1),
+                    p(2),
+                    p(3),
+                    p(4),
+                    p(5),
+                    p(6),
+                    now = params(chunk.len() * 7 + 1, 1),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO deliveries (tenant_id, id, event_seq, target, target_key, event, state, attempts, next_attempt_at, created_at, doc) \
+             VALUES {rows}"
+        );
+        let mut insert = sqlx::query(AssertSqlSafe(sql));
+        for ((seq, d), id) in chunk.iter().zip(ids) {
+            insert = insert
+                .bind(tenant.get())
+                .bind(id)
+                .bind(*seq)
+                .bind(d.channel.target())
+                .bind(d.target_key.clone())
+                .bind(d.event.clone())
+                .bind(serde_json::to_string(d)?);
+        }
+        insert.bind(secs(now)).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Leases a delivery to the caller until `until` (wall-clock seconds), so no
 /// worker claims it meanwhile (a delivery sent at once by its creator).
 pub async fn hold(conn: &mut Conn, tenant: TenantId, id: i64, until: i64) -> StoreResult<()> {
@@ -293,13 +359,17 @@ pub async fn has_due(conn: &mut Conn, tenant: TenantId, now: Timestamp, wall_now
     Ok(heads(conn, tenant).await?.iter().any(|h| h.ready(now_s, wall_now)))
 }
 
-/// Marks an event fanned out.
-pub async fn mark_dispatched(conn: &mut Conn, tenant: TenantId, seq: i64) -> StoreResult<()> {
-    sqlx::query("UPDATE outbox SET dispatched = 1 WHERE tenant_id = $1 AND seq = $2")
-        .bind(tenant.get())
-        .bind(seq)
-        .execute(&mut *conn)
-        .await?;
+/// Marks events fanned out.
+pub async fn mark_dispatched(conn: &mut Conn, tenant: TenantId, seqs: &[i64]) -> StoreResult<()> {
+    for chunk in chunked(seqs) {
+        let sql =
+            format!("UPDATE outbox SET dispatched = 1 WHERE tenant_id = $1 AND seq IN ({})", params(2, chunk.len()));
+        let mut update = sqlx::query(AssertSqlSafe(sql)).bind(tenant.get());
+        for seq in chunk {
+            update = update.bind(*seq);
+        }
+        update.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -478,57 +548,144 @@ pub struct Attempt {
     pub ok: bool,
 }
 
-/// Records an attempt; `retry_at` is when to try again after a failure, or
-/// `None` when attempts are exhausted (the delivery goes `dead`). Answers the
-/// new state.
-pub async fn record_attempt(
+/// One attempt to record: the delivery, the attempt's outcome, when it was
+/// made, and `retry_at`, when to try again after a failure (`None` when
+/// attempts are exhausted: the delivery goes `dead`).
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome<'a> {
+    pub id: i64,
+    pub attempt: &'a Attempt,
+    pub at: Timestamp,
+    pub retry_at: Option<Timestamp>,
+}
+
+impl Outcome<'_> {
+    /// The delivery's state once this attempt is recorded.
+    pub fn state(&self) -> &'static str {
+        match (self.attempt.ok, self.retry_at) {
+            (true, _) => "delivered",
+            (false, Some(_)) => "failed",
+            (false, None) => "dead",
+        }
+    }
+}
+
+/// Records attempts, in order; answers each delivery's new state. A batch
+/// costs a handful of statements however long it is: the attempt rows in
+/// multi-row inserts (each numbered after its delivery's recorded
+/// attempts), the delivered ones settled together (one `UPDATE` per run of
+/// equal status and second), and a failed or dead one alone.
+pub async fn record_attempts(
     conn: &mut Conn,
     tenant: TenantId,
-    id: i64,
-    attempt: &Attempt,
-    now: Timestamp,
-    retry_at: Option<Timestamp>,
-) -> StoreResult<String> {
+    outcomes: &[Outcome<'_>],
+) -> StoreResult<Vec<&'static str>> {
+    if outcomes.is_empty() {
+        return Ok(Vec::new());
+    }
     // The queue's next batch may now be due.
     crate::delivery_work::note(tenant);
-    let attempts: Option<i64> = sqlx::query_scalar("SELECT attempts FROM deliveries WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant.get())
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let number = attempts.ok_or_else(|| StoreError::Corrupt(format!("delivery {id} vanished")))? + 1;
-    sqlx::query(
-        "INSERT INTO delivery_attempts (tenant_id, delivery_id, attempt, at, status, error, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    for chunk in chunked(outcomes) {
+        let rows = (0..chunk.len())
+            .map(|i| {
+                let p = |k: usize| format!("${}", i * 6 + k + 1);
+                format!(
+                    "({t}, {id}, (SELECT attempts + 1 FROM deliveries WHERE tenant_id = {t} AND id = {id}), {}, {}, {}, {})",
+                    p(2),
+                    p(3),
+                    p(4),
+                    p(5),
+                    t = p(0),
+                    id = p(1),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO delivery_attempts (tenant_id, delivery_id, attempt, at, status, error, duration_ms) VALUES {rows}"
+        );
+        let mut insert = sqlx::query(AssertSqlSafe(sql));
+        for o in chunk {
+            insert = insert
+                .bind(tenant.get())
+                .bind(o.id)
+                .bind(secs(o.at))
+                .bind(o.attempt.status)
+                .bind(o.attempt.error.clone())
+                .bind(o.attempt.duration_ms);
+        }
+        insert.execute(&mut *conn).await?;
+    }
+    let mut rest = outcomes;
+    while let Some(first) = rest.first() {
+        if !first.attempt.ok {
+            settle_one(conn, tenant, first).await?;
+            rest = &rest[1..];
+            continue;
+        }
+        // A run of deliveries that went through with one status in one second.
+        let key = (first.attempt.status, secs(first.at));
+        let run = rest.iter().take_while(|o| o.attempt.ok && (o.attempt.status, secs(o.at)) == key).count();
+        for chunk in chunked(&rest[..run]) {
+            let sql = format!(
+                "UPDATE deliveries SET attempts = attempts + 1, state = 'delivered', last_status = $1, last_error = NULL, \
+                 next_attempt_at = $2, lease_until = NULL, delivered_at = $2 WHERE tenant_id = $3 AND id IN ({})",
+                params(4, chunk.len())
+            );
+            let mut update = sqlx::query(AssertSqlSafe(sql)).bind(key.0).bind(key.1).bind(tenant.get());
+            for o in chunk {
+                update = update.bind(o.id);
+            }
+            let done = update.execute(&mut *conn).await?;
+            if done.rows_affected() != chunk.len() as u64 {
+                return Err(StoreError::Corrupt("a delivery being recorded vanished".into()));
+            }
+        }
+        rest = &rest[run..];
+    }
+    Ok(outcomes.iter().map(Outcome::state).collect())
+}
+
+/// Settles a failed or dead attempt's delivery.
+async fn settle_one(conn: &mut Conn, tenant: TenantId, o: &Outcome<'_>) -> StoreResult<()> {
+    let next = o.retry_at.unwrap_or(o.at);
+    let done = sqlx::query(
+        "UPDATE deliveries SET attempts = attempts + 1, state = $1, last_status = $2, last_error = $3, next_attempt_at = $4, \
+         lease_until = NULL, delivered_at = NULL WHERE tenant_id = $5 AND id = $6",
     )
-    .bind(tenant.get())
-    .bind(id)
-    .bind(number)
-    .bind(secs(now))
-    .bind(attempt.status)
-    .bind(attempt.error.clone())
-    .bind(attempt.duration_ms)
-    .execute(&mut *conn)
-    .await?;
-    let (state, next, delivered_at) = match (attempt.ok, retry_at) {
-        (true, _) => ("delivered", now, Some(secs(now))),
-        (false, Some(at)) => ("failed", at, None),
-        (false, None) => ("dead", now, None),
-    };
-    sqlx::query(
-        "UPDATE deliveries SET attempts = $1, state = $2, last_status = $3, last_error = $4, next_attempt_at = $5, \
-         lease_until = NULL, delivered_at = $6 WHERE tenant_id = $7 AND id = $8",
-    )
-    .bind(number)
-    .bind(state)
-    .bind(attempt.status)
-    .bind(attempt.error.clone())
+    .bind(o.state())
+    .bind(o.attempt.status)
+    .bind(o.attempt.error.clone())
     .bind(secs(next))
-    .bind(delivered_at)
     .bind(tenant.get())
-    .bind(id)
+    .bind(o.id)
     .execute(&mut *conn)
     .await?;
-    Ok(state.to_owned())
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Corrupt(format!("delivery {} vanished", o.id)));
+    }
+    Ok(())
+}
+
+/// Rows per multi-row statement: a batch is written in chunks of these
+/// sizes, largest first, so that each connection prepares a handful of
+/// statement texts however long the batches are.
+const CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// `items` in chunks of [`CHUNKS`] sizes.
+fn chunked<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let size = CHUNKS.into_iter().find(|c| *c <= rest.len())?;
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// `$from, $from+1, ...`: `n` numbered parameters.
+fn params(from: usize, n: usize) -> String {
+    (from..from + n).map(|k| format!("${k}")).collect::<Vec<_>>().join(", ")
 }
 
 /// One recorded attempt, for the admin API.
@@ -568,4 +725,162 @@ pub async fn get(conn: &mut Conn, tenant: TenantId, id: i64) -> StoreResult<Opti
     let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE tenant_id = $1 AND id = $2");
     let row = sqlx::query(AssertSqlSafe(sql)).bind(tenant.get()).bind(id).fetch_optional(&mut *conn).await?;
     row.as_ref().map(from_row).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Store, StoreOptions};
+
+    async fn store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join("polyclinic-store-tests");
+        std::fs::create_dir_all(&dir).expect("a directory for test databases");
+        let path = dir.join(format!("{}.db", uuid::Uuid::new_v4().simple()));
+        let store = Store::open(StoreOptions::new(format!("sqlite://{}", path.display()))).await.expect("a store");
+        (store, path)
+    }
+
+    fn hook(target: usize) -> NewDelivery {
+        NewDelivery {
+            target_key: format!("test:{target}"),
+            event: "AppointmentCreated".into(),
+            channel: Channel::Http {
+                url: format!("http://127.0.0.1:9/{target}"),
+                headers: Vec::new(),
+                content_type: "application/json".into(),
+                body: "{}".into(),
+            },
+            retry_schedule: None,
+        }
+    }
+
+    #[test]
+    fn chunks_cover_every_item_in_order_in_few_sizes() {
+        for n in [0usize, 1, 3, 4, 5, 63, 64, 65, 100, 200] {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = chunked(&items).collect();
+            assert_eq!(chunks.concat(), items, "{n} items");
+            assert!(chunks.iter().all(|c| CHUNKS.contains(&c.len())), "{n} items: {chunks:?}");
+        }
+        assert_eq!(chunked(&[0; 100]).map(<[i32]>::len).collect::<Vec<_>>(), vec![64, 16, 16, 4]);
+        assert_eq!(params(3, 3), "$3, $4, $5");
+    }
+
+    /// Many deliveries in few statements: ids ascend in the order given,
+    /// attempts are numbered per delivery, and the walk over the queues
+    /// reads only waiting rows whatever the history (the plan is the bundled
+    /// SQLite's own).
+    #[tokio::test]
+    async fn batches_are_queued_recorded_and_walked_through_waiting_rows() {
+        let (store, path) = store().await;
+        let tenant = TenantId(7);
+        let t0 = Timestamp::from_second(1_800_000_000).expect("an instant");
+        let queued: Vec<(i64, NewDelivery)> =
+            (0..150).map(|i| (i, hook(usize::try_from(i % 3).unwrap_or(0)))).collect();
+        let ids = store
+            .write(move |c| {
+                Box::pin(async move {
+                    enqueue_many(c, tenant, &queued, t0).await?;
+                    let rows = sqlx::query("SELECT id, event_seq FROM deliveries WHERE tenant_id = $1 ORDER BY id")
+                        .bind(tenant.get())
+                        .fetch_all(&mut *c)
+                        .await?;
+                    rows.iter()
+                        .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<i64, _>(1)?)))
+                        .collect::<StoreResult<Vec<_>>>()
+                })
+            })
+            .await
+            .expect("queued");
+        assert_eq!(ids.len(), 150);
+        assert_eq!(
+            ids.iter().map(|r| r.1).collect::<Vec<_>>(),
+            (0..150).collect::<Vec<_>>(),
+            "ids follow the order given"
+        );
+
+        // Target 0's deliveries all go through but the last, which fails;
+        // the failed one then goes through on its second attempt.
+        let ok = Attempt { status: Some(200), error: None, duration_ms: 1, ok: true };
+        let bad =
+            Attempt { status: Some(503), error: Some("the target answered 503".into()), duration_ms: 1, ok: false };
+        let target0: Vec<i64> = ids.iter().filter(|r| r.1 % 3 == 0).map(|r| r.0).collect();
+        let last = *target0.last().expect("deliveries of target 0");
+        let (ok2, bad2) = (ok.clone(), bad.clone());
+        let states = store
+            .write(move |c| {
+                Box::pin(async move {
+                    let mut outcomes: Vec<Outcome> =
+                        target0.iter().map(|id| Outcome { id: *id, attempt: &ok2, at: t0, retry_at: None }).collect();
+                    let n = outcomes.len();
+                    outcomes[n - 1] = Outcome { id: last, attempt: &bad2, at: t0, retry_at: Some(t0) };
+                    let first = record_attempts(c, tenant, &outcomes).await?;
+                    let again = [Outcome { id: last, attempt: &ok2, at: t0, retry_at: None }];
+                    let second = record_attempts(c, tenant, &again).await?;
+                    for seq in 0..80 {
+                        sqlx::query(
+                            "INSERT INTO outbox (tenant_id, seq, kind, aggregate, aggregate_id, data, created_at) \
+                             VALUES ($1, $2, 'AppointmentCreated', 'Appointment', '1', '{}', 0)",
+                        )
+                        .bind(tenant.get())
+                        .bind(seq)
+                        .execute(&mut *c)
+                        .await?;
+                    }
+                    mark_dispatched(c, tenant, &(0..70).collect::<Vec<_>>()).await?;
+                    Ok((first, second))
+                })
+            })
+            .await
+            .expect("recorded");
+        assert_eq!(states.0.len(), 50);
+        assert!(states.0[..49].iter().all(|s| *s == "delivered"), "{:?}", states.0);
+        assert_eq!((states.0[49], states.1[0]), ("failed", "delivered"));
+        let numbers =
+            store.read(move |c| Box::pin(async move { attempts(c, tenant, last).await })).await.expect("attempts");
+        assert_eq!(
+            numbers.iter().map(|a| (a.attempt, a.status)).collect::<Vec<_>>(),
+            vec![(1, Some(503)), (2, Some(200))]
+        );
+        let settled = store.read(move |c| Box::pin(async move { get(c, tenant, last).await })).await.expect("read");
+        let settled = settled.expect("the delivery");
+        assert_eq!((settled.state.as_str(), settled.attempts), ("delivered", 2));
+
+        // The walk finds the heads of the two queues still waiting, through
+        // the index of waiting rows.
+        let (heads, plan) = store
+            .read(move |c| {
+                Box::pin(async move {
+                    let plan: Vec<String> = sqlx::query(
+                        "EXPLAIN QUERY PLAN SELECT target_key, id, next_attempt_at, lease_until FROM deliveries \
+                         WHERE tenant_id = $1 AND state IN ('pending', 'failed') AND target_key > $2 ORDER BY target_key, id LIMIT 1",
+                    )
+                    .bind(tenant.get())
+                    .bind("test:0")
+                    .fetch_all(&mut *c)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<String, _>(3))
+                    .collect::<Result<_, _>>()?;
+                    Ok((heads(c, tenant).await?, plan))
+                })
+            })
+            .await
+            .expect("heads");
+        assert_eq!(heads.iter().map(|h| h.target_key.as_str()).collect::<Vec<_>>(), vec!["test:1", "test:2"]);
+        assert!(plan.iter().any(|p| p.contains("deliveries_queue_waiting")), "{plan:?}");
+        let dispatched: Vec<i64> = store
+            .read(move |c| {
+                Box::pin(async move {
+                    Ok(sqlx::query_scalar("SELECT seq FROM outbox WHERE dispatched = 1 ORDER BY seq")
+                        .fetch_all(&mut *c)
+                        .await?)
+                })
+            })
+            .await
+            .expect("the marked events");
+        assert_eq!(dispatched, (0..70).collect::<Vec<_>>(), "64 + 4 + 1 + 1 events marked, the last 10 not");
+        store.close().await;
+        let _ = std::fs::remove_file(&path);
+    }
 }

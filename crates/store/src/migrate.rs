@@ -63,6 +63,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0015_delivery_pending.sql"),
     },
     Migration { version: 16, name: "retention", sql: include_str!("../migrations/sqlite/0016_retention.sql") },
+    Migration {
+        version: 17,
+        name: "delivery_queue_index",
+        sql: include_str!("../migrations/sqlite/0017_delivery_queue_index.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -117,6 +122,11 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0015_delivery_pending.sql"),
     },
     Migration { version: 16, name: "retention", sql: include_str!("../migrations/postgres/0016_retention.sql") },
+    Migration {
+        version: 17,
+        name: "delivery_queue_index",
+        sql: include_str!("../migrations/postgres/0017_delivery_queue_index.sql"),
+    },
 ];
 
 /// Applies every migration not yet applied; answers the versions it applied.

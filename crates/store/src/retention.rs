@@ -19,7 +19,7 @@
 //! and only refer to the event's `seq` as a number.
 //!
 //! Age: an outbox row's `created_at`; a final delivery's `next_attempt_at`,
-//! which holds the instant it became final (`deliveries::record_attempt`).
+//! which holds the instant it became final (`deliveries::record_attempts`).
 //! Rows are taken in id (`seq`) order and a batch stops at the first row
 //! still too young, so each run reads at most `batch` rows of each table
 //! through an index (the partial `deliveries_final` of migration 0016, the

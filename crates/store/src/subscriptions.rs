@@ -240,7 +240,9 @@ pub async fn record_event(
     .bind(secs(now))
     .execute(&mut *conn)
     .await?;
-    arm_heartbeat(conn, tenant, id).await?;
+    // The heartbeat job stays armed for the earlier instant: when it runs,
+    // it finds the heartbeat not due and arms itself for then (one job per
+    // period, however many notifications went out meanwhile).
     Ok(n)
 }
 
@@ -264,7 +266,12 @@ pub async fn note_delivery(conn: &mut Conn, tenant: TenantId, id: i64, delivered
         "UPDATE subscriptions SET status = CASE WHEN status = 'off' THEN status ELSE 'error' END, error_count = error_count + 1 \
          WHERE tenant_id = $1 AND id = $2"
     };
-    sqlx::query(sql).bind(tenant.get()).bind(id).execute(&mut *conn).await?;
+    let changed = sqlx::query(sql).bind(tenant.get()).bind(id).execute(&mut *conn).await?.rows_affected();
+    // A delivery to an active subscription changes nothing its heartbeat
+    // depends on.
+    if delivered && changed == 0 {
+        return Ok(());
+    }
     arm_heartbeat(conn, tenant, id).await
 }
 

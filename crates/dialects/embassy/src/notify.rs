@@ -209,23 +209,34 @@ impl Router for SubscriptionRouter {
         })
     }
 
-    fn on_outcome<'a>(
+    /// A subscription hears how its notifications went: a delivery brings
+    /// it back from `error`, each failure counts an error. A run of
+    /// deliveries is one note: the state it leaves is the same.
+    fn on_outcomes<'a>(
         &'a self,
         conn: &'a mut Conn,
         tenant: TenantId,
-        delivery: &'a Delivery,
-        state: &'a str,
+        outcomes: &'a [(&'a Delivery, &'static str)],
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let Some(id) = delivery.target_key.strip_prefix("embassy-subscription:").and_then(|v| v.parse().ok())
-            else {
-                return Ok(());
-            };
-            match state {
-                "delivered" => subscriptions::note_delivery(conn, tenant, id, true).await,
-                "failed" | "dead" => subscriptions::note_delivery(conn, tenant, id, false).await,
-                _ => Ok(()),
+            let mut last: Option<(i64, bool)> = None;
+            for (delivery, state) in outcomes {
+                let Some(id) = delivery.target_key.strip_prefix("embassy-subscription:").and_then(|v| v.parse().ok())
+                else {
+                    continue;
+                };
+                let delivered = match *state {
+                    "delivered" => true,
+                    "failed" | "dead" => false,
+                    _ => continue,
+                };
+                if delivered && last == Some((id, true)) {
+                    continue;
+                }
+                subscriptions::note_delivery(conn, tenant, id, delivered).await?;
+                last = Some((id, delivered));
             }
+            Ok(())
         })
     }
 
