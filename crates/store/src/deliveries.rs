@@ -23,6 +23,7 @@
 //! that another worker has taken the delivery meanwhile.
 
 use crate::outbox::{Seq, StoredEvent, is_postgres, next_id};
+use crate::rows::{chunked, params};
 use crate::{Conn, StoreError, StoreResult, secs, ts};
 use jiff::Timestamp;
 use polyclinic_core::TenantId;
@@ -151,7 +152,7 @@ pub async fn enqueue(
 
 /// Queues deliveries, each with the event that caused it (0 for none), due
 /// at `now`, in order (their ids ascend in the order given): in multi-row
-/// inserts of [`CHUNKS`] sizes.
+/// inserts ([`crate::rows`]).
 pub async fn enqueue_many(
     conn: &mut Conn,
     tenant: TenantId,
@@ -667,27 +668,6 @@ async fn settle_one(conn: &mut Conn, tenant: TenantId, o: &Outcome<'_>) -> Store
     Ok(())
 }
 
-/// Rows per multi-row statement: a batch is written in chunks of these
-/// sizes, largest first, so that each connection prepares a handful of
-/// statement texts however long the batches are.
-const CHUNKS: [usize; 4] = [64, 16, 4, 1];
-
-/// `items` in chunks of [`CHUNKS`] sizes.
-fn chunked<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
-    let mut rest = items;
-    std::iter::from_fn(move || {
-        let size = CHUNKS.into_iter().find(|c| *c <= rest.len())?;
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        Some(chunk)
-    })
-}
-
-/// `$from, $from+1, ...`: `n` numbered parameters.
-fn params(from: usize, n: usize) -> String {
-    (from..from + n).map(|k| format!("${k}")).collect::<Vec<_>>().join(", ")
-}
-
 /// One recorded attempt, for the admin API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AttemptRow {
@@ -752,18 +732,6 @@ mod tests {
             },
             retry_schedule: None,
         }
-    }
-
-    #[test]
-    fn chunks_cover_every_item_in_order_in_few_sizes() {
-        for n in [0usize, 1, 3, 4, 5, 63, 64, 65, 100, 200] {
-            let items: Vec<usize> = (0..n).collect();
-            let chunks: Vec<&[usize]> = chunked(&items).collect();
-            assert_eq!(chunks.concat(), items, "{n} items");
-            assert!(chunks.iter().all(|c| CHUNKS.contains(&c.len())), "{n} items: {chunks:?}");
-        }
-        assert_eq!(chunked(&[0; 100]).map(<[i32]>::len).collect::<Vec<_>>(), vec![64, 16, 16, 4]);
-        assert_eq!(params(3, 3), "$3, $4, $5");
     }
 
     /// Many deliveries in few statements: ids ascend in the order given,

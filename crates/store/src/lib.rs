@@ -43,6 +43,7 @@ pub mod point_read;
 pub mod related;
 pub mod report_jobs;
 pub mod retention;
+mod rows;
 pub mod seal;
 pub mod seed;
 pub mod solo_webhooks;

@@ -2,6 +2,7 @@
 //! the counter of events sent and the list of those events (for `$events`).
 
 use crate::outbox::{Seq, next_id};
+use crate::rows::{chunked, params};
 use crate::{Conn, StoreError, StoreResult, secs, ts};
 use jiff::Timestamp;
 use polyclinic_core::{CoreError, CredentialId, TenantId};
@@ -210,40 +211,46 @@ pub async fn set_status(conn: &mut Conn, tenant: TenantId, id: i64, status: &str
     arm_heartbeat(conn, tenant, id).await
 }
 
-/// Numbers the next event of a subscription, remembers it for `$events`, and
-/// marks the subscription as just notified. Answers the event number.
-pub async fn record_event(
+/// Numbers the next events of a subscription (each an event's sequence
+/// number and focus, in order), remembers them for `$events`, and marks the
+/// subscription as just notified. Answers the first event's number (the
+/// others follow it). One `UPDATE` and multi-row inserts, however many.
+pub async fn record_events(
     conn: &mut Conn,
     tenant: TenantId,
     id: i64,
-    event_seq: i64,
-    focus: &str,
+    events: &[(i64, String)],
     now: Timestamp,
 ) -> StoreResult<i64> {
-    let n: i64 = sqlx::query_scalar(
-        "UPDATE subscriptions SET events_since_start = events_since_start + 1, last_sent_at = $1 \
-         WHERE tenant_id = $2 AND id = $3 RETURNING events_since_start",
+    let count = i64::try_from(events.len()).map_err(|_| StoreError::Corrupt("too many events at once".into()))?;
+    let last: i64 = sqlx::query_scalar(
+        "UPDATE subscriptions SET events_since_start = events_since_start + $1, last_sent_at = $2 \
+         WHERE tenant_id = $3 AND id = $4 RETURNING events_since_start",
     )
+    .bind(count)
     .bind(secs(now))
     .bind(tenant.get())
     .bind(id)
     .fetch_one(&mut *conn)
     .await?;
-    sqlx::query(
-        "INSERT INTO subscription_events (tenant_id, subscription_id, event_number, event_seq, focus, at) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(tenant.get())
-    .bind(id)
-    .bind(n)
-    .bind(event_seq)
-    .bind(focus)
-    .bind(secs(now))
-    .execute(&mut *conn)
-    .await?;
+    let first = last - count + 1;
+    let mut number = first;
+    for chunk in chunked(events) {
+        let rows = (0..chunk.len()).map(|i| format!("({})", params(i * 6 + 1, 6))).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "INSERT INTO subscription_events (tenant_id, subscription_id, event_number, event_seq, focus, at) VALUES {rows}"
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (seq, focus) in chunk {
+            insert = insert.bind(tenant.get()).bind(id).bind(number).bind(*seq).bind(focus.clone()).bind(secs(now));
+            number += 1;
+        }
+        insert.execute(&mut *conn).await?;
+    }
     // The heartbeat job stays armed for the earlier instant: when it runs,
     // it finds the heartbeat not due and arms itself for then (one job per
     // period, however many notifications went out meanwhile).
-    Ok(n)
+    Ok(first)
 }
 
 /// Marks a subscription as just notified (heartbeats).

@@ -15,6 +15,7 @@ use polyclinic_store::outbox::StoredEvent;
 use polyclinic_store::subscriptions::{self, NotifiedEvent, Subscription};
 use polyclinic_store::{Conn, StoreResult};
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
 
 /// The topics: number, title, and the resource type its focus points at.
 pub const TOPICS: [(i64, &str, &str); 5] = [
@@ -147,37 +148,69 @@ pub struct SubscriptionRouter {
 }
 
 impl Router for SubscriptionRouter {
-    fn route<'a>(
+    /// A run of events in few statements: each topic's listening
+    /// subscriptions read once, each subscription's events numbered in one
+    /// statement, then one notification per event and subscription, in
+    /// event order.
+    fn route_all<'a>(
         &'a self,
         conn: &'a mut Conn,
         tenant: TenantId,
-        event: &'a StoredEvent,
+        events: &'a [StoredEvent],
         now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<Vec<NewDelivery>>> {
+    ) -> BoxFuture<'a, StoreResult<Vec<(i64, NewDelivery)>>> {
         Box::pin(async move {
-            let Some((topic, title, resource)) = topic_of(event.kind).and_then(|n| TOPICS.iter().find(|t| t.0 == n))
-            else {
-                return Ok(Vec::new());
-            };
-            // A Docplanner move replaced the booking with a new one: both are
-            // the update's focus, the one moved away (now cancelled) first.
-            let mut foci = Vec::with_capacity(2);
-            if event.kind == EventKind::AppointmentMoved
-                && let Some(from) = event.data.get("moved_from").and_then(Value::as_str)
-            {
-                foci.push(format!("{}/{resource}/{from}", self.base));
-            }
-            foci.push(format!("{}/{resource}/{}", self.base, event.aggregate_id));
-            let mut out = Vec::new();
-            for mut s in subscriptions::listening(conn, tenant, *topic).await? {
-                let mut notified = Vec::with_capacity(foci.len());
-                for focus in &foci {
-                    let number = subscriptions::record_event(conn, tenant, s.id, event.seq, focus, now).await?;
-                    s.events_since_start = number;
-                    notified.push(NotifiedEvent { number, focus: focus.clone(), at: now });
+            let mut listening: HashMap<i64, Vec<Subscription>> = HashMap::new();
+            // Each event that fires a topic: its topic, title and foci.
+            let mut fired = Vec::new();
+            for event in events {
+                let Some((topic, title, resource)) =
+                    topic_of(event.kind).and_then(|n| TOPICS.iter().find(|t| t.0 == n))
+                else {
+                    continue;
+                };
+                // A Docplanner move replaced the booking with a new one: both
+                // are the update's focus, the one moved away (now cancelled)
+                // first.
+                let mut foci = Vec::with_capacity(2);
+                if event.kind == EventKind::AppointmentMoved
+                    && let Some(from) = event.data.get("moved_from").and_then(Value::as_str)
+                {
+                    foci.push(format!("{}/{resource}/{from}", self.base));
                 }
-                let bundle = notification_bundle(&self.base, &s, "event-notification", &notified, now);
-                out.push(delivery_for(&s, title, &bundle));
+                foci.push(format!("{}/{resource}/{}", self.base, event.aggregate_id));
+                if !listening.contains_key(topic) {
+                    listening.insert(*topic, subscriptions::listening(conn, tenant, *topic).await?);
+                }
+                fired.push((event.seq, *topic, *title, foci));
+            }
+            // Each subscription's events, numbered in the order they fired.
+            let mut numbered: BTreeMap<i64, Vec<(i64, String)>> = BTreeMap::new();
+            for (seq, topic, _, foci) in &fired {
+                for s in listening.get(topic).into_iter().flatten() {
+                    numbered.entry(s.id).or_default().extend(foci.iter().map(|f| (*seq, f.clone())));
+                }
+            }
+            let mut next = HashMap::with_capacity(numbered.len());
+            for (id, rows) in &numbered {
+                next.insert(*id, subscriptions::record_events(conn, tenant, *id, rows, now).await?);
+            }
+            let mut out = Vec::new();
+            for (seq, topic, title, foci) in &fired {
+                for s in listening.get(topic).into_iter().flatten() {
+                    let Some(number) = next.get_mut(&s.id) else { continue };
+                    let notified: Vec<NotifiedEvent> = foci
+                        .iter()
+                        .map(|focus| {
+                            *number += 1;
+                            NotifiedEvent { number: *number - 1, focus: focus.clone(), at: now }
+                        })
+                        .collect();
+                    let mut s = s.clone();
+                    s.events_since_start = *number - 1;
+                    let bundle = notification_bundle(&self.base, &s, "event-notification", &notified, now);
+                    out.push((*seq, delivery_for(&s, title, &bundle)));
+                }
             }
             Ok(out)
         })

@@ -667,6 +667,13 @@ async fn a_failing_target_holds_back_only_itself_and_order_is_kept(engine: Engin
         .map(|r| r.json()["entry"][0]["resource"]["notificationEvent"][0]["eventNumber"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(numbers, vec!["1", "2", "3", "4", "5"], "all delivered, in order, despite the failing target");
+    // Numbered in one dispatch, each notification still counts the events
+    // up to its own.
+    let counts: Vec<String> = good.received()[1..]
+        .iter()
+        .map(|r| r.json()["entry"][0]["resource"]["eventsSinceSubscriptionStart"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(counts, numbers, "eventsSinceSubscriptionStart of each notification");
     // The failing queue tried only its first delivery: the rest wait behind it, in order.
     assert_eq!(bad.received().len(), 2, "handshake and the first update");
     app.stop().await;
