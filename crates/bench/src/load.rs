@@ -130,6 +130,47 @@ pub trait Load: Send + Sync + 'static {
     ) -> Outcome;
 }
 
+/// `inner`'s requests at no more than `rate` a second, counted from when
+/// the run starts (its first request): the load thread sleeps until the
+/// next request is due, so run it on one thread.
+pub struct Paced<L> {
+    inner: L,
+    rate: f64,
+    started: std::sync::OnceLock<Instant>,
+}
+
+impl<L> Paced<L> {
+    pub fn new(inner: L, rate: f64) -> Self {
+        Paced { inner, rate: rate.max(f64::MIN_POSITIVE), started: std::sync::OnceLock::new() }
+    }
+}
+
+impl<L: Load> Load for Paced<L> {
+    type Ctx = L::Ctx;
+    type Kept = L::Kept;
+
+    fn request(&self, ticket: usize, conn: &mut Conn) -> (Request<Full<Bytes>>, Self::Ctx) {
+        let started = *self.started.get_or_init(Instant::now);
+        let due = started + Duration::from_secs_f64(ticket as f64 / self.rate);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        self.inner.request(ticket, conn)
+    }
+
+    fn answer(
+        &self,
+        ctx: Self::Ctx,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &Bytes,
+        kept: &mut Vec<Self::Kept>,
+    ) -> Outcome {
+        self.inner.answer(ctx, status, headers, body, kept)
+    }
+}
+
 /// When a run ends.
 #[derive(Debug, Clone, Copy)]
 pub enum Stop {

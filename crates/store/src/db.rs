@@ -92,13 +92,14 @@ impl StoreOptions {
 }
 
 /// SQLite readers: bytes of the database file each maps into memory
-/// (`PRAGMA mmap_size`; address space, the pages are the OS's shared page
-/// cache).
-const READER_MMAP_BYTES: u64 = 256 * 1024 * 1024;
+/// (`PRAGMA mmap_size`). None: the resident set counts a mapped page once
+/// per connection that touched it, and searches over a large database
+/// touch pages all over it; reads through `pread` were as fast (see
+/// docs/storage.md).
+const READER_MMAP_BYTES: u64 = 0;
 /// SQLite readers: each connection's page cache, in KiB (`PRAGMA
-/// cache_size`; SQLite's default is 2,000). Pages of the file within the
-/// memory map are not copied into it; it holds the pages read from the WAL,
-/// and those of a file larger than the map (see docs/storage.md).
+/// cache_size`; SQLite's default is 2,000): the pages it read last, from
+/// the file or the WAL (see docs/storage.md).
 const READER_CACHE_KIB: u64 = 1024;
 
 /// The store: clone freely, all clones share the pools and the writer.
@@ -236,8 +237,7 @@ impl Store {
                         Box::pin(async move {
                             for pragma in [
                                 format!("PRAGMA busy_timeout={busy_ms}"),
-                                // Pages read through a shared memory map,
-                                // not copied per connection (docs/storage.md).
+                                // No memory map (docs/storage.md).
                                 format!("PRAGMA mmap_size={READER_MMAP_BYTES}"),
                                 format!("PRAGMA cache_size=-{READER_CACHE_KIB}"),
                             ] {

@@ -10,8 +10,8 @@
 //!
 //! This is safe for short, indexed lookups only: the connection is in WAL
 //! mode, so a reader never waits for the writer (it reads the last
-//! committed state as of its statement's start), and the file's pages come
-//! through a shared memory map. Anything that scans or joins goes through
+//! committed state as of its statement's start), and the pages it needs
+//! are a few, mostly in its cache. Anything that scans or joins goes through
 //! [`crate::Store::read`], but for the appointment search's pages of bounded
 //! work ([`crate::appointments::read_page`]). On PostgreSQL there are none:
 //! callers fall back to the pool.
