@@ -37,7 +37,7 @@
 //! at-least-once delivery) are counted and reported, as are the attempts
 //! the failing targets saw.
 
-use crate::load::{self, Conn, Load, Outcome, Plan, Stop};
+use crate::load::{self, Conn, Load, Outcome, Paced, Plan, Stop};
 use crate::scenarios::EmbassyBook;
 use crate::stats::{Latency, Report, thousands, thousands_u};
 use crate::world::{Booked, Setup, World};
@@ -140,9 +140,7 @@ async fn failing(State(hooks): State<Arc<Hooks>>, Path(kind): Path<String>, body
 /// does: latencies are taken from the send, an upper bound that includes
 /// the booking's own commit.
 struct Stamped {
-    inner: EmbassyBook,
-    rate: Option<f64>,
-    started: Instant,
+    inner: Paced<EmbassyBook>,
     sent: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
@@ -151,13 +149,6 @@ impl Load for Stamped {
     type Kept = Booked;
 
     fn request(&self, ticket: usize, conn: &mut Conn) -> (Request<Full<Bytes>>, Self::Ctx) {
-        if let Some(rate) = self.rate {
-            let due = self.started + Duration::from_secs_f64(ticket as f64 / rate);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-        }
         let (request, ctx) = self.inner.request(ticket, conn);
         (request, (Instant::now(), ctx))
     }
@@ -316,12 +307,8 @@ pub fn run(
     let hooks = rt.block_on(prepare(setup, world, send_timeout))?;
     let sent = Arc::new(Mutex::new(HashMap::new()));
     let stamped = |rate: Option<f64>, world: &World| -> anyhow::Result<Arc<Stamped>> {
-        Ok(Arc::new(Stamped {
-            inner: EmbassyBook::new(world, world.booking_world(), 0)?,
-            rate,
-            started: Instant::now(),
-            sent: sent.clone(),
-        }))
+        let book = EmbassyBook::new(world, world.booking_world(), 0)?;
+        Ok(Arc::new(Stamped { inner: Paced::new(book, rate.unwrap_or(f64::INFINITY)), sent: sent.clone() }))
     };
 
     // 1. The burst.

@@ -130,9 +130,9 @@ pub trait Load: Send + Sync + 'static {
     ) -> Outcome;
 }
 
-/// `inner`'s requests at no more than `rate` a second, counted from when
-/// the run starts (its first request): the load thread sleeps until the
-/// next request is due, so run it on one thread.
+/// `inner`'s requests at no more than `rate` a second (infinite: unpaced),
+/// counted from when the run starts (its first request): the load thread
+/// sleeps until the next request is due, so run it on one thread.
 pub struct Paced<L> {
     inner: L,
     rate: f64,
