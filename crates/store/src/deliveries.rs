@@ -123,7 +123,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> StoreResult<Delivery> {
     })
 }
 
-/// Queues a delivery, due at `now`.
+/// Queues a delivery, due at `now`; answers its id.
 pub async fn enqueue(
     conn: &mut Conn,
     tenant: TenantId,
@@ -131,69 +131,45 @@ pub async fn enqueue(
     d: &NewDelivery,
     now: Timestamp,
 ) -> StoreResult<i64> {
-    crate::delivery_work::note(tenant);
-    let id = next_id(conn, Seq::Delivery).await?;
-    sqlx::query(
-        "INSERT INTO deliveries (tenant_id, id, event_seq, target, target_key, event, state, attempts, next_attempt_at, created_at, doc) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $8)",
-    )
-    .bind(tenant.get())
-    .bind(id)
-    .bind(event_seq)
-    .bind(d.channel.target())
-    .bind(&d.target_key)
-    .bind(&d.event)
-    .bind(secs(now))
-    .bind(serde_json::to_string(d)?)
-    .execute(&mut *conn)
-    .await?;
-    Ok(id)
+    let ids = enqueue_many(conn, tenant, &[(event_seq, d.clone())], now).await?;
+    ids.first().copied().ok_or_else(|| StoreError::Corrupt("a queued delivery drew no id".into()))
 }
 
 /// Queues deliveries, each with the event that caused it (0 for none), due
 /// at `now`, in order (their ids ascend in the order given): in multi-row
-/// inserts ([`crate::rows`]).
+/// inserts ([`crate::rows`]). Answers their ids.
 pub async fn enqueue_many(
     conn: &mut Conn,
     tenant: TenantId,
     queued: &[(i64, NewDelivery)],
     now: Timestamp,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<i64>> {
     if queued.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     crate::delivery_work::note(tenant);
     let postgres = is_postgres(conn);
+    let mut all = Vec::with_capacity(queued.len());
     for chunk in chunked(queued) {
-        let mut ids = Vec::with_capacity(chunk.len());
-        if postgres {
+        let ids: Vec<i64> = if postgres {
             // One round trip for the chunk's ids, handed out in ascending order.
-            let drawn: Vec<i64> = sqlx::query_scalar("SELECT nextval('seq_delivery') FROM generate_series(1, $1)")
+            let mut drawn: Vec<i64> = sqlx::query_scalar("SELECT nextval('seq_delivery') FROM generate_series(1, $1)")
                 .bind(i64::try_from(chunk.len()).unwrap_or(i64::MAX))
                 .fetch_all(&mut *conn)
                 .await?;
-            ids = drawn;
-            ids.sort_unstable();
+            drawn.sort_unstable();
+            drawn
         } else {
+            let mut drawn = Vec::with_capacity(chunk.len());
             for _ in chunk {
-                ids.push(next_id(conn, Seq::Delivery).await?);
+                drawn.push(next_id(conn, Seq::Delivery).await?);
             }
-        }
+            drawn
+        };
+        // Seven parameters a row, then `now` once for every row.
+        let now_param = params(chunk.len() * 7 + 1, 1);
         let rows = (0..chunk.len())
-            .map(|i| {
-                let p = |k: usize| format!("${}", i * 7 + k + 1);
-                format!(
-                    "({}, {}, {}, {}, {}, {}, 'pending', 0, {now}, {now}, {})",
-                    p(0),
-                    p(1),
-                    p(2),
-                    p(3),
-                    p(4),
-                    p(5),
-                    p(6),
-                    now = params(chunk.len() * 7 + 1, 1),
-                )
-            })
+            .map(|i| format!("({}, 'pending', 0, {now_param}, {now_param}, ${})", params(i * 7 + 1, 6), i * 7 + 7))
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
@@ -201,10 +177,10 @@ pub async fn enqueue_many(
              VALUES {rows}"
         );
         let mut insert = sqlx::query(AssertSqlSafe(sql));
-        for ((seq, d), id) in chunk.iter().zip(ids) {
+        for ((seq, d), id) in chunk.iter().zip(&ids) {
             insert = insert
                 .bind(tenant.get())
-                .bind(id)
+                .bind(*id)
                 .bind(*seq)
                 .bind(d.channel.target())
                 .bind(d.target_key.clone())
@@ -212,8 +188,9 @@ pub async fn enqueue_many(
                 .bind(serde_json::to_string(d)?);
         }
         insert.bind(secs(now)).execute(&mut *conn).await?;
+        all.extend(ids);
     }
-    Ok(())
+    Ok(all)
 }
 
 /// Leases a delivery to the caller until `until` (wall-clock seconds), so no
