@@ -19,13 +19,28 @@ use std::time::{Duration, Instant};
 /// The environment variable that hands the admin token to the child (not
 /// its command line, which any user of the machine can read).
 const TOKEN_ENV: &str = "POLYCLINIC_BENCH_CHILD_ADMIN_TOKEN";
+/// A command (with its arguments) that runs the server's process in its
+/// stead, e.g. `heaptrack -o /tmp/soak`; the measured process is then the
+/// wrapper's first child.
+pub const WRAPPER_ENV: &str = "POLYCLINIC_BENCH_SERVER_WRAPPER";
 /// How long a stopping child may take to finish its requests and exit.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// Starts the child server on `database`; answers it with its port.
 pub fn start(args: &Args, database: &str, admin_token: &str, key_file: &Path) -> anyhow::Result<(Child, u16)> {
     let exe = std::env::current_exe().context("locating the bench binary")?;
-    let mut command = Command::new(exe);
+    // A profiler that runs the server as its own child (e.g. `heaptrack -o
+    // FILE`), for a heap profile of a scenario.
+    let wrapper = std::env::var(WRAPPER_ENV).unwrap_or_default();
+    let mut wrapper = wrapper.split_whitespace();
+    let mut command = match wrapper.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(wrapper).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     command
         .arg("--child-database")
         .arg(database)
@@ -48,11 +63,20 @@ pub fn start(args: &Args, database: &str, admin_token: &str, key_file: &Path) ->
     }
     let mut child = command.spawn().context("starting the server's process")?;
     let stdout = child.stdout.take().context("the server process's output")?;
+    // The first line that names the port (a wrapper may write lines of its
+    // own before).
+    let mut lines = BufReader::new(stdout).lines();
     let mut line = String::new();
-    let read = BufReader::new(stdout).read_line(&mut line);
-    let port = match read {
-        Ok(_) => line.trim().strip_prefix("port ").and_then(|p| p.parse::<u16>().ok()),
-        Err(_) => None,
+    let port = loop {
+        match lines.next() {
+            Some(Ok(l)) => {
+                if let Some(port) = l.trim().strip_prefix("port ") {
+                    break port.parse::<u16>().ok();
+                }
+                line = l;
+            }
+            _ => break None,
+        }
     };
     match port {
         Some(port) => Ok((child, port)),
@@ -61,6 +85,18 @@ pub fn start(args: &Args, database: &str, admin_token: &str, key_file: &Path) ->
             anyhow::bail!("the server's process did not start (it said {:?})", line.trim())
         }
     }
+}
+
+/// The server's process for the child `pid`: the child itself, or under a
+/// wrapper ([`WRAPPER_ENV`]) the wrapper's first child.
+pub fn server_pid(pid: u32) -> u32 {
+    if std::env::var_os(WRAPPER_ENV).is_none() {
+        return pid;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()
+        .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(pid)
 }
 
 /// Stops the child: closes its standard input, then waits for it to exit

@@ -240,6 +240,7 @@ fn ordered(asked: &[Scenario], add_ceilings: bool) -> Vec<Scenario> {
 /// mimalloc, not glibc's malloc: allocation was the largest user-space cost
 /// under load, and glibc's per-thread arenas let resident memory wander
 /// (docs/benchmarks.md).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -474,7 +475,7 @@ impl Server {
             Place::InProcess => {
                 Some((std::process::id(), "this process, the in-process server with the load generator"))
             }
-            Place::Child(child) => Some((child.id(), "the server's process")),
+            Place::Child(child) => Some((child::server_pid(child.id()), "the server's process")),
             Place::Remote => None,
         }
     }

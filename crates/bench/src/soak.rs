@@ -13,7 +13,7 @@
 //!
 //! Every [`SAMPLE_EVERY`] while the loads run, the resident memory (VmRSS)
 //! and the open file descriptors of the server's process are recorded, with
-//! the deliveries received so far. The server runs in a child process of
+//! SQLite's heap in it (its `/metrics`) and the deliveries received so far. The server runs in a child process of
 //! its own for this scenario (see `child`): the load generator keeps every
 //! booking and every delivery it receives, to check them afterwards, and
 //! its memory grows with them. The scenario fails when the anonymous
@@ -54,6 +54,20 @@ struct Sample {
     anon_kb: i64,
     fds: usize,
     deliveries: usize,
+    /// SQLite's heap in the server (its `/metrics`), KB; `None` on
+    /// PostgreSQL. Part of the anonymous memory above: the page caches.
+    sqlite_heap_kb: Option<i64>,
+}
+
+/// The gauge `name` of a Prometheus text exposition.
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// SQLite's heap in the server at `base`, KB (its `/metrics`).
+async fn sqlite_heap_kb(client: &reqwest::Client, base: &str) -> anyhow::Result<Option<i64>> {
+    let text = client.get(format!("{base}/metrics")).send().await?.error_for_status()?.text().await?;
+    Ok(gauge(&text, "sqlite_heap_bytes").map(|b| (b / 1024.0).round() as i64))
 }
 
 /// A field of a `/proc/<pid>/status`, in KB.
@@ -144,9 +158,18 @@ pub fn run(
     let target = world.target.clone();
     let started = Instant::now();
     let done = AtomicBool::new(false);
+    let client = reqwest::Client::new();
     let sample = || -> anyhow::Result<Sample> {
         let (rss_kb, anon_kb, fds) = reading(pid)?;
-        Ok(Sample { at: started.elapsed(), rss_kb, anon_kb, fds, deliveries: deliver::received(&hooks) })
+        let sqlite_heap_kb = rt.block_on(sqlite_heap_kb(&client, &target.base)).context("reading /metrics")?;
+        Ok(Sample {
+            at: started.elapsed(),
+            rss_kb,
+            anon_kb,
+            fds,
+            deliveries: deliver::received(&hooks),
+            sqlite_heap_kb,
+        })
     };
     let (samples, r, b, d, s) = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| -> anyhow::Result<Vec<Sample>> {
@@ -194,7 +217,7 @@ pub fn run(
             samples
                 .iter()
                 .map(|s| json!({"at_s": s.at.as_secs(), "rss_kb": s.rss_kb, "anon_kb": s.anon_kb, "fds": s.fds,
-                    "deliveries": s.deliveries}))
+                    "deliveries": s.deliveries, "sqlite_heap_kb": s.sqlite_heap_kb}))
                 .collect::<Vec<_>>()
         ),
     );
@@ -203,12 +226,15 @@ pub fn run(
     report.extra.insert("vmrss_growth_after_first_minute".into(), json!(growth(&samples, |s| s.rss_kb as f64)));
     report.extra.insert("anon_growth_after_first_minute".into(), json!(rss));
     report.extra.insert("fd_growth_after_first_minute".into(), json!(fds));
+    let sqlite = growth(&samples, |s| s.sqlite_heap_kb.unwrap_or(0) as f64);
+    report.extra.insert("sqlite_heap_growth_after_first_minute".into(), json!(sqlite));
     if let Some(l) = last {
         println!(
-            "  soak: {} s, resident {} KB ({} KB anonymous), {} descriptors, {} deliveries received; growth after the first minute: anonymous memory {}, descriptors {}",
+            "  soak: {} s, resident {} KB ({} KB anonymous, {} KB of it SQLite's), {} descriptors, {} deliveries received; growth after the first minute: anonymous memory {}, descriptors {}",
             l.at.as_secs(),
             thousands_u(l.rss_kb.max(0) as u64),
             thousands_u(l.anon_kb.max(0) as u64),
+            l.sqlite_heap_kb.map_or("none".into(), |k| thousands_u(k.max(0) as u64)),
             l.fds,
             thousands_u(l.deliveries as u64),
             rss.map_or("not judged (run shorter than 70 s)".into(), |g| format!("{:.1} %", g * 100.0)),
@@ -238,7 +264,7 @@ mod tests {
     use super::*;
 
     fn at(secs: u64, rss_kb: i64) -> Sample {
-        Sample { at: Duration::from_secs(secs), rss_kb, anon_kb: rss_kb, fds: 10, deliveries: 0 }
+        Sample { at: Duration::from_secs(secs), rss_kb, anon_kb: rss_kb, fds: 10, deliveries: 0, sqlite_heap_kb: None }
     }
 
     #[test]
@@ -273,5 +299,12 @@ mod tests {
         let rate = booking_rate(187_200, Duration::from_secs(600));
         assert!((rate - 124.8).abs() < 1e-9, "{rate}");
         assert_eq!(booking_rate(187_200, Duration::from_secs(60)), 150.0);
+    }
+
+    #[test]
+    fn gauges_are_read_from_the_exposition() {
+        let text = "# TYPE sqlite_heap_bytes gauge\nsqlite_heap_bytes 2048\nsqlite_heap_bytes_total 7\n";
+        assert_eq!(gauge(text, "sqlite_heap_bytes"), Some(2048.0));
+        assert_eq!(gauge(text, "sqlite_heap"), None);
     }
 }

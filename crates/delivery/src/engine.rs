@@ -449,6 +449,9 @@ impl Engine {
         self.store
             .write(move |c| {
                 Box::pin(async move {
+                    // Before the jobs lock rows of their own (see
+                    // deliveries::lock_tenant_for_enqueue).
+                    deliveries::lock_tenant_for_enqueue(c, tenant).await?;
                     let mut caused = Vec::new();
                     let due = jobs::due(c, tenant, now, batch).await?;
                     let ran = due.len();
@@ -551,7 +554,15 @@ impl Engine {
                     }
                 }
             };
-            worker.send_batch(batch, held).await;
+            // The queue's next batch, claimed as this one is recorded, is
+            // sent by this task too (it holds a send slot already).
+            let mut next = Some((batch, held));
+            while let Some((batch, held)) = next.take() {
+                next = worker.send_batch(batch, held).await.map(|b| {
+                    let held = b.held;
+                    (b, held)
+                });
+            }
         });
     }
 
@@ -588,7 +599,7 @@ impl Engine {
         };
         let sent = worker.send(&delivery).await;
         let attempt = sent.attempt.clone();
-        worker.record(tenant, vec![sent], None).await?;
+        worker.record(tenant, vec![sent], None, None).await?;
         Ok(attempt)
     }
 }
@@ -702,6 +713,15 @@ struct Sent {
     at: Timestamp,
 }
 
+/// The queue of a batch being recorded.
+struct Queue {
+    target_key: String,
+    /// The batch's first delivery (the queue's head when it was claimed).
+    head: i64,
+    /// Claim the queue's next batch in the same transaction.
+    claim_next: bool,
+}
+
 /// The part of a batch that was not sent, let go when the batch is recorded.
 struct Unsent {
     target_key: String,
@@ -766,8 +786,10 @@ impl Worker {
     /// Sends `batch` in queue order, stopping at the first failed attempt,
     /// and records the outcomes (and lets go of the rest) in one
     /// transaction. Before each send the lease is taken afresh once a second
-    /// of it has passed, so that a full lease covers every send.
-    async fn send_batch(&self, batch: Batch, mut held: i64) {
+    /// of it has passed, so that a full lease covers every send. When every
+    /// delivery went through, the same transaction claims the queue's next
+    /// batch, answered to be sent next.
+    async fn send_batch(&self, batch: Batch, mut held: i64) -> Option<Batch> {
         let lease = self.config.lease();
         let to = batch.range().1;
         let mut sent: Vec<Sent> = Vec::with_capacity(batch.deliveries.len());
@@ -801,8 +823,18 @@ impl Worker {
             }
         }
         let unsent = stopped_at.map(|from| Unsent { target_key: batch.target_key.clone(), from, to, held });
-        if let Err(e) = self.record(batch.tenant_id, sent, unsent).await {
-            tracing::error!(error = %loggable(&e), "recording delivery attempts failed; the lease will expire and they are retried");
+        let all_sent = sent.len() == batch.deliveries.len() && sent.iter().all(|s| s.attempt.ok);
+        let queue = Queue {
+            target_key: batch.target_key.clone(),
+            head: batch.range().0,
+            claim_next: all_sent && !self.stopping.load(Ordering::SeqCst),
+        };
+        match self.record(batch.tenant_id, sent, unsent, Some(queue)).await {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(error = %loggable(&e), "recording delivery attempts failed; the lease will expire and they are retried");
+                None
+            }
         }
     }
 
@@ -860,18 +892,29 @@ impl Worker {
     async fn let_go(&self, batch: &Batch, held: i64) {
         let (from, to) = batch.range();
         let unsent = Unsent { target_key: batch.target_key.clone(), from, to, held };
-        if let Err(e) = self.record(batch.tenant_id, Vec::new(), Some(unsent)).await {
+        if let Err(e) = self.record(batch.tenant_id, Vec::new(), Some(unsent), None).await {
             tracing::warn!(error = %loggable(&e), "letting go of a batch failed; it is sent once its lease passes");
         }
     }
 
     /// Records attempts, and tells each target's router their outcome, in
-    /// one transaction; lets go of `unsent` in the same.
-    async fn record(&self, tenant: TenantId, sent: Vec<Sent>, unsent: Option<Unsent>) -> StoreResult<()> {
+    /// one transaction; lets go of `unsent` in the same. For a batch of
+    /// `queue`, the queue's bound then rises to the first of its deliveries
+    /// left waiting (one that failed, or the first not sent), or past the
+    /// last one sent; and its next batch is claimed when asked.
+    async fn record(
+        &self,
+        tenant: TenantId,
+        sent: Vec<Sent>,
+        unsent: Option<Unsent>,
+        queue: Option<Queue>,
+    ) -> StoreResult<Option<Batch>> {
         if sent.is_empty() && unsent.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         let routers = self.routers.clone();
+        let (per_target, lease) = (self.config.per_target, self.config.lease());
+        let now = self.clock.now();
         self.store
             .write(move |c| {
                 Box::pin(async move {
@@ -894,7 +937,21 @@ impl Worker {
                     if let Some(u) = &unsent {
                         deliveries::release(c, tenant, &u.target_key, u.from, u.to, u.held).await?;
                     }
-                    Ok(())
+                    let Some(q) = &queue else { return Ok(None) };
+                    let waiting = sent.iter().zip(&states).find(|(_, state)| **state == "failed");
+                    let next = match (waiting, &unsent, sent.last()) {
+                        (Some((s, _)), _, _) => Some(s.delivery.id),
+                        (None, Some(u), _) => Some(u.from),
+                        (None, None, Some(last)) => Some(last.delivery.id + 1),
+                        (None, None, None) => None,
+                    };
+                    if let Some(next) = next {
+                        deliveries::advance_queue(c, tenant, &q.target_key, q.head, next).await?;
+                    }
+                    if !q.claim_next {
+                        return Ok(None);
+                    }
+                    deliveries::claim_queue(c, tenant, &q.target_key, now, wall_now(), lease, per_target).await
                 })
             })
             .await

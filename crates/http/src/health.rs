@@ -1,5 +1,6 @@
 //! `/healthz` (the process answers), `/readyz` (the database answers and,
-//! on SQLite, the writer task runs) and `/metrics` (Prometheus text).
+//! on SQLite, the writer task runs) and `/metrics` (Prometheus text: the
+//! request metrics, and on SQLite the memory SQLite holds).
 
 use crate::AppState;
 use axum::Router;
@@ -32,5 +33,13 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if state.store.engine() == polyclinic_store::Engine::Sqlite {
+        // SQLite's heap in this process: its connections' page caches share
+        // the soft limit (polyclinic_store::sqlite_memory).
+        let heap = polyclinic_store::sqlite_memory::heap();
+        metrics::gauge!("sqlite_heap_bytes").set(heap.used as f64);
+        metrics::gauge!("sqlite_heap_highwater_bytes").set(heap.highwater as f64);
+        metrics::gauge!("sqlite_heap_soft_limit_bytes").set(heap.soft_limit as f64);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }

@@ -42,6 +42,11 @@ pub struct Cli {
     /// SQLite `synchronous`: `full` (every commit durable) or `normal`.
     #[arg(long, global = true, env = "POLYCLINIC_SQLITE_SYNCHRONOUS", value_enum)]
     pub sqlite_synchronous: Option<SyncArg>,
+    /// SQLite: MiB of memory that all of SQLite's page caches share (a soft
+    /// limit: near it, caches recycle pages instead of growing); 0: none.
+    /// Default: 24.
+    #[arg(long, global = true, env = "POLYCLINIC_SQLITE_HEAP_MIB")]
+    pub sqlite_heap_mib: Option<u64>,
     /// Let delivery targets (subscription endpoints, PUSH URLs) be loopback,
     /// private, link-local or other internal addresses. Default: on under
     /// `--test-clock`, off otherwise; `--delivery-allow-private=false` turns
@@ -218,6 +223,7 @@ pub struct FileConfig {
     pub demo: Option<bool>,
     pub log_format: Option<LogFormat>,
     pub sqlite_synchronous: Option<SyncArg>,
+    pub sqlite_heap_mib: Option<u64>,
     pub secret_key: Option<String>,
     pub secret_key_file: Option<PathBuf>,
     pub public_url: Option<String>,
@@ -241,6 +247,8 @@ pub struct Config {
     pub demo: bool,
     pub log_format: LogFormat,
     pub sqlite_synchronous: Synchronous,
+    /// SQLite: bytes all page caches share (see `--sqlite-heap-mib`).
+    pub sqlite_heap_limit: u64,
     /// The secret key given directly (hex); takes precedence over the file.
     pub secret_key: Option<String>,
     /// Where the secret key is kept when not given directly.
@@ -320,6 +328,7 @@ impl Config {
             demo: false,
             log_format: LogFormat::Human,
             sqlite_synchronous: Synchronous::Full,
+            sqlite_heap_limit: polyclinic_store::sqlite_memory::DEFAULT_HEAP_LIMIT,
             secret_key: None,
             secret_key_file: None,
             public_url: None,
@@ -367,6 +376,10 @@ impl Config {
                 SyncArg::Full => Synchronous::Full,
                 SyncArg::Normal => Synchronous::Normal,
             },
+            sqlite_heap_limit: cli
+                .sqlite_heap_mib
+                .or(file.sqlite_heap_mib)
+                .map_or(polyclinic_store::sqlite_memory::DEFAULT_HEAP_LIMIT, |mib| mib.saturating_mul(1024 * 1024)),
             secret_key: cli.secret_key.clone().or(file.secret_key),
             secret_key_file: cli.secret_key_file.clone().or(file.secret_key_file),
             public_url: serve.public_url.clone().or(file.public_url),
@@ -470,6 +483,13 @@ mod tests {
         assert_eq!(c.database, "sqlite://polyclinic.db");
         assert!(!c.test_clock && !c.demo && c.admin_token.is_none());
         assert_eq!(c.sqlite_synchronous, Synchronous::Full);
+        assert_eq!(c.sqlite_heap_limit, 24 * 1024 * 1024);
+    }
+
+    #[test]
+    fn the_sqlite_heap_is_given_in_mib_and_zero_lifts_the_limit() {
+        assert_eq!(parse(&["polyclinic", "--sqlite-heap-mib", "8", "serve"]).1.sqlite_heap_limit, 8 * 1024 * 1024);
+        assert_eq!(parse(&["polyclinic", "serve", "--sqlite-heap-mib", "0"]).1.sqlite_heap_limit, 0);
     }
 
     #[test]

@@ -55,6 +55,7 @@ impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Application> {
         let mut opts = StoreOptions::new(&config.database);
         opts.synchronous = config.sqlite_synchronous;
+        opts.sqlite_heap_limit = config.sqlite_heap_limit;
         opts.secret_key = secret_key(config)?;
         let store = Store::open(opts).await.with_context(|| "opening the database")?;
         let (clock, test_clock): (Arc<dyn Clock>, Option<Arc<TestClock>>) = if config.test_clock {

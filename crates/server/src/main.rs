@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 /// mimalloc, not glibc's malloc: allocation was the largest user-space cost
 /// under load, and glibc's per-thread arenas let resident memory wander
 /// (docs/benchmarks.md).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -70,6 +70,11 @@ pub struct StoreOptions {
     /// file, see [`crate::blobs::DirBlobs::beside`]). PostgreSQL keeps blobs
     /// in its `blobs` table.
     pub blob_dir: Option<std::path::PathBuf>,
+    /// SQLite: the bytes all SQLite connections of the process may hold
+    /// before their page caches recycle pages instead of growing (`PRAGMA
+    /// soft_heap_limit`, process-wide; zero: no limit). See
+    /// [`crate::sqlite_memory`].
+    pub sqlite_heap_limit: u64,
 }
 
 impl StoreOptions {
@@ -87,6 +92,7 @@ impl StoreOptions {
             busy_timeout: Duration::from_secs(10),
             secret_key: SecretKey::generate(),
             blob_dir: None,
+            sqlite_heap_limit: crate::sqlite_memory::DEFAULT_HEAP_LIMIT,
         }
     }
 }
@@ -221,6 +227,7 @@ impl Store {
                     format!("PRAGMA synchronous={sync}"),
                     format!("PRAGMA busy_timeout={busy_ms}"),
                     "PRAGMA foreign_keys=ON".to_string(),
+                    format!("PRAGMA soft_heap_limit={}", opts.sqlite_heap_limit),
                 ] {
                     sqlx::query(sqlx::AssertSqlSafe(pragma)).execute(&mut writer).await?;
                 }

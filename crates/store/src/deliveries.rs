@@ -149,6 +149,7 @@ pub async fn enqueue_many(
     }
     crate::delivery_work::note(tenant);
     let postgres = is_postgres(conn);
+    lock_tenant_for_enqueue(conn, tenant).await?;
     let mut all = Vec::with_capacity(queued.len());
     for chunk in chunked(queued) {
         let ids: Vec<i64> = if postgres {
@@ -190,7 +191,46 @@ pub async fn enqueue_many(
         insert.bind(secs(now)).execute(&mut *conn).await?;
         all.extend(ids);
     }
+    // A queue seen for the first time starts at its first delivery; a known
+    // one keeps its bound, below every id drawn now (see
+    // [`lock_tenant_for_enqueue`]).
+    let mut firsts: Vec<(&str, i64)> = Vec::new();
+    for ((_, d), id) in queued.iter().zip(&all) {
+        if !firsts.iter().any(|(k, _)| *k == d.target_key) {
+            firsts.push((&d.target_key, *id));
+        }
+    }
+    for chunk in chunked(&firsts) {
+        let rows = (0..chunk.len()).map(|i| format!("($1, {})", params(i * 2 + 2, 2))).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "INSERT INTO delivery_queues (tenant_id, target_key, low_id) VALUES {rows} \
+             ON CONFLICT (tenant_id, target_key) DO NOTHING"
+        );
+        let mut insert = sqlx::query(AssertSqlSafe(sql)).bind(tenant.get());
+        for (key, id) in chunk {
+            insert = insert.bind(*key).bind(*id);
+        }
+        insert.execute(&mut *conn).await?;
+    }
     Ok(all)
+}
+
+/// Takes the tenant's right to queue deliveries until the transaction ends
+/// (PostgreSQL: the tenant's row, `FOR UPDATE`; SQLite has one writer).
+/// Every transaction that queues deliveries takes it ([`enqueue_many`] does,
+/// and a transaction that locks other rows first takes it at its start, so
+/// that two never wait on each other): a tenant's delivery ids are then
+/// drawn and committed in one order, so no delivery ever appears below a
+/// head the engine has seen, and a queue's bound ([`heads`]) may rise to
+/// it.
+pub async fn lock_tenant_for_enqueue(conn: &mut Conn, tenant: TenantId) -> StoreResult<()> {
+    if is_postgres(conn) {
+        sqlx::query("SELECT tenant_id FROM tenants WHERE tenant_id = $1 FOR UPDATE")
+            .bind(tenant.get())
+            .fetch_optional(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Leases a delivery to the caller until `until` (wall-clock seconds), so no
@@ -229,6 +269,9 @@ pub struct Head {
     pub id: i64,
     pub next_attempt_at: i64,
     pub lease_until: Option<i64>,
+    /// The queue's bound when the head was found (no delivery of the queue
+    /// below it waits).
+    pub low: i64,
 }
 
 impl Head {
@@ -238,39 +281,97 @@ impl Head {
     }
 }
 
+/// The first waiting delivery of each of a tenant's queues ([`heads`]).
+const HEADS: &str = "SELECT h.target_key, d.id, d.next_attempt_at, d.lease_until, h.low_id FROM \
+     (SELECT q.target_key, q.low_id, (SELECT w.id FROM deliveries w WHERE w.tenant_id = q.tenant_id \
+        AND w.target_key = q.target_key AND w.state IN ('pending', 'failed') AND w.id >= q.low_id \
+        ORDER BY w.id LIMIT 1) AS head FROM delivery_queues q WHERE q.tenant_id = $1) h \
+     JOIN deliveries d ON d.tenant_id = $1 AND d.id = h.head ORDER BY d.id";
+
 /// The heads of the tenant's target queues, in id order: the first waiting
-/// delivery of each queue. The queues are walked one index seek at a time
-/// in the partial index of waiting rows (migration 0015): the next queue
-/// after the last one found, and its first row. The cost grows with the
-/// number of queues, never with the deliveries waiting in them (a `GROUP
-/// BY` would read every waiting row: tens of thousands behind a failing
-/// target).
+/// delivery of each queue, in one statement. Each queue is one row of
+/// `delivery_queues` (migration 0018) with its bound: no delivery of the
+/// queue below it waits, so the head is one seek from the bound in the
+/// partial index of waiting rows. The cost grows with the number of queues,
+/// never with the deliveries waiting in them, nor with the delivered ones
+/// whose index entries PostgreSQL keeps until vacuum (a seek from the start
+/// of a busy queue stepped over thousands).
+///
+/// The bound rises with the queue: to each head a claim finds
+/// ([`claim_batches`]), and past each batch once recorded
+/// ([`advance_queue`]). It is raised only from the value it was read at,
+/// so a delivery made to wait again meanwhile (which lowers it,
+/// [`requeue`]) is never skipped.
 pub async fn heads(conn: &mut Conn, tenant: TenantId) -> StoreResult<Vec<Head>> {
-    let mut heads = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        // Two statements, so that each is a plain range of the index.
-        const FIRST: &str = "SELECT target_key, id, next_attempt_at, lease_until FROM deliveries \
-             WHERE tenant_id = $1 AND state IN ('pending', 'failed') ORDER BY target_key, id LIMIT 1";
-        const NEXT: &str = "SELECT target_key, id, next_attempt_at, lease_until FROM deliveries \
-             WHERE tenant_id = $1 AND state IN ('pending', 'failed') AND target_key > $2 ORDER BY target_key, id LIMIT 1";
-        let query = match &after {
-            None => sqlx::query(FIRST).bind(tenant.get()),
-            Some(key) => sqlx::query(NEXT).bind(tenant.get()).bind(key.clone()),
-        };
-        let row = query.fetch_optional(&mut *conn).await?;
-        let Some(r) = row else { break };
-        let head = Head {
-            target_key: r.try_get(0)?,
-            id: r.try_get(1)?,
-            next_attempt_at: r.try_get(2)?,
-            lease_until: r.try_get(3)?,
-        };
-        after = Some(head.target_key.clone());
-        heads.push(head);
+    let rows = sqlx::query(HEADS).bind(tenant.get()).fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Head {
+                target_key: r.try_get(0)?,
+                id: r.try_get(1)?,
+                next_attempt_at: r.try_get(2)?,
+                lease_until: r.try_get(3)?,
+                low: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// Raises the bound of the tenant's queue `target_key` from `from` to `to`
+/// (no delivery of the queue below `to` waits), unless it moved since it
+/// was read at `from`.
+async fn raise_bound(conn: &mut Conn, tenant: TenantId, target_key: &str, from: i64, to: i64) -> StoreResult<()> {
+    if to > from {
+        sqlx::query("UPDATE delivery_queues SET low_id = $1 WHERE tenant_id = $2 AND target_key = $3 AND low_id = $4")
+            .bind(to)
+            .bind(tenant.get())
+            .bind(target_key)
+            .bind(from)
+            .execute(&mut *conn)
+            .await?;
     }
-    heads.sort_by_key(|h| h.id);
-    Ok(heads)
+    Ok(())
+}
+
+/// After a batch claimed at `head` is recorded: the queue's first delivery
+/// that may still wait is `next` (the batch's first one left waiting, or
+/// the one after the batch), so its bound rises there, unless it moved
+/// since the claim.
+pub async fn advance_queue(
+    conn: &mut Conn,
+    tenant: TenantId,
+    target_key: &str,
+    head: i64,
+    next: i64,
+) -> StoreResult<()> {
+    raise_bound(conn, tenant, target_key, head, next).await
+}
+
+/// Sets the bound of the tenant's queue `target_key` to its first waiting
+/// delivery: after deliveries of it were made to wait again (their ids may
+/// lie below the bound).
+pub async fn requeue(conn: &mut Conn, tenant: TenantId, target_key: &str) -> StoreResult<()> {
+    crate::delivery_work::note(tenant);
+    let first: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(id) FROM deliveries WHERE tenant_id = $1 AND target_key = $2 AND state IN ('pending', 'failed')",
+    )
+    .bind(tenant.get())
+    .bind(target_key)
+    .fetch_one(&mut *conn)
+    .await?;
+    if let Some(first) = first {
+        sqlx::query(
+            "INSERT INTO delivery_queues (tenant_id, target_key, low_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant_id, target_key) DO UPDATE SET low_id = excluded.low_id \
+             WHERE delivery_queues.low_id > excluded.low_id",
+        )
+        .bind(tenant.get())
+        .bind(target_key)
+        .bind(first)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// When the next waiting delivery falls due: the earliest next attempt (on
@@ -373,13 +474,8 @@ impl Batch {
 /// delivery) is due by the domain clock (`now`) and free (by the wall clock,
 /// `wall_now`), the run of up to `per_target` waiting deliveries that starts
 /// at the head and are all due and free, in queue order: one batch per
-/// target, leased until `wall_now + lease_seconds`.
-///
-/// A queue belongs to whoever holds its head: on PostgreSQL the head is
-/// locked (`FOR UPDATE SKIP LOCKED`) and its lease checked again before the
-/// batch is leased, so two nodes never claim from one queue at once and the
-/// queue's order is kept. The batch itself is leased in one `UPDATE ...
-/// RETURNING` over the run's id range.
+/// target, leased until `wall_now + lease_seconds` (see [`claim_run`]).
+/// The bound of each queue rises to its head.
 pub async fn claim_batches(
     conn: &mut Conn,
     tenant: TenantId,
@@ -388,79 +484,134 @@ pub async fn claim_batches(
     lease_seconds: i64,
     per_target: i64,
 ) -> StoreResult<Vec<Batch>> {
-    let postgres = is_postgres(conn);
     let now_s = secs(now);
     let held = wall_now + lease_seconds;
     let mut batches = Vec::new();
-    for h in heads(conn, tenant).await?.into_iter().filter(|h| h.ready(now_s, wall_now)) {
-        let (key, head) = (h.target_key, h.id);
-        // The queue's first waiting deliveries: the run that is due and free.
-        let queue = sqlx::query(
-            "SELECT id, next_attempt_at, lease_until FROM deliveries WHERE tenant_id = $1 AND target_key = $2 \
-             AND state IN ('pending', 'failed') AND id >= $3 ORDER BY id LIMIT $4",
-        )
-        .bind(tenant.get())
-        .bind(&key)
-        .bind(head)
-        .bind(per_target.max(1))
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut run = Vec::new();
-        for r in &queue {
-            let (id, at, lease): (i64, i64, Option<i64>) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-            if at > now_s || lease.is_some_and(|l| l > wall_now) {
-                break;
-            }
-            run.push(id);
-        }
-        if run.first() != Some(&head) {
-            continue;
-        }
-        if postgres {
-            let mine: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM deliveries WHERE tenant_id = $1 AND id = $2 AND state IN ('pending', 'failed') \
-                 AND (lease_until IS NULL OR lease_until <= $3) FOR UPDATE SKIP LOCKED",
-            )
-            .bind(tenant.get())
-            .bind(head)
-            .bind(wall_now)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if mine.is_none() {
-                continue;
-            }
-        }
-        let last = *run.last().unwrap_or(&head);
-        let sql = format!(
-            "UPDATE deliveries SET lease_until = $1 WHERE tenant_id = $2 AND target_key = $3 AND id >= $4 AND id <= $5 \
-             AND state IN ('pending', 'failed') AND next_attempt_at <= $6 AND (lease_until IS NULL OR lease_until <= $7) \
-             RETURNING {COLUMNS}"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(held)
-            .bind(tenant.get())
-            .bind(&key)
-            .bind(head)
-            .bind(last)
-            .bind(now_s)
-            .bind(wall_now)
-            .fetch_all(&mut *conn)
-            .await?;
-        let mut claimed = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
-        claimed.sort_by_key(|d| d.id);
-        // Keep only the unbroken run from the head (a row enqueued or taken
-        // meanwhile breaks it); what lies after a break is let go again.
-        let kept = claimed.iter().zip(&run).take_while(|(d, id)| d.id == **id).count();
-        if kept < claimed.len() {
-            let from = claimed[kept].id;
-            release(conn, tenant, &key, from, last, held).await?;
-            claimed.truncate(kept);
-        }
-        if !claimed.is_empty() {
-            batches.push(Batch { tenant_id: tenant, target_key: key, held, deliveries: claimed });
+    let heads = heads(conn, tenant).await?;
+    for h in &heads {
+        raise_bound(conn, tenant, &h.target_key, h.low, h.id).await?;
+    }
+    for h in heads.into_iter().filter(|h| h.ready(now_s, wall_now)) {
+        let run = Run { tenant, now_s, wall_now, held, per_target };
+        if let Some(batch) = claim_run(conn, &run, h.target_key, h.id).await? {
+            batches.push(batch);
         }
     }
     Ok(batches)
+}
+
+/// Claims the next batch of one queue, as [`claim_batches`] does for each:
+/// the run of due and free deliveries from the queue's head, found from its
+/// bound. A worker that has just recorded a batch of the queue claims the
+/// next one so, in the same transaction, rather than wait for the engine's
+/// next pass.
+pub async fn claim_queue(
+    conn: &mut Conn,
+    tenant: TenantId,
+    target_key: &str,
+    now: Timestamp,
+    wall_now: i64,
+    lease_seconds: i64,
+    per_target: i64,
+) -> StoreResult<Option<Batch>> {
+    let low: Option<i64> =
+        sqlx::query_scalar("SELECT low_id FROM delivery_queues WHERE tenant_id = $1 AND target_key = $2")
+            .bind(tenant.get())
+            .bind(target_key)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(low) = low else { return Ok(None) };
+    let run = Run { tenant, now_s: secs(now), wall_now, held: wall_now + lease_seconds, per_target };
+    let batch = claim_run(conn, &run, target_key.to_owned(), low).await?;
+    if let Some(b) = &batch {
+        raise_bound(conn, tenant, target_key, low, b.range().0).await?;
+    }
+    Ok(batch)
+}
+
+/// What a claim takes: the tenant's deliveries due by `now_s` (domain
+/// clock) and free by `wall_now`, leased until `held`, at most `per_target`
+/// a queue.
+struct Run {
+    tenant: TenantId,
+    now_s: i64,
+    wall_now: i64,
+    held: i64,
+    per_target: i64,
+}
+
+/// Claims the run of the queue `key` that starts at its first waiting
+/// delivery from id `from` on (the queue's head: nothing below `from`
+/// waits), if that one is due and free.
+///
+/// A queue belongs to whoever holds its head: on PostgreSQL the head is
+/// locked (`FOR UPDATE SKIP LOCKED`) and its lease checked again before the
+/// batch is leased, so two nodes never claim from one queue at once and the
+/// queue's order is kept. The batch itself is leased in one `UPDATE ...
+/// RETURNING` over the run's id range.
+async fn claim_run(conn: &mut Conn, c: &Run, key: String, from: i64) -> StoreResult<Option<Batch>> {
+    let (tenant, now_s, wall_now, held) = (c.tenant, c.now_s, c.wall_now, c.held);
+    // The queue's first waiting deliveries: the run that is due and free.
+    let queue = sqlx::query(
+        "SELECT id, next_attempt_at, lease_until FROM deliveries WHERE tenant_id = $1 AND target_key = $2 \
+         AND state IN ('pending', 'failed') AND id >= $3 ORDER BY id LIMIT $4",
+    )
+    .bind(tenant.get())
+    .bind(&key)
+    .bind(from)
+    .bind(c.per_target.max(1))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut run = Vec::new();
+    for r in &queue {
+        let (id, at, lease): (i64, i64, Option<i64>) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        if at > now_s || lease.is_some_and(|l| l > wall_now) {
+            break;
+        }
+        run.push(id);
+    }
+    let Some(&head) = run.first() else { return Ok(None) };
+    if is_postgres(conn) {
+        let mine: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM deliveries WHERE tenant_id = $1 AND id = $2 AND state IN ('pending', 'failed') \
+             AND (lease_until IS NULL OR lease_until <= $3) FOR UPDATE SKIP LOCKED",
+        )
+        .bind(tenant.get())
+        .bind(head)
+        .bind(wall_now)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if mine.is_none() {
+            return Ok(None);
+        }
+    }
+    let last = *run.last().unwrap_or(&head);
+    let sql = format!(
+        "UPDATE deliveries SET lease_until = $1 WHERE tenant_id = $2 AND target_key = $3 AND id >= $4 AND id <= $5 \
+         AND state IN ('pending', 'failed') AND next_attempt_at <= $6 AND (lease_until IS NULL OR lease_until <= $7) \
+         RETURNING {COLUMNS}"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(held)
+        .bind(tenant.get())
+        .bind(&key)
+        .bind(head)
+        .bind(last)
+        .bind(now_s)
+        .bind(wall_now)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut claimed = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+    claimed.sort_by_key(|d| d.id);
+    // Keep only the unbroken run from the head (a row enqueued or taken
+    // meanwhile breaks it); what lies after a break is let go again.
+    let kept = claimed.iter().zip(&run).take_while(|(d, id)| d.id == **id).count();
+    if kept < claimed.len() {
+        let from = claimed[kept].id;
+        release(conn, tenant, &key, from, last, held).await?;
+        claimed.truncate(kept);
+    }
+    Ok((!claimed.is_empty()).then_some(Batch { tenant_id: tenant, target_key: key, held, deliveries: claimed }))
 }
 
 /// Extends the lease a worker holds (`held`) on the waiting deliveries of
@@ -796,17 +947,13 @@ mod tests {
         let (heads, plan) = store
             .read(move |c| {
                 Box::pin(async move {
-                    let plan: Vec<String> = sqlx::query(
-                        "EXPLAIN QUERY PLAN SELECT target_key, id, next_attempt_at, lease_until FROM deliveries \
-                         WHERE tenant_id = $1 AND state IN ('pending', 'failed') AND target_key > $2 ORDER BY target_key, id LIMIT 1",
-                    )
-                    .bind(tenant.get())
-                    .bind("test:0")
-                    .fetch_all(&mut *c)
-                    .await?
-                    .iter()
-                    .map(|r| r.try_get::<String, _>(3))
-                    .collect::<Result<_, _>>()?;
+                    let plan: Vec<String> = sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {HEADS}")))
+                        .bind(tenant.get())
+                        .fetch_all(&mut *c)
+                        .await?
+                        .iter()
+                        .map(|r| r.try_get::<String, _>(3))
+                        .collect::<Result<_, _>>()?;
                     Ok((heads(c, tenant).await?, plan))
                 })
             })
@@ -814,6 +961,7 @@ mod tests {
             .expect("heads");
         assert_eq!(heads.iter().map(|h| h.target_key.as_str()).collect::<Vec<_>>(), vec!["test:1", "test:2"]);
         assert!(plan.iter().any(|p| p.contains("deliveries_queue_waiting")), "{plan:?}");
+        assert!(!plan.iter().any(|p| p.starts_with("SCAN") && !p.contains("delivery_queues")), "{plan:?}");
         let dispatched: Vec<i64> = store
             .read(move |c| {
                 Box::pin(async move {
@@ -825,6 +973,94 @@ mod tests {
             .await
             .expect("the marked events");
         assert_eq!(dispatched, (0..70).collect::<Vec<_>>(), "64 + 4 + 1 + 1 events marked, the last 10 not");
+        store.close().await;
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// A queue's bound follows its head: raised by a claim and past a
+    /// recorded batch, lowered when dead deliveries are made to wait again;
+    /// the heads are found from it.
+    #[tokio::test]
+    async fn a_queue_bound_rises_with_its_head_and_falls_back_to_what_waits_again() {
+        let (store, path) = store().await;
+        let tenant = TenantId(3);
+        let t0 = Timestamp::from_second(1_800_000_000).expect("an instant");
+        async fn bound(store: &Store, tenant: TenantId) -> i64 {
+            store
+                .read(move |c| {
+                    Box::pin(async move {
+                        Ok(sqlx::query_scalar::<_, i64>(
+                            "SELECT low_id FROM delivery_queues WHERE tenant_id = $1 AND target_key = 'test:0'",
+                        )
+                        .bind(tenant.get())
+                        .fetch_one(&mut *c)
+                        .await?)
+                    })
+                })
+                .await
+                .expect("a bound")
+        }
+        let queued: Vec<(i64, NewDelivery)> = (0..10).map(|i| (i, hook(0))).collect();
+        let ids = store
+            .write(move |c| Box::pin(async move { enqueue_many(c, tenant, &queued, t0).await }))
+            .await
+            .expect("queued");
+        assert_eq!(bound(&store, tenant).await, ids[0], "a new queue starts at its first delivery");
+
+        // A claim of four, recorded: the bound moves past them.
+        let ok = Attempt { status: Some(200), error: None, duration_ms: 1, ok: true };
+        let batch = store
+            .write(move |c| Box::pin(async move { claim_batches(c, tenant, t0, 0, 60, 4).await }))
+            .await
+            .expect("claimed");
+        let claimed: Vec<i64> = batch[0].deliveries.iter().map(|d| d.id).collect();
+        assert_eq!(claimed, ids[..4]);
+        let (head, next) = (ids[0], ids[4]);
+        store
+            .write(move |c| {
+                Box::pin(async move {
+                    let outcomes: Vec<Outcome> =
+                        claimed.iter().map(|id| Outcome { id: *id, attempt: &ok, at: t0, retry_at: None }).collect();
+                    record_attempts(c, tenant, &outcomes).await?;
+                    advance_queue(c, tenant, "test:0", head, next).await
+                })
+            })
+            .await
+            .expect("recorded");
+        assert_eq!(bound(&store, tenant).await, ids[4]);
+        let found = store.read(move |c| Box::pin(async move { heads(c, tenant).await })).await.expect("heads");
+        assert_eq!(found.iter().map(|h| (h.id, h.low)).collect::<Vec<_>>(), vec![(ids[4], ids[4])]);
+
+        // A stale advance (from a bound that has moved) changes nothing.
+        let (first, second, last) = (ids[0], ids[1], ids[9]);
+        store
+            .write(move |c| Box::pin(async move { advance_queue(c, tenant, "test:0", head, last + 1).await }))
+            .await
+            .expect("advanced");
+        assert_eq!(bound(&store, tenant).await, ids[4]);
+
+        // The first two were dead; made to wait again, the bound goes back.
+        store
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE deliveries SET state = 'dead' WHERE tenant_id = $1 AND id IN ($2, $3)")
+                        .bind(tenant.get())
+                        .bind(first)
+                        .bind(second)
+                        .execute(&mut *c)
+                        .await?;
+                    sqlx::query("UPDATE deliveries SET state = 'pending' WHERE tenant_id = $1 AND state = 'dead'")
+                        .bind(tenant.get())
+                        .execute(&mut *c)
+                        .await?;
+                    requeue(c, tenant, "test:0").await
+                })
+            })
+            .await
+            .expect("requeued");
+        assert_eq!(bound(&store, tenant).await, ids[0]);
+        let found = store.read(move |c| Box::pin(async move { heads(c, tenant).await })).await.expect("heads");
+        assert_eq!(found.iter().map(|h| h.id).collect::<Vec<_>>(), vec![ids[0]]);
         store.close().await;
         let _ = std::fs::remove_file(&path);
     }

@@ -209,6 +209,10 @@ pub async fn release(
     .bind(&key)
     .execute(&mut *conn)
     .await?;
+    if dead.rows_affected() > 0 {
+        // Dead deliveries lie below the queue's bound: it goes back to them.
+        crate::deliveries::requeue(conn, tenant, &key).await?;
+    }
     let failed = sqlx::query(
         "UPDATE deliveries SET next_attempt_at = $1 \
          WHERE tenant_id = $2 AND target_key = $3 AND state = 'failed' AND next_attempt_at > $1",

@@ -47,6 +47,7 @@ mod rows;
 pub mod seal;
 pub mod seed;
 pub mod solo_webhooks;
+pub mod sqlite_memory;
 pub mod subscriptions;
 pub mod tenants;
 pub mod visit_notes;

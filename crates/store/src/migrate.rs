@@ -68,6 +68,11 @@ pub const SQLITE: &[Migration] = &[
         name: "delivery_queue_index",
         sql: include_str!("../migrations/sqlite/0017_delivery_queue_index.sql"),
     },
+    Migration {
+        version: 18,
+        name: "delivery_queues",
+        sql: include_str!("../migrations/sqlite/0018_delivery_queues.sql"),
+    },
 ];
 
 /// PostgreSQL migrations.
@@ -126,6 +131,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 17,
         name: "delivery_queue_index",
         sql: include_str!("../migrations/postgres/0017_delivery_queue_index.sql"),
+    },
+    Migration {
+        version: 18,
+        name: "delivery_queues",
+        sql: include_str!("../migrations/postgres/0018_delivery_queues.sql"),
     },
 ];
 

@@ -17,6 +17,13 @@ async fn health_readiness_and_metrics(engine: Engine) {
     let text = m.text().await.unwrap();
     assert!(text.contains("http_requests_total{method=\"GET\",route=\"/admin/tenants\",status=\"200\"}"), "{text}");
     assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    // On SQLite, the memory SQLite holds, and the soft limit the server set
+    // (24 MiB by default).
+    let gauge = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok());
+    if engine == Engine::Sqlite {
+        assert!(gauge("sqlite_heap_bytes").is_some_and(|b| b > 0.0), "{text}");
+        assert_eq!(gauge("sqlite_heap_soft_limit_bytes"), Some(24.0 * 1024.0 * 1024.0), "{text}");
+    }
     app.stop().await;
 }
 
