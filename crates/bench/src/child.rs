@@ -88,14 +88,18 @@ pub fn start(args: &Args, database: &str, admin_token: &str, key_file: &Path) ->
 }
 
 /// The server's process for the child `pid`: the child itself, or under a
-/// wrapper ([`WRAPPER_ENV`]) the wrapper's first child.
+/// wrapper ([`WRAPPER_ENV`]) the wrapper's child that runs this binary (a
+/// profiler may start helpers of its own).
 pub fn server_pid(pid: u32) -> u32 {
     if std::env::var_os(WRAPPER_ENV).is_none() {
         return pid;
     }
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .ok()
-        .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
+    let exe = std::env::current_exe().ok();
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<u32>().ok())
+        .find(|c| std::fs::read_link(format!("/proc/{c}/exe")).ok() == exe)
         .unwrap_or(pid)
 }
 

@@ -237,9 +237,9 @@ fn ordered(asked: &[Scenario], add_ceilings: bool) -> Vec<Scenario> {
     out
 }
 
-/// mimalloc, not glibc's malloc: allocation was the largest user-space cost
-/// under load, and glibc's per-thread arenas let resident memory wander
-/// (docs/benchmarks.md).
+/// mimalloc (its version 2, see the workspace manifest), not glibc's malloc:
+/// allocation was the largest user-space cost under load, and glibc's
+/// per-thread arenas let resident memory wander (docs/benchmarks.md).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

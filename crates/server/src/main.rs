@@ -7,9 +7,9 @@ use polyclinic::{Application, Config, LogFormat, demo, shutdown_signal};
 use polyclinic_store::{Store, StoreOptions};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc, not glibc's malloc: allocation was the largest user-space cost
-/// under load, and glibc's per-thread arenas let resident memory wander
-/// (docs/benchmarks.md).
+/// mimalloc (its version 2, see the workspace manifest), not glibc's malloc:
+/// allocation was the largest user-space cost under load, and glibc's
+/// per-thread arenas let resident memory wander (docs/benchmarks.md).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
