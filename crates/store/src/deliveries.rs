@@ -150,23 +150,28 @@ pub async fn enqueue_many(
     crate::delivery_work::note(tenant);
     let postgres = is_postgres(conn);
     lock_tenant_for_enqueue(conn, tenant).await?;
-    let mut all = Vec::with_capacity(queued.len());
+    // The ids, in ascending order: on PostgreSQL one round trip for all.
+    let all: Vec<i64> = if postgres {
+        let mut drawn: Vec<i64> = sqlx::query_scalar("SELECT nextval('seq_delivery') FROM generate_series(1, $1)")
+            .bind(i64::try_from(queued.len()).unwrap_or(i64::MAX))
+            .fetch_all(&mut *conn)
+            .await?;
+        drawn.sort_unstable();
+        drawn
+    } else {
+        let mut drawn = Vec::with_capacity(queued.len());
+        for _ in queued {
+            drawn.push(next_id(conn, Seq::Delivery).await?);
+        }
+        drawn
+    };
+    if all.len() != queued.len() {
+        return Err(StoreError::Corrupt("the delivery sequence drew too few ids".into()));
+    }
+    let mut drawn = all.as_slice();
     for chunk in chunked(queued) {
-        let ids: Vec<i64> = if postgres {
-            // One round trip for the chunk's ids, handed out in ascending order.
-            let mut drawn: Vec<i64> = sqlx::query_scalar("SELECT nextval('seq_delivery') FROM generate_series(1, $1)")
-                .bind(i64::try_from(chunk.len()).unwrap_or(i64::MAX))
-                .fetch_all(&mut *conn)
-                .await?;
-            drawn.sort_unstable();
-            drawn
-        } else {
-            let mut drawn = Vec::with_capacity(chunk.len());
-            for _ in chunk {
-                drawn.push(next_id(conn, Seq::Delivery).await?);
-            }
-            drawn
-        };
+        let (ids, rest) = drawn.split_at(chunk.len());
+        drawn = rest;
         // Seven parameters a row, then `now` once for every row.
         let now_param = params(chunk.len() * 7 + 1, 1);
         let rows = (0..chunk.len())
@@ -178,7 +183,7 @@ pub async fn enqueue_many(
              VALUES {rows}"
         );
         let mut insert = sqlx::query(AssertSqlSafe(sql));
-        for ((seq, d), id) in chunk.iter().zip(&ids) {
+        for ((seq, d), id) in chunk.iter().zip(ids) {
             insert = insert
                 .bind(tenant.get())
                 .bind(*id)
@@ -189,14 +194,19 @@ pub async fn enqueue_many(
                 .bind(serde_json::to_string(d)?);
         }
         insert.bind(secs(now)).execute(&mut *conn).await?;
-        all.extend(ids);
     }
     // A queue seen for the first time starts at its first delivery; a known
     // one keeps its bound, below every id drawn now (see
     // [`lock_tenant_for_enqueue`]).
+    // The known queues are read first (a read never waits): an insert that
+    // meets an existing row would wait for whoever is moving its bound.
+    let known: Vec<String> = sqlx::query_scalar("SELECT target_key FROM delivery_queues WHERE tenant_id = $1")
+        .bind(tenant.get())
+        .fetch_all(&mut *conn)
+        .await?;
     let mut firsts: Vec<(&str, i64)> = Vec::new();
     for ((_, d), id) in queued.iter().zip(&all) {
-        if !firsts.iter().any(|(k, _)| *k == d.target_key) {
+        if !known.contains(&d.target_key) && !firsts.iter().any(|(k, _)| *k == d.target_key) {
             firsts.push((&d.target_key, *id));
         }
     }
