@@ -938,16 +938,8 @@ impl Worker {
                         deliveries::release(c, tenant, &u.target_key, u.from, u.to, u.held).await?;
                     }
                     let Some(q) = &queue else { return Ok(None) };
-                    let waiting = sent.iter().zip(&states).find(|(_, state)| **state == "failed");
-                    let next = match (waiting, &unsent, sent.last()) {
-                        (Some((s, _)), _, _) => Some(s.delivery.id),
-                        (None, Some(u), _) => Some(u.from),
-                        (None, None, Some(last)) => Some(last.delivery.id + 1),
-                        (None, None, None) => None,
-                    };
-                    if let Some(next) = next {
-                        deliveries::advance_queue(c, tenant, &q.target_key, q.head, next).await?;
-                    }
+                    let unsent_from = unsent.as_ref().map(|u| u.from);
+                    deliveries::advance_queue(c, tenant, &q.target_key, q.head, &outcomes, unsent_from).await?;
                     if !q.claim_next {
                         return Ok(None);
                     }

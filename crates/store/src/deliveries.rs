@@ -343,18 +343,24 @@ async fn raise_bound(conn: &mut Conn, tenant: TenantId, target_key: &str, from: 
     Ok(())
 }
 
-/// After a batch claimed at `head` is recorded: the queue's first delivery
-/// that may still wait is `next` (the batch's first one left waiting, or
-/// the one after the batch), so its bound rises there, unless it moved
-/// since the claim.
+/// After a batch claimed at `head` is recorded, with the `outcomes` of
+/// what was sent and the rest let go from `unsent_from`: the queue's first
+/// delivery that may still wait is the first that failed, else the first
+/// not sent, else the one after the last sent, so its bound rises there,
+/// unless it moved since the claim.
 pub async fn advance_queue(
     conn: &mut Conn,
     tenant: TenantId,
     target_key: &str,
     head: i64,
-    next: i64,
+    outcomes: &[Outcome<'_>],
+    unsent_from: Option<i64>,
 ) -> StoreResult<()> {
-    raise_bound(conn, tenant, target_key, head, next).await
+    let failed = outcomes.iter().find(|o| o.state() == "failed").map(|o| o.id);
+    match failed.or(unsent_from).or_else(|| outcomes.last().map(|o| o.id + 1)) {
+        Some(next) => raise_bound(conn, tenant, target_key, head, next).await,
+        None => Ok(()),
+    }
 }
 
 /// Sets the bound of the tenant's queue `target_key` to its first waiting
@@ -1025,14 +1031,14 @@ mod tests {
             .expect("claimed");
         let claimed: Vec<i64> = batch[0].deliveries.iter().map(|d| d.id).collect();
         assert_eq!(claimed, ids[..4]);
-        let (head, next) = (ids[0], ids[4]);
+        let head = ids[0];
         store
             .write(move |c| {
                 Box::pin(async move {
                     let outcomes: Vec<Outcome> =
                         claimed.iter().map(|id| Outcome { id: *id, attempt: &ok, at: t0, retry_at: None }).collect();
                     record_attempts(c, tenant, &outcomes).await?;
-                    advance_queue(c, tenant, "test:0", head, next).await
+                    advance_queue(c, tenant, "test:0", head, &outcomes, None).await
                 })
             })
             .await
@@ -1044,7 +1050,13 @@ mod tests {
         // A stale advance (from a bound that has moved) changes nothing.
         let (first, second, last) = (ids[0], ids[1], ids[9]);
         store
-            .write(move |c| Box::pin(async move { advance_queue(c, tenant, "test:0", head, last + 1).await }))
+            .write(move |c| {
+                Box::pin(async move {
+                    let ok = Attempt { status: Some(200), error: None, duration_ms: 1, ok: true };
+                    let sent = [Outcome { id: last, attempt: &ok, at: t0, retry_at: None }];
+                    advance_queue(c, tenant, "test:0", head, &sent, None).await
+                })
+            })
             .await
             .expect("advanced");
         assert_eq!(bound(&store, tenant).await, ids[4]);
